@@ -1,0 +1,1 @@
+"""Validation and benchmark harness for transformers x torch upgrades."""

@@ -1,0 +1,261 @@
+"""Command line: the bench options nox passes through, the run summary, `python -m harness`.
+
+Bad input is the user's mistake, not ours: one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from rich.console import Console
+from rich.table import Table
+
+from harness import matrix as matrix_mod
+from harness import results
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+USAGE_EXIT = 2
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_MATRIX = REPO / "matrix.yaml"
+REPORTS = REPO / "reports"
+
+
+class UsageError(Exception):
+    """A mistake in what the user typed or wrote; shown as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+@dataclass(frozen=True)
+class BenchArgs:
+    profile: str
+    models: tuple[str, ...] | None
+    stacks: tuple[str, ...] | None
+    repeats: int | None
+    out: Path | None
+    mode: str | None
+    timeout_s: float | None
+
+
+def _ids(text: str) -> tuple[str, ...]:
+    ids = tuple(i.strip() for i in text.split(",") if i.strip())
+    if not ids:
+        raise argparse.ArgumentTypeError("expected one or more comma-separated ids")
+    return ids
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def bench_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="nox -s bench --", add_help=False)
+    p.add_argument("--profile", default="default", help="smoke, default or full")
+    p.add_argument("--models", type=_ids, default=None, help="model ids, comma-separated")
+    p.add_argument("--stacks", type=_ids, default=None, help="stack ids, comma-separated")
+    p.add_argument("--repeats", type=_positive_int, default=None)
+    p.add_argument("--out", type=Path, default=None, help="run folder (default reports/<run-id>)")
+    p.add_argument("--mode", choices=("forkserver", "fresh"), default=None)
+    p.add_argument("--timeout", dest="timeout_s", type=_positive_float, default=None)
+    return p
+
+
+def parse_bench_args(argv: Sequence[str], matrix: matrix_mod.Matrix) -> BenchArgs:
+    ns = bench_parser().parse_args(list(argv))
+    args = BenchArgs(
+        profile=ns.profile,
+        models=ns.models,
+        stacks=ns.stacks,
+        repeats=ns.repeats,
+        out=ns.out,
+        mode=ns.mode,
+        timeout_s=ns.timeout_s,
+    )
+    # Unknown profile, model or stack ids are caught here, before anything is installed.
+    try:
+        matrix.cells(args.profile, models=args.models, stacks=args.stacks)
+    except matrix_mod.MatrixError as exc:
+        raise UsageError(str(exc)) from None
+    return args
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.strftime("%Y%m%d-%H%M%S")
+
+
+def run_dir_for(args: BenchArgs, run_id: str) -> Path:
+    return args.out if args.out is not None else REPORTS / run_id
+
+
+def point_latest(run_dir: Path) -> None:
+    """reports/latest -> the newest run, swapped atomically with a rename."""
+    run_dir = run_dir.resolve()
+    if run_dir.parent != REPORTS.resolve():
+        return
+    tmp = REPORTS / f".latest.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run_dir.name)
+    tmp.replace(REPORTS / "latest")
+
+
+def write_manifest(run_dir: Path, matrix_path: Path, args: BenchArgs, run_id: str, **extra: Any) -> None:
+    path = run_dir / "run.json"
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    data.update(
+        {
+            "run_id": run_id,
+            "schema_version": results.SCHEMA_VERSION,
+            "command": sys.argv,
+            "matrix": str(matrix_path),
+            "matrix_sha256": hashlib.sha256(matrix_path.read_bytes()).hexdigest(),
+            "profile": args.profile,
+            "models": args.models,
+            "stacks": args.stacks,
+            **extra,
+        }
+    )
+    data.setdefault("started_at", dt.datetime.now(dt.timezone.utc).isoformat())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+
+
+# ---------------------------------------------------------------- summary
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def summary_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (stack, cell): medians over repeats, and the worst status seen."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in records:
+        groups.setdefault((r["stack_id"], r["cell_id"]), []).append(r)
+    rows = []
+    for (stack, cell), group in groups.items():
+        statuses = sorted({r["status"] for r in group}, key=results.STATUSES.index)
+        ok = [r for r in group if r["status"] == "ok"]
+        texts = ok[0]["output_text"] if ok else []
+        message = next((r["message"] for r in group if r["status"] != "ok"), "")
+        rows.append(
+            {
+                "stack": stack,
+                "cell": cell,
+                "runs": len(group),
+                "status": "/".join(statuses),
+                "load_s": results.median_or_none(r["load_s"] for r in ok),
+                "ttft_s": results.median_or_none(r["ttft_s"] for r in ok),
+                "tokens_per_s": results.median_or_none(r["tokens_per_s"] for r in ok),
+                "peak_mb": results.median_or_none(r["peak_mb"] for r in ok),
+                "anon_mb": results.median_or_none(r["anon_mb"] for r in ok),
+                "file_mb": results.median_or_none(r["file_mb"] for r in ok),
+                "peak_ratio": results.median_or_none(r["peak_ratio"] for r in ok),
+                "text": (texts[0] if texts else message)[:40],
+            }
+        )
+    return rows
+
+
+def print_summary(records: Sequence[dict[str, Any]], console: Console | None = None) -> None:
+    console = console or Console(width=200)
+    table = Table(title="load + generate, medians over repeats (MiB relative to pre-load RSS)")
+    columns = ("stack", "cell", "runs", "status", "load s", "ttft s", "tok/s", "peak MiB",
+               "anon MiB", "file MiB", "peak/params", "first output or message")  # fmt: skip
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in summary_rows(records):
+        table.add_row(
+            row["stack"], row["cell"], str(row["runs"]), row["status"],
+            _fmt(row["load_s"], 3), _fmt(row["ttft_s"], 3), _fmt(row["tokens_per_s"]),
+            _fmt(row["peak_mb"]), _fmt(row["anon_mb"]), _fmt(row["file_mb"]),
+            _fmt(row["peak_ratio"], 2), row["text"].replace("\n", " "),
+        )  # fmt: skip
+    console.print(table)
+    counts: dict[str, int] = {}
+    for r in records:
+        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    console.print("records: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+def finish_run(run_dir: Path, console: Console | None = None) -> int:
+    """Print the run's summary; the exit code says whether anything other than ok/unsupported happened."""
+    records = results.read_run(run_dir)
+    console = console or Console(width=200)
+    if not records:
+        console.print(f"no records in {run_dir}")
+        return 1
+    print_summary(records, console)
+    bad = results.failed(records)
+    for r in bad[:20]:
+        console.print(f"  {r['status']}: {r['stack_id']} {r['cell_id']} #{r['repeat']}: {r['message']}", markup=False)
+    manifest = run_dir / "run.json"
+    if manifest.exists():
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        data["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat()
+        data["exit_code"] = 1 if bad else 0
+        manifest.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+    console.print(f"run folder: {run_dir}")
+    return 1 if bad else 0
+
+
+# ---------------------------------------------------------------- python -m harness
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _Parser(prog="python -m harness")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_val = sub.add_parser("validate", help="check matrix.yaml")
+    p_val.add_argument("matrix", nargs="?", type=Path, default=DEFAULT_MATRIX)
+    p_cells = sub.add_parser("cells", help="list the cells a profile runs")
+    p_cells.add_argument("--matrix", type=Path, default=DEFAULT_MATRIX)
+    p_cells.add_argument("rest", nargs=argparse.REMAINDER)
+    p_sum = sub.add_parser("summary", help="print a run's summary; exit 1 on failures")
+    p_sum.add_argument("run_dir", type=Path)
+    try:
+        ns = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        if ns.command == "validate":
+            m = matrix_mod.load(ns.matrix)
+            print(f"{ns.matrix}: ok, {len(m.stacks)} stacks, {len(m.models)} models")
+            return 0
+        if ns.command == "cells":
+            m = matrix_mod.load(ns.matrix)
+            args = parse_bench_args(ns.rest, m)
+            for cell in m.cells(args.profile, models=args.models, stacks=args.stacks):
+                print(f"{cell.stack.id} {cell.id}")
+            return 0
+        if not ns.run_dir.is_dir():
+            raise UsageError(f"{ns.run_dir}: no such run folder")
+        return finish_run(ns.run_dir)
+    except (UsageError, matrix_mod.MatrixError) as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        return USAGE_EXIT

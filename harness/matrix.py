@@ -1,0 +1,930 @@
+"""Load, validate and expand matrix.yaml into cells: stack x model x scenario.
+
+Every problem in the file is a `MatrixError` whose text is one line,
+``<file>:<line>: <key.path>: <problem>``. Line numbers come from PyYAML's node tree
+(`yaml.compose`), so they point at the offending key or value, and duplicate mapping keys,
+which PyYAML's loader silently collapses, are caught.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, NoReturn, TypeVar
+
+import yaml
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+
+__all__ = [
+    "CHECKPOINT_FORMATS",
+    "DEVICE_MAPS",
+    "DTYPES",
+    "EMBEDDED",
+    "MODES",
+    "PRESETS",
+    "PROFILES_REQUIRED",
+    "SOURCES",
+    "Axes",
+    "Cell",
+    "Matrix",
+    "MatrixError",
+    "Model",
+    "Profile",
+    "Rule",
+    "Scenario",
+    "Settings",
+    "Stack",
+    "load",
+]
+
+PRESETS = ("gpt2-124m", "gpt2-355m", "gpt2-774m", "gpt2-1.5b")
+EMBEDDED = ("tiny-gpt2",)
+SOURCES = ("embedded", "preset", "local", "hub")
+MODES = ("forkserver", "fresh")
+DEVICE_MAPS = ("cpu", "auto", "cuda")  # plus None: the keyword is not passed
+DTYPES = ("float32", "bfloat16", "float16")
+CHECKPOINT_FORMATS = ("safetensors", "bin")
+PROFILES_REQUIRED = ("smoke", "default", "full")
+
+AXES = ("low_cpu_mem_usage", "device_map", "dtype", "checkpoint_format")
+_DTYPE_SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+_FORMAT_SHORT = {"safetensors": "st", "bin": "bin"}
+
+_TOP_KEYS = ("settings", "stacks", "models", "scenarios", "exclude", "include", "profiles")
+_SETTINGS_KEYS = ("repeats", "timeout_s", "mode", "max_new_tokens")
+_STACK_KEYS = (
+    "id",
+    "python",
+    "transformers",
+    "torch",
+    "accelerate",
+    "pins",
+    "find_links",
+    "index_url",
+    "torch_backend",
+)
+_MODEL_KEYS = (
+    "source",
+    "prompts",
+    "fixture",
+    "preset",
+    "path",
+    "repo",
+    "revision",
+    "trust_remote_code",
+)
+_SOURCE_KEYS = {
+    "embedded": ("source", "prompts", "fixture"),
+    "preset": ("source", "prompts", "preset"),
+    "local": ("source", "prompts", "path", "trust_remote_code"),
+    "hub": ("source", "prompts", "repo", "revision", "trust_remote_code"),
+}
+_SCENARIO_KEYS = (*AXES, "max_new_tokens")
+_RULE_KEYS = ("stack", "model", *AXES)
+_PROFILE_KEYS = ("models", "stacks", "scenarios", "repeats", "include", "exclude")
+
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
+_PYTHON_RE = re.compile(r"3\.(\d{1,2})")
+_PYTHON_MINORS = range(8, 15)
+_REPO_RE = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
+_URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+_TORCH_BACKEND_RE = re.compile(r"auto|cpu|xpu|cu\d+|rocm\d+(\.\d+)*")
+
+_STR = "tag:yaml.org,2002:str"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_MERGE = "tag:yaml.org,2002:merge"
+_KINDS = {
+    _INT: "a YAML integer",
+    _FLOAT: "a YAML float",
+    _BOOL: "a YAML boolean",
+    "tag:yaml.org,2002:timestamp": "a YAML timestamp",
+}
+_CONSTRUCT = yaml.constructor.SafeConstructor()
+
+T = TypeVar("T")
+AxisValue = bool | str | None
+_Entries = dict[str, tuple[yaml.Node, yaml.Node]]
+
+
+class MatrixError(Exception):
+    """A problem with the matrix file or a lookup in it; str() is a single line."""
+
+
+# --------------------------------------------------------------------------- data model
+
+
+@dataclass(frozen=True)
+class Stack:
+    id: str
+    python: str
+    transformers: str
+    torch: str
+    accelerate: str | None = None
+    pins: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+    index_url: str | None = None
+    torch_backend: str | None = None
+
+    def requirements(self) -> tuple[str, ...]:
+        """What to install: core pins, accelerate (bare when unpinned), psutil, extra pins."""
+        reqs = [f"torch=={self.torch}", f"transformers=={self.transformers}"]
+        if self.accelerate is not None:
+            reqs.append(f"accelerate=={self.accelerate}")
+        elif not any(_requirement_name(pin) == "accelerate" for pin in self.pins):
+            reqs.append("accelerate")  # unpinned: the resolver picks one that fits
+        return (*reqs, "psutil", *self.pins)
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    source: str
+    location: str
+    prompts: tuple[str, ...]
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class Scenario:
+    low_cpu_mem_usage: bool | None
+    device_map: str | None
+    dtype: str
+    checkpoint_format: str
+    max_new_tokens: int
+
+    @property
+    def id(self) -> str:
+        lcmu = _axis_text(self.low_cpu_mem_usage, "omit")
+        dm = _axis_text(self.device_map)
+        fmt = _FORMAT_SHORT[self.checkpoint_format]
+        return f"{fmt}/{_DTYPE_SHORT[self.dtype]}/lcmu={lcmu}/dm={dm}"
+
+
+@dataclass(frozen=True)
+class Cell:
+    stack: Stack
+    model: Model
+    scenario: Scenario
+
+    @property
+    def id(self) -> str:
+        """Unique within one stack; the stack id is kept apart (it names the environment)."""
+        return f"{self.model.id}/{self.scenario.id}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    repeats: int = 3
+    timeout_s: float = 600.0
+    mode: str = "forkserver"
+    max_new_tokens: int = 20
+
+
+@dataclass(frozen=True)
+class Axes:
+    """Scenario axes; an empty tuple (or None for max_new_tokens) means "not given here"."""
+
+    low_cpu_mem_usage: tuple[bool | None, ...] = ()
+    device_map: tuple[str | None, ...] = ()
+    dtype: tuple[str, ...] = ()
+    checkpoint_format: tuple[str, ...] = ()
+    max_new_tokens: int | None = None
+
+    def overlay(self, other: Axes) -> Axes:
+        """These axes with every axis that `other` gives replaced by other's values."""
+        return Axes(
+            low_cpu_mem_usage=other.low_cpu_mem_usage or self.low_cpu_mem_usage,
+            device_map=other.device_map or self.device_map,
+            dtype=other.dtype or self.dtype,
+            checkpoint_format=other.checkpoint_format or self.checkpoint_format,
+            max_new_tokens=other.max_new_tokens or self.max_new_tokens,
+        )
+
+    def scenarios(self, max_new_tokens: int) -> list[Scenario]:
+        """The product, axis by axis in YAML order, values in the order listed."""
+        return [
+            Scenario(lcmu, dm, dtype, fmt, max_new_tokens)
+            for lcmu, dm, dtype, fmt in itertools.product(
+                self.low_cpu_mem_usage, self.device_map, self.dtype, self.checkpoint_format
+            )
+        ]
+
+
+DEFAULT_AXES = Axes(
+    low_cpu_mem_usage=(None,),
+    device_map=(None,),
+    dtype=("float32",),
+    checkpoint_format=("safetensors",),
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An include/exclude entry; an empty tuple means the key was not given (matches anything)."""
+
+    stack: tuple[str, ...] = ()
+    model: tuple[str, ...] = ()
+    low_cpu_mem_usage: tuple[bool | None, ...] = ()
+    device_map: tuple[str | None, ...] = ()
+    dtype: tuple[str, ...] = ()
+    checkpoint_format: tuple[str, ...] = ()
+
+    def matches(self, cell: Cell) -> bool:
+        sc = cell.scenario
+        pairs: tuple[tuple[tuple[AxisValue, ...], AxisValue], ...] = (
+            (self.stack, cell.stack.id),
+            (self.model, cell.model.id),
+            (self.low_cpu_mem_usage, sc.low_cpu_mem_usage),
+            (self.device_map, sc.device_map),
+            (self.dtype, sc.dtype),
+            (self.checkpoint_format, sc.checkpoint_format),
+        )
+        return all(not wanted or value in wanted for wanted, value in pairs)
+
+    @property
+    def axes(self) -> Axes:
+        return Axes(self.low_cpu_mem_usage, self.device_map, self.dtype, self.checkpoint_format)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    models: tuple[str, ...] = ()  # empty: all models
+    stacks: tuple[str, ...] = ()  # empty: all stacks
+    axes: Axes = Axes()  # overrides the top-level scenario axes, axis by axis
+    repeats: int | None = None  # None: settings.repeats
+    include: tuple[Rule, ...] = ()
+    exclude: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True)
+class Matrix:
+    path: Path
+    settings: Settings
+    stacks: tuple[Stack, ...]
+    models: tuple[Model, ...]
+    profiles: Mapping[str, Profile]
+    axes: Axes = DEFAULT_AXES  # top-level `scenarios`, complete
+    include: tuple[Rule, ...] = ()  # top-level rules, applied in every profile
+    exclude: tuple[Rule, ...] = ()
+
+    def stack(self, stack_id: str) -> Stack:
+        for stack in self.stacks:
+            if stack.id == stack_id:
+                return stack
+        raise MatrixError(_unknown("stack id", stack_id, [s.id for s in self.stacks]))
+
+    def model(self, model_id: str) -> Model:
+        for model in self.models:
+            if model.id == model_id:
+                return model
+        raise MatrixError(_unknown("model id", model_id, [m.id for m in self.models]))
+
+    def profile(self, name: str) -> Profile:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            raise MatrixError(_unknown("profile", name, list(self.profiles))) from None
+
+    def repeats(self, profile: str) -> int:
+        repeats = self.profile(profile).repeats
+        return self.settings.repeats if repeats is None else repeats
+
+    def cells(
+        self,
+        profile: str = "default",
+        *,
+        models: Sequence[str] | None = None,
+        stacks: Sequence[str] | None = None,
+    ) -> list[Cell]:
+        """The profile's cells, in stack, model, scenario order; `models`/`stacks` narrow it."""
+        prof = self.profile(profile)
+        stack_ids = _narrow(prof.stacks or [s.id for s in self.stacks], stacks, self.stack)
+        model_ids = _narrow(prof.models or [m.id for m in self.models], models, self.model)
+        axes = self.axes.overlay(prof.axes)
+        max_new_tokens = axes.max_new_tokens or self.settings.max_new_tokens
+        scenarios = axes.scenarios(max_new_tokens)
+        exclude = (*self.exclude, *prof.exclude)
+        cells: dict[Cell, None] = {}
+        for stack_id, model_id in itertools.product(stack_ids, model_ids):
+            for scenario in scenarios:
+                cell = Cell(self.stack(stack_id), self.model(model_id), scenario)
+                if not any(rule.matches(cell) for rule in exclude):
+                    cells[cell] = None
+        for rule in (*self.include, *prof.include):
+            extra = rule.axes.scenarios(max_new_tokens)
+            for stack_id in stack_ids:
+                for model_id in model_ids:
+                    if (not rule.stack or stack_id in rule.stack) and model_id in rule.model:
+                        stack, model = self.stack(stack_id), self.model(model_id)
+                        cells.update(dict.fromkeys(Cell(stack, model, sc) for sc in extra))
+        return list(cells)
+
+
+def load(path: str | Path) -> Matrix:
+    """Read and validate a matrix file; any problem raises a one-line `MatrixError`."""
+    label = str(path)
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MatrixError(f"{label}: no such file") from None
+    except UnicodeDecodeError:
+        raise MatrixError(f"{label}: not UTF-8 text") from None
+    except OSError as exc:
+        raise MatrixError(f"{label}: cannot read: {exc.strerror or exc}") from None
+    return _Loader(label, file.resolve().parent).document(text, file)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _axis_text(value: AxisValue, none: str = "none") -> str:
+    if value is None:
+        return none
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def _unknown(what: str, name: str, known: Iterable[str]) -> str:
+    return f"unknown {what} {name!r} (known: {', '.join(sorted(known))})"
+
+
+def _narrow(
+    base: Sequence[str], wanted: Sequence[str] | None, lookup: Callable[[str], object]
+) -> list[str]:
+    if wanted is None:
+        return list(base)
+    if isinstance(wanted, str):
+        wanted = (wanted,)
+    for name in wanted:
+        lookup(name)  # raises for unknown ids
+    return [name for name in base if name in wanted]
+
+
+def _requirement_name(text: str) -> str:
+    return canonicalize_name(Requirement(text).name)
+
+
+def _got(node: yaml.Node) -> str:
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    if node.tag == _STR:
+        return repr(node.value)
+    if node.tag == _NULL:
+        return "nothing (null)"
+    return f"{node.value} ({_KINDS.get(node.tag, f'tagged {node.tag}')})"
+
+
+def _is_null(node: yaml.Node | None) -> bool:
+    return node is None or (isinstance(node, yaml.ScalarNode) and node.tag == _NULL)
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s*[\r\n]+\s*", " ", text)
+
+
+def _child(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+class _Loader:
+    """Walks the composed node tree; every check knows its node, hence its line."""
+
+    def __init__(self, label: str, base: Path) -> None:
+        self.label = label
+        self.base = base
+
+    def error(self, node: yaml.Node | None, path: str, problem: str) -> MatrixError:
+        line = 1 if node is None else node.start_mark.line + 1
+        return MatrixError(_one_line(f"{self.label}:{line}: {path}: {problem}"))
+
+    def fail(self, node: yaml.Node | None, path: str, problem: str) -> NoReturn:
+        raise self.error(node, path, problem)
+
+    # ---- the document
+
+    def document(self, text: str, file: Path) -> Matrix:
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = 1 if mark is None else mark.line + 1
+            problem = exc.problem or exc.context or "invalid YAML"
+            if exc.problem and exc.context:
+                problem = f"{exc.problem} ({exc.context})"
+            msg = f"{self.label}:{line}: YAML syntax error: {problem}"
+            raise MatrixError(_one_line(msg)) from None
+        except yaml.YAMLError as exc:
+            msg = f"{self.label}:1: YAML syntax error: {exc}"
+            raise MatrixError(_one_line(msg)) from None
+        if root is None:
+            self.fail(None, "(top level)", "the file is empty; expected stacks, models, profiles")
+        top = self.mapping(root, "", _TOP_KEYS, ("stacks", "models", "profiles"))
+        settings = self.settings(top.get("settings"))
+        stacks = self.stacks(top["stacks"][1])
+        models = self.models(top["models"][1])
+        stack_ids = [s.id for s in stacks]
+        model_ids = [m.id for m in models]
+        axes = DEFAULT_AXES.overlay(self.axes(top.get("scenarios"), "scenarios"))
+        refs = (self.reference("stack", stack_ids), self.reference("model", model_ids))
+        include = self.rules(top.get("include"), "include", refs, include=True)
+        exclude = self.rules(top.get("exclude"), "exclude", refs, include=False)
+        profiles, lines = self.profiles(top["profiles"][1], stack_ids, model_ids)
+        matrix = Matrix(
+            path=file,
+            settings=settings,
+            stacks=stacks,
+            models=models,
+            profiles=MappingProxyType(profiles),
+            axes=axes,
+            include=include,
+            exclude=exclude,
+        )
+        for name, key_node in lines.items():
+            if not matrix.cells(name):
+                problem = f"profile {name!r} selects no cells (its exclude rules remove them all)"
+                self.fail(key_node, f"profiles.{name}", problem)
+        return matrix
+
+    # ---- generic shapes
+
+    def mapping(
+        self,
+        node: yaml.Node,
+        path: str,
+        allowed: Sequence[str] | None = None,
+        required: Sequence[str] = (),
+    ) -> _Entries:
+        where = path or "(top level)"
+        if not isinstance(node, yaml.MappingNode):
+            self.fail(node, where, f"expected a mapping, got {_got(node)}")
+        entries = self.entries(node, where, set())
+        for key, (key_node, _) in entries.items():
+            if allowed is not None and key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                problem = f"unknown key {key!r} ({hint}allowed: {', '.join(allowed)})"
+                self.fail(key_node, _child(path, key), problem)
+        for key in required:
+            if key not in entries:
+                self.fail(node, where, f"missing required key {key!r}")
+        return entries
+
+    def entries(self, node: yaml.MappingNode, path: str, active: set[int]) -> _Entries:
+        """Keys to (key node, value node); duplicates fail, `<<` merge keys are honored."""
+        if id(node) in active:
+            self.fail(node, path, "recursive merge key")
+        active.add(id(node))
+        own: _Entries = {}
+        merged: _Entries = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                for source in self.merge_sources(value_node, path):
+                    for key, pair in self.entries(source, path, active).items():
+                        merged.setdefault(key, pair)
+                continue
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _NULL:
+                self.fail(key_node, path, f"keys must be plain strings, got {_got(key_node)}")
+            key = str(key_node.value)
+            if key in own:
+                first = own[key][0].start_mark.line + 1
+                self.fail(
+                    key_node, _child(path, key), f"duplicate key {key!r} (first at line {first})"
+                )
+            own[key] = (key_node, value_node)
+        active.discard(id(node))
+        return {**merged, **own}
+
+    def merge_sources(self, node: yaml.Node, path: str) -> list[yaml.MappingNode]:
+        items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        for item in items:
+            if not isinstance(item, yaml.MappingNode):
+                self.fail(item, path, f"a merge key (<<) needs a mapping, got {_got(item)}")
+        return list(items)
+
+    def sequence(self, node: yaml.Node, path: str) -> list[yaml.Node]:
+        if not isinstance(node, yaml.SequenceNode):
+            self.fail(node, path, f"expected a list, got {_got(node)}")
+        return list(node.value)
+
+    def string(self, node: yaml.Node, path: str, what: str = "a string") -> str:
+        if not isinstance(node, yaml.ScalarNode) or node.tag != _STR:
+            quote = isinstance(node, yaml.ScalarNode) and node.tag != _NULL
+            self.fail(
+                node, path, f"expected {what}, got {_got(node)}{'; quote it' if quote else ''}"
+            )
+        value = str(node.value)
+        if not value.strip():
+            self.fail(node, path, f"expected {what}, got an empty string")
+        return value
+
+    def integer(self, node: yaml.Node, path: str) -> int:
+        if not isinstance(node, yaml.ScalarNode) or node.tag != _INT:
+            self.fail(node, path, f"expected a positive integer, got {_got(node)}")
+        value = _CONSTRUCT.construct_yaml_int(node)
+        if value < 1:
+            self.fail(node, path, f"must be positive, got {value}")
+        return value
+
+    def number(self, node: yaml.Node, path: str) -> float:
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in (_INT, _FLOAT):
+            self.fail(node, path, f"expected a positive number, got {_got(node)}")
+        if node.tag == _INT:
+            value = float(_CONSTRUCT.construct_yaml_int(node))
+        else:
+            value = _CONSTRUCT.construct_yaml_float(node)
+        if not math.isfinite(value) or value <= 0:
+            self.fail(node, path, f"must be positive and finite, got {node.value}")
+        return value
+
+    def boolean(self, node: yaml.Node, path: str) -> bool:
+        if not isinstance(node, yaml.ScalarNode) or node.tag != _BOOL:
+            self.fail(node, path, f"expected true or false, got {_got(node)}")
+        return _CONSTRUCT.construct_yaml_bool(node)
+
+    def choice(self, node: yaml.Node, path: str, choices: Sequence[str]) -> str:
+        expected = f"one of {', '.join(choices)}"
+        value = self.string(node, path, expected)
+        if value not in choices:
+            self.fail(node, path, f"expected {expected}, got {value!r}")
+        return value
+
+    def optional(
+        self, entries: _Entries, key: str, path: str, parse: Callable[[yaml.Node, str], T]
+    ) -> T | None:
+        """Parse `key` if present; absent or null means "not given"."""
+        if key not in entries or _is_null(entries[key][1]):
+            return None
+        return parse(entries[key][1], _child(path, key))
+
+    def values(
+        self, entries: _Entries, key: str, path: str, parse: Callable[[yaml.Node, str], T]
+    ) -> tuple[T, ...]:
+        """A scalar or a non-empty list of distinct values; () when the key is absent."""
+        if key not in entries:
+            return ()
+        node, where = entries[key][1], _child(path, key)
+        if not isinstance(node, yaml.SequenceNode):
+            return (parse(node, where),)
+        if not node.value:
+            self.fail(node, where, "must not be empty (omit the key instead)")
+        out: list[T] = []
+        for i, item in enumerate(node.value):
+            value = parse(item, f"{where}[{i}]")
+            if value in out:
+                self.fail(item, f"{where}[{i}]", f"duplicate value {_got(item)}")
+            out.append(value)
+        return tuple(out)
+
+    # ---- settings
+
+    def settings(self, pair: tuple[yaml.Node, yaml.Node] | None) -> Settings:
+        if pair is None or _is_null(pair[1]):
+            return Settings()
+        entries = self.mapping(pair[1], "settings", _SETTINGS_KEYS)
+        default = Settings()
+        repeats = self.optional(entries, "repeats", "settings", self.integer)
+        timeout_s = self.optional(entries, "timeout_s", "settings", self.number)
+        mode = self.optional(entries, "mode", "settings", self.mode)
+        max_new_tokens = self.optional(entries, "max_new_tokens", "settings", self.integer)
+        return Settings(
+            repeats=default.repeats if repeats is None else repeats,
+            timeout_s=default.timeout_s if timeout_s is None else timeout_s,
+            mode=default.mode if mode is None else mode,
+            max_new_tokens=default.max_new_tokens if max_new_tokens is None else max_new_tokens,
+        )
+
+    def mode(self, node: yaml.Node, path: str) -> str:
+        return self.choice(node, path, MODES)
+
+    # ---- stacks
+
+    def stacks(self, node: yaml.Node) -> tuple[Stack, ...]:
+        items = self.sequence(node, "stacks")
+        if not items:
+            self.fail(node, "stacks", "must list at least one stack")
+        seen: dict[str, str] = {}
+        stacks: list[Stack] = []
+        for i, item in enumerate(items):
+            path = f"stacks[{i}]"
+            stack = self.stack(item, path)
+            if stack.id in seen:
+                entries = self.mapping(item, path)
+                where = entries["id"][1] if "id" in entries else item
+                problem = f"duplicate stack id {stack.id!r} (also {seen[stack.id]})"
+                self.fail(where, _child(path, "id"), problem)
+            seen[stack.id] = f"{path}, line {item.start_mark.line + 1}"
+            stacks.append(stack)
+        return tuple(stacks)
+
+    def stack(self, node: yaml.Node, path: str) -> Stack:
+        entries = self.mapping(node, path, _STACK_KEYS, ("python", "transformers", "torch"))
+        python = self.python(entries["python"][1], f"{path}.python")
+        transformers = self.version(entries["transformers"][1], f"{path}.transformers", "4.46.3")
+        torch = self.version(entries["torch"][1], f"{path}.torch", "2.5.1")
+        accelerate = self.optional(entries, "accelerate", path, self.accelerate)
+        pins = self.pins(entries, path, accelerate_set=accelerate is not None)
+        find_links = self.values(entries, "find_links", path, self.find_link)
+        index_url = self.optional(entries, "index_url", path, self.url)
+        torch_backend = self.optional(entries, "torch_backend", path, self.torch_backend)
+        stack_id = self.optional(entries, "id", path, self.identifier)
+        return Stack(
+            id=stack_id or f"tf{transformers}-torch{torch}-py{python}",
+            python=python,
+            transformers=transformers,
+            torch=torch,
+            accelerate=accelerate,
+            pins=pins,
+            find_links=find_links,
+            index_url=index_url,
+            torch_backend=torch_backend,
+        )
+
+    def python(self, node: yaml.Node, path: str) -> str:
+        value = self.string(node, path, 'a Python version string like "3.11"')
+        match = _PYTHON_RE.fullmatch(value)
+        if match is None or int(match.group(1)) not in _PYTHON_MINORS:
+            problem = f"expected a Python major.minor version from 3.8 to 3.14, got {value!r}"
+            self.fail(node, path, problem)
+        return value
+
+    def version(self, node: yaml.Node, path: str, example: str) -> str:
+        value = self.string(node, path, f'a version string like "{example}"')
+        if value[:1] in "<>=!~^*" or "," in value:
+            problem = f'expected an exact version like "{example}", got the specifier {value!r}'
+            self.fail(node, path, problem)
+        try:
+            Version(value)
+        except InvalidVersion:
+            problem = f'invalid version {value!r}; expected an exact version like "{example}"'
+            self.fail(node, path, problem)
+        if value != value.strip():
+            self.fail(node, path, f"version {value!r} has surrounding spaces")
+        return value
+
+    def accelerate(self, node: yaml.Node, path: str) -> str:
+        return self.version(node, path, "1.1.1")
+
+    def pins(self, entries: _Entries, path: str, *, accelerate_set: bool) -> tuple[str, ...]:
+        pins = self.values(entries, "pins", path, self.requirement)
+        node = entries["pins"][1] if "pins" in entries else None
+        for i, pin in enumerate(pins):
+            name = _requirement_name(pin)
+            where = f"{path}.pins[{i}]" if isinstance(node, yaml.SequenceNode) else f"{path}.pins"
+            item = node.value[i] if isinstance(node, yaml.SequenceNode) else node
+            if name in ("torch", "transformers") or (name == "accelerate" and accelerate_set):
+                self.fail(item, where, f"{pin!r} conflicts with the stack's own {name!r} key")
+        return pins
+
+    def requirement(self, node: yaml.Node, path: str) -> str:
+        value = self.string(node, path, 'a requirement string like "numpy<2"')
+        try:
+            Requirement(value)
+        except InvalidRequirement as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else "unparsable"
+            self.fail(node, path, f"invalid requirement {value!r}: {reason}")
+        return value
+
+    def find_link(self, node: yaml.Node, path: str) -> str:
+        """A URL, or a folder; relative folders are taken from the matrix file's folder."""
+        value = self.string(node, path, "a URL or a folder path")
+        if _URL_RE.fullmatch(value):
+            return value
+        return str((self.base / Path(value).expanduser()).resolve())
+
+    def url(self, node: yaml.Node, path: str) -> str:
+        value = self.string(node, path, "a URL")
+        if not _URL_RE.fullmatch(value):
+            self.fail(node, path, f"expected a URL like https://host/simple, got {value!r}")
+        return value
+
+    def torch_backend(self, node: yaml.Node, path: str) -> str:
+        value = self.string(node, path, 'a uv torch backend like "cpu" or "cu124"')
+        if not _TORCH_BACKEND_RE.fullmatch(value):
+            problem = f"expected auto, cpu, xpu, cuXYZ or rocmX.Y, got {value!r}"
+            self.fail(node, path, problem)
+        return value
+
+    def identifier(self, node: yaml.Node, path: str) -> str:
+        value = self.string(node, path, "an id")
+        if not _ID_RE.fullmatch(value):
+            problem = f"invalid id {value!r}: use letters, digits and . _ + - (no / or spaces)"
+            self.fail(node, path, problem)
+        return value
+
+    # ---- models
+
+    def models(self, node: yaml.Node) -> tuple[Model, ...]:
+        entries = self.mapping(node, "models")
+        if not entries:
+            self.fail(node, "models", "must define at least one model")
+        return tuple(self.model(name, key, value) for name, (key, value) in entries.items())
+
+    def model(self, name: str, key: yaml.Node, node: yaml.Node) -> Model:
+        path = f"models.{name}"
+        if not _ID_RE.fullmatch(name):
+            problem = f"invalid model id {name!r}: use letters, digits and . _ + - (no / or spaces)"
+            self.fail(key, path, problem)
+        entries = self.mapping(node, path, _MODEL_KEYS, ("source", "prompts"))
+        source = self.choice(entries["source"][1], f"{path}.source", SOURCES)
+        for other, (other_key, _) in entries.items():
+            if other not in _SOURCE_KEYS[source]:
+                allowed = ", ".join(_SOURCE_KEYS[source])
+                problem = f"not allowed for source {source!r} (allowed: {allowed})"
+                self.fail(other_key, f"{path}.{other}", problem)
+        prompts = self.sequence(entries["prompts"][1], f"{path}.prompts")
+        if not prompts:
+            self.fail(entries["prompts"][1], f"{path}.prompts", "must list at least one prompt")
+        return Model(
+            id=name,
+            source=source,
+            location=self.location(source, name, key, entries, path),
+            prompts=tuple(self.string(p, f"{path}.prompts[{i}]") for i, p in enumerate(prompts)),
+            revision=self.optional(entries, "revision", path, self.string),
+            trust_remote_code=bool(self.optional(entries, "trust_remote_code", path, self.boolean)),
+        )
+
+    def location(self, source: str, name: str, key: yaml.Node, entries: _Entries, path: str) -> str:
+        if source in ("embedded", "preset"):
+            field, known = ("fixture", EMBEDDED) if source == "embedded" else ("preset", PRESETS)
+            node, where = key, path
+            if field in entries:
+                node, where = entries[field][1], f"{path}.{field}"
+                name = self.string(node, where)
+            if name not in known:
+                label = "embedded fixture" if source == "embedded" else "preset"
+                self.fail(node, where, _unknown(label, name, known))
+            return name
+        field = "path" if source == "local" else "repo"
+        if field not in entries:
+            self.fail(entries["source"][0], path, f"source {source!r} needs the key {field!r}")
+        node, where = entries[field][1], f"{path}.{field}"
+        if source == "local":
+            value = self.string(node, where, "a folder path")
+            return str((self.base / Path(value).expanduser()).resolve())
+        value = self.string(node, where, 'a Hub repo id like "gpt2" or "org/name"')
+        if not _REPO_RE.fullmatch(value):
+            self.fail(node, where, f"invalid Hub repo id {value!r}")
+        return value
+
+    # ---- scenario axes and rules
+
+    def axes(self, pair: tuple[yaml.Node, yaml.Node] | None, path: str) -> Axes:
+        if pair is None or _is_null(pair[1]):
+            return Axes()
+        entries = self.mapping(pair[1], path, _SCENARIO_KEYS)
+        return Axes(
+            low_cpu_mem_usage=self.values(entries, "low_cpu_mem_usage", path, self.lcmu),
+            device_map=self.values(entries, "device_map", path, self.device_map),
+            dtype=self.values(entries, "dtype", path, self.dtype),
+            checkpoint_format=self.values(entries, "checkpoint_format", path, self.fmt),
+            max_new_tokens=self.optional(entries, "max_new_tokens", path, self.integer),
+        )
+
+    def lcmu(self, node: yaml.Node, path: str) -> bool | None:
+        if isinstance(node, yaml.ScalarNode):
+            if node.tag == _BOOL:
+                return _CONSTRUCT.construct_yaml_bool(node)
+            if node.tag == _STR and node.value == "omit":
+                return None
+        raise self.error(node, path, f"expected omit, true or false, got {_got(node)}")
+
+    def device_map(self, node: yaml.Node, path: str) -> str | None:
+        if _is_null(node) or (
+            isinstance(node, yaml.ScalarNode) and node.tag == _STR and node.value == "none"
+        ):
+            return None
+        if isinstance(node, yaml.ScalarNode) and node.tag == _STR and node.value in DEVICE_MAPS:
+            return str(node.value)
+        raise self.error(node, path, f"expected none, {', '.join(DEVICE_MAPS)}, got {_got(node)}")
+
+    def dtype(self, node: yaml.Node, path: str) -> str:
+        return self.choice(node, path, DTYPES)
+
+    def fmt(self, node: yaml.Node, path: str) -> str:
+        return self.choice(node, path, CHECKPOINT_FORMATS)
+
+    def reference(
+        self, what: str, known: Sequence[str], selected: tuple[str, Sequence[str]] | None = None
+    ) -> Callable[[yaml.Node, str], str]:
+        """A parser for a stack/model id: one of `known` and, if given, of (scope, ids)."""
+
+        def parse(node: yaml.Node, path: str) -> str:
+            value = self.string(node, path, f"a {what} id")
+            if value not in known:
+                self.fail(node, path, _unknown(what, value, known))
+            if selected is not None and value not in selected[1]:
+                scope, ids = selected
+                problem = (
+                    f"{what} {value!r} is not selected by {scope} (selected: {', '.join(ids)})"
+                )
+                self.fail(node, path, problem)
+            return value
+
+        return parse
+
+    def rules(
+        self,
+        pair: tuple[yaml.Node, yaml.Node] | None,
+        path: str,
+        refs: tuple[Callable[[yaml.Node, str], str], Callable[[yaml.Node, str], str]],
+        *,
+        include: bool,
+    ) -> tuple[Rule, ...]:
+        """include/exclude entries; `refs` parse (and check) the stack and model ids."""
+        if pair is None or _is_null(pair[1]):
+            return ()
+        stack_ref, model_ref = refs
+        rules: list[Rule] = []
+        for i, node in enumerate(self.sequence(pair[1], path)):
+            where = f"{path}[{i}]"
+            entries = self.mapping(node, where, _RULE_KEYS)
+            if not entries:
+                keys = ", ".join(_RULE_KEYS)
+                self.fail(node, where, f"an empty rule matches every cell; give some of: {keys}")
+            missing = [key for key in ("model", *AXES) if key not in entries]
+            if include and missing:
+                problem = "an include rule needs model and every scenario axis"
+                self.fail(node, where, f"{problem} (missing: {', '.join(missing)})")
+            rules.append(
+                Rule(
+                    stack=self.values(entries, "stack", where, stack_ref),
+                    model=self.values(entries, "model", where, model_ref),
+                    low_cpu_mem_usage=self.values(entries, "low_cpu_mem_usage", where, self.lcmu),
+                    device_map=self.values(entries, "device_map", where, self.device_map),
+                    dtype=self.values(entries, "dtype", where, self.dtype),
+                    checkpoint_format=self.values(entries, "checkpoint_format", where, self.fmt),
+                )
+            )
+        return tuple(rules)
+
+    # ---- profiles
+
+    def profiles(
+        self, node: yaml.Node, stack_ids: Sequence[str], model_ids: Sequence[str]
+    ) -> tuple[dict[str, Profile], dict[str, yaml.Node]]:
+        entries = self.mapping(node, "profiles")
+        for name in PROFILES_REQUIRED:
+            if name not in entries:
+                self.fail(node, "profiles", f"missing required profile {name!r}")
+        profiles: dict[str, Profile] = {}
+        keys: dict[str, yaml.Node] = {}
+        for name, (key, value) in entries.items():
+            profiles[name] = self.profile(name, key, value, stack_ids, model_ids)
+            keys[name] = key
+        return profiles, keys
+
+    def profile(
+        self,
+        name: str,
+        key: yaml.Node,
+        node: yaml.Node,
+        stack_ids: Sequence[str],
+        model_ids: Sequence[str],
+    ) -> Profile:
+        path = f"profiles.{name}"
+        if not _ID_RE.fullmatch(name):
+            self.fail(key, path, f"invalid profile name {name!r}")
+        entries = {} if _is_null(node) else self.mapping(node, path, _PROFILE_KEYS)
+        for list_key in ("models", "stacks"):
+            if list_key in entries:
+                self.sequence(entries[list_key][1], f"{path}.{list_key}")
+        models = self.values(entries, "models", path, self.reference("model", model_ids))
+        stacks = self.values(entries, "stacks", path, self.reference("stack", stack_ids))
+        refs = (self.reference("stack", stack_ids), self.reference("model", model_ids))
+        # An include rule may only add what the profile selects: a rule naming another
+        # model would otherwise be silently ignored.
+        scope = f"profile {name!r}"
+        include_refs = (
+            self.reference("stack", stack_ids, (scope, stacks)) if stacks else refs[0],
+            self.reference("model", model_ids, (scope, models)) if models else refs[1],
+        )
+        return Profile(
+            name=name,
+            models=models,
+            stacks=stacks,
+            axes=self.axes(entries.get("scenarios"), f"{path}.scenarios"),
+            repeats=self.optional(entries, "repeats", path, self.integer),
+            include=self.rules(
+                entries.get("include"), f"{path}.include", include_refs, include=True
+            ),
+            exclude=self.rules(entries.get("exclude"), f"{path}.exclude", refs, include=False),
+        )

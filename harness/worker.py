@@ -1,0 +1,552 @@
+"""Measure ONE load-and-generate run inside a stack's own environment.
+
+This file runs in the target environment, not in the harness's: it imports only the
+standard library, torch, transformers and psutil, and must import on Python >= 3.9.
+Results travel through a JSON file handed to it, never through stdout.
+
+Commands:
+  worker.py env --out FILE             versions, machine and installed packages
+  worker.py run --job FILE --out FILE  one run in this fresh interpreter (imports measured)
+  worker.py serve                      fork-server: import once, fork a child per job
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.metadata
+import json
+import os
+import platform
+import resource
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+WORKER_API = 1
+MIB = 1024 * 1024
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_DISTS = ("torch", "transformers", "accelerate", "safetensors", "tokenizers", "numpy", "psutil")
+
+
+# ---------------------------------------------------------------- kernel counters
+
+
+def _status_kib(fields: tuple[str, ...]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                key, _, rest = line.partition(":")
+                if key in fields:
+                    out[key] = int(rest.split()[0])
+    except OSError:
+        pass
+    return out
+
+
+def _maxrss_mb() -> float:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return rss / MIB if sys.platform == "darwin" else rss / 1024
+
+
+class Memory:
+    """Per-phase peaks: VmHWM reset through clear_refs on Linux, ru_maxrss elsewhere."""
+
+    def __init__(self) -> None:
+        self.method = "clear_refs" if self._reset_hwm() else "ru_maxrss"
+
+    @staticmethod
+    def _reset_hwm() -> bool:
+        try:
+            with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+                fh.write("5")
+        except OSError:
+            return False
+        return True
+
+    def reset(self) -> None:
+        if self.method == "clear_refs":
+            self._reset_hwm()
+
+    def snapshot(self) -> dict[str, float | None]:
+        kib = _status_kib(("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem"))
+        if self.method == "clear_refs" and "VmHWM" in kib:
+            hwm = kib["VmHWM"] / 1024
+        else:
+            # ru_maxrss cannot be reset: it is the process-lifetime peak.
+            hwm = _maxrss_mb()
+        rss = kib.get("VmRSS")
+        anon = kib.get("RssAnon")
+        file_ = kib.get("RssFile")
+        return {
+            "hwm_mb": hwm,
+            "rss_mb": rss / 1024 if rss is not None else None,
+            "anon_mb": anon / 1024 if anon is not None else None,
+            "file_mb": file_ / 1024 if file_ is not None else None,
+        }
+
+
+class AnonSampler(threading.Thread):
+    """Samples RssAnon, whose peak the kernel does not keep, from /proc/self/statm."""
+
+    def __init__(self, interval_s: float) -> None:
+        super().__init__(daemon=True, name="anon-sampler")
+        self.interval_s = interval_s
+        self._peak = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.samples = 0
+
+    @staticmethod
+    def _anon_pages() -> int:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            parts = fh.read().split()
+        # resident - shared(file + shmem) = anonymous pages
+        return int(parts[1]) - int(parts[2])
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.interval_s)
+
+    def sample(self) -> None:
+        try:
+            pages = self._anon_pages()
+        except OSError:
+            return
+        with self._lock:
+            self.samples += 1
+            self._peak = max(self._peak, pages)
+
+    def take_peak(self) -> float | None:
+        """The peak since the last call, in MiB; restarts the window."""
+        self.sample()
+        with self._lock:
+            peak, self._peak = self._peak, 0
+        return peak * _PAGE / MIB if peak else None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+# ---------------------------------------------------------------- version adaptation
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """Release part of a PEP 440 version: '2.5.1+cu124' -> (2, 5, 1)."""
+    parts: list[int] = []
+    for piece in text.split("+")[0].split("."):
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        parts.append(int(digits))
+        if len(digits) != len(piece):
+            break
+    return tuple(parts)
+
+
+def load_kwargs(tf_version: str, job: dict[str, Any], torch_mod: Any) -> dict[str, Any]:
+    """The from_pretrained keywords for this scenario on this transformers version."""
+    tf = parse_version(tf_version)
+    kwargs: dict[str, Any] = {}
+    # The dtype keyword was renamed in 4.56; the old one logs a deprecation after.
+    dtype_kw = "dtype" if tf >= (4, 56) else "torch_dtype"
+    kwargs[dtype_kw] = getattr(torch_mod, job["dtype"])
+    # Omitted means omitted: the library's own default is what is being measured.
+    if job.get("low_cpu_mem_usage") is not None:
+        kwargs["low_cpu_mem_usage"] = bool(job["low_cpu_mem_usage"])
+    if job.get("device_map") is not None:
+        kwargs["device_map"] = job["device_map"]
+    kwargs["use_safetensors"] = job["checkpoint_format"] == "safetensors"
+    if job.get("trust_remote_code"):
+        kwargs["trust_remote_code"] = True
+    if job.get("revision"):
+        kwargs["revision"] = job["revision"]
+    return kwargs
+
+
+def known_rejection(
+    tf_version: str, torch_version: str, job: dict[str, Any], *, has_accelerate: bool, has_cuda: bool
+) -> str | None:
+    """Why this version is known to refuse the combination, or None.
+
+    Only used to classify an exception that really happened as `unsupported`.
+    """
+    tf = parse_version(tf_version)
+    torch_v = parse_version(torch_version)
+    dm = job.get("device_map")
+    if dm is not None and job.get("low_cpu_mem_usage") is False and tf < (4, 51):
+        return "device_map requires low_cpu_mem_usage=True before transformers 4.51"
+    if job["checkpoint_format"] == "bin" and tf >= (4, 52) and torch_v < (2, 6):
+        return "transformers >= 4.52 refuses torch.load on torch < 2.6 (CVE-2025-32434)"
+    if dm is not None and not has_accelerate:
+        return "device_map needs accelerate"
+    if dm == "cuda" and not has_cuda:
+        return "device_map='cuda' on a machine without CUDA"
+    return None
+
+
+# ---------------------------------------------------------------- environment
+
+
+def _dist_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _mem_total_mb() -> float | None:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def environment() -> dict[str, Any]:
+    versions = {name: _dist_version(name) for name in _DISTS}
+    versions["python"] = platform.python_version()
+    return {
+        "versions": versions,
+        "machine": {
+            "cpu": _cpu_name(),
+            "cores": os.cpu_count(),
+            "mem_total_mb": _mem_total_mb(),
+            "os": platform.platform(),
+            "arch": platform.machine(),
+        },
+    }
+
+
+def installed_packages() -> list[str]:
+    seen = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            seen[name.lower()] = f"{name}=={dist.version}"
+    return sorted(seen.values(), key=str.lower)
+
+
+# ---------------------------------------------------------------- one run
+
+
+class _PhaseStreamer:
+    """Ends the first-token phase at the first new token, inside the same generate call."""
+
+    def __init__(self, on_first: Any) -> None:
+        self._calls = 0
+        self._on_first = on_first
+        self.first_at: float | None = None
+
+    def put(self, value: Any) -> None:
+        self._calls += 1
+        # The first put() is the prompt; the second is the first new token.
+        if self._calls == 2:
+            self.first_at = time.perf_counter()
+            self._on_first()
+
+    def end(self) -> None:
+        return
+
+
+class Run:
+    def __init__(self, job: dict[str, Any]) -> None:
+        self.job = job
+        self.memory = Memory()
+        self.sampler = AnonSampler(float(job.get("sample_interval_s", 0.002)))
+        self.phases: dict[str, dict[str, Any]] = {}
+        self.cuda = False
+        self.torch: Any = None
+
+    def _begin(self) -> float:
+        self.memory.reset()
+        self.sampler.take_peak()
+        if self.cuda:
+            self.torch.cuda.synchronize()
+            self.torch.cuda.reset_peak_memory_stats()
+        return time.perf_counter()
+
+    def _end(self, name: str, started: float) -> None:
+        if self.cuda:
+            self.torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+        phase: dict[str, Any] = {"seconds": seconds, **self.memory.snapshot()}
+        phase["anon_peak_mb"] = self.sampler.take_peak()
+        if self.cuda:
+            phase["cuda_alloc_peak_mb"] = self.torch.cuda.max_memory_allocated() / MIB
+            phase["cuda_reserved_peak_mb"] = self.torch.cuda.max_memory_reserved() / MIB
+        self.phases[name] = phase
+
+    def execute(self, import_s: float | None, import_phase: dict[str, Any] | None) -> dict[str, Any]:
+        import torch  # noqa: PLC0415 - imported already in both modes; cheap here
+        import transformers  # noqa: PLC0415
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
+
+        self.torch = torch
+        job = self.job
+        env = environment()
+        result: dict[str, Any] = {
+            "worker_api": WORKER_API,
+            "env": env,
+            "memory_method": self.memory.method,
+            "import_s": import_s,
+            "pid": os.getpid(),
+        }
+        if import_phase is not None:
+            self.phases["import"] = import_phase
+        has_cuda = bool(torch.cuda.is_available()) if job.get("device_map") in ("cuda", "auto") else False
+        self.cuda = has_cuda
+        if has_cuda:
+            env["machine"]["gpu"] = torch.cuda.get_device_name(0)
+        has_accelerate = env["versions"].get("accelerate") is not None
+        tf_version = transformers.__version__
+        kwargs = load_kwargs(tf_version, job, torch)
+        result["load_kwargs"] = {k: (str(v) if k in ("dtype", "torch_dtype") else v) for k, v in kwargs.items()}
+
+        tokenizer = AutoTokenizer.from_pretrained(job["tokenizer_path"], **_hub_kwargs(job))
+        prompts = list(job["prompts"])
+        encoded = [tokenizer(p, return_tensors="pt") for p in prompts]
+        gc.collect()
+        self.sampler.start()
+        baseline = self.memory.snapshot()
+        result["baseline"] = baseline
+
+        started = self._begin()
+        try:
+            model = AutoModelForCausalLM.from_pretrained(job["model_path"], **kwargs)
+        except Exception as exc:
+            reason = known_rejection(
+                tf_version, torch.__version__, job, has_accelerate=has_accelerate, has_cuda=has_cuda
+            )
+            self._end("load", started)
+            result["phases"] = self.phases
+            result["status"] = "unsupported" if reason else "error"
+            result["message"] = _one_line(exc)
+            result["reason"] = reason
+            result["traceback"] = traceback.format_exc(limit=8)
+            return result
+        self._end("load", started)
+        model.eval()
+        params = {id(p): p for p in model.parameters()}
+        result["params"] = sum(p.numel() for p in params.values())
+        result["param_bytes"] = sum(p.numel() * p.element_size() for p in params.values())
+        result["hf_device_map"] = getattr(model, "hf_device_map", None)
+        device = next(iter(params.values())).device
+
+        pad = tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
+        outputs: list[dict[str, Any]] = []
+        started = self._begin()
+        gen_started = started
+
+        def first_token() -> None:
+            nonlocal gen_started
+            self._end("first_token", started)
+            gen_started = self._begin()
+
+        streamer = _PhaseStreamer(first_token)
+        with torch.inference_mode():
+            for index, enc in enumerate(encoded):
+                inputs = {k: v.to(device) for k, v in enc.items()}
+                t0 = time.perf_counter()
+                out = model.generate(
+                    **inputs,
+                    max_new_tokens=int(job["max_new_tokens"]),
+                    do_sample=False,
+                    num_beams=1,
+                    pad_token_id=pad,
+                    output_scores=True,
+                    return_dict_in_generate=True,
+                    streamer=streamer if index == 0 else None,
+                )
+                t1 = time.perf_counter()
+                new_ids = out.sequences[0, inputs["input_ids"].shape[1] :].tolist()
+                margins = []
+                for step in out.scores:
+                    top = torch.topk(step[0].float(), 2).values
+                    margins.append(round(float(top[0] - top[1]), 6))
+                outputs.append(
+                    {
+                        "prompt": prompts[index],
+                        "ids": new_ids,
+                        "text": tokenizer.decode(new_ids, skip_special_tokens=True),
+                        "margins": margins,
+                        "seconds": t1 - t0,
+                    }
+                )
+                if index == 0:
+                    first_at = streamer.first_at or t1
+                    result["ttft_s"] = first_at - t0
+                    rest = len(new_ids) - 1
+                    result["tokens_per_s"] = rest / (t1 - first_at) if rest > 0 and t1 > first_at else None
+                    result["new_tokens"] = len(new_ids)
+        if "first_token" not in self.phases:
+            # No token was streamed (e.g. an immediate EOS): the phases collapse.
+            self._end("first_token", started)
+            gen_started = self._begin()
+        self._end("generate", gen_started)
+        self.sampler.stop()
+        result["phases"] = self.phases
+        result["outputs"] = outputs
+        result["status"] = "ok"
+        result["message"] = ""
+        result["sampler_samples"] = self.sampler.samples
+        return result
+
+
+def _hub_kwargs(job: dict[str, Any]) -> dict[str, Any]:
+    kw: dict[str, Any] = {}
+    if job.get("revision"):
+        kw["revision"] = job["revision"]
+    if job.get("trust_remote_code"):
+        kw["trust_remote_code"] = True
+    return kw
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return " ".join(text.split())[:2000]
+
+
+def _write_json(path: str, data: dict[str, Any]) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, default=str)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def run_job(job_path: str, out_path: str, import_s: float | None, import_phase: dict[str, Any] | None) -> int:
+    with open(job_path, encoding="utf-8") as fh:
+        job = json.load(fh)
+    try:
+        result = Run(job).execute(import_s, import_phase)
+    except Exception as exc:
+        result = {
+            "worker_api": WORKER_API,
+            "status": "error",
+            "message": _one_line(exc),
+            "traceback": traceback.format_exc(limit=8),
+        }
+    _write_json(out_path, result)
+    return 0
+
+
+# ---------------------------------------------------------------- modes
+
+
+def _import_stack() -> float:
+    started = time.perf_counter()
+    import torch  # noqa: F401, PLC0415
+    import transformers  # noqa: PLC0415
+
+    # Touch the lazy attributes a run needs so children do not import them again.
+    for name in ("AutoModelForCausalLM", "AutoTokenizer", "GPT2LMHeadModel", "GPT2TokenizerFast"):
+        getattr(transformers, name, None)
+    try:
+        import accelerate  # noqa: F401, PLC0415
+    except ImportError:
+        pass
+    return time.perf_counter() - started
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    memory = Memory()
+    start_snapshot = memory.snapshot()
+    try:
+        import_s = _import_stack()
+    except Exception as exc:
+        # A stack that installs but cannot import is a record, not a crash.
+        _write_json(args.out, {"worker_api": WORKER_API, "status": "error",
+                               "message": "import failed: " + _one_line(exc),
+                               "traceback": traceback.format_exc(limit=8)})  # fmt: skip
+        return 0
+    phase = {"seconds": import_s, **memory.snapshot()}
+    phase["baseline_rss_mb"] = start_snapshot["rss_mb"]
+    return run_job(args.job, args.out, import_s, phase)
+
+
+def cmd_serve(_: argparse.Namespace) -> int:
+    # Replies go on a private copy of stdout; the libraries' own prints go to stderr.
+    control = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    import_s = _import_stack()
+    control.write(json.dumps({"ready": True, "import_s": import_s, "pid": os.getpid()}) + "\n")
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        if request.get("quit"):
+            break
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.setpgid(0, 0)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                code = run_job(request["job"], request["out"], import_s, None)
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        control.write(json.dumps({"started": pid}) + "\n")
+        _, status = os.waitpid(pid, 0)
+        reply: dict[str, Any] = {"pid": pid}
+        if os.WIFSIGNALED(status):
+            reply["signal"] = os.WTERMSIG(status)
+        else:
+            reply["exit"] = os.WEXITSTATUS(status)
+        control.write(json.dumps(reply) + "\n")
+    return 0
+
+
+def cmd_env(args: argparse.Namespace) -> int:
+    data = environment()
+    data["packages"] = installed_packages()
+    data["executable"] = sys.executable
+    _write_json(args.out, data)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="worker")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_env = sub.add_parser("env")
+    p_env.add_argument("--out", required=True)
+    p_run = sub.add_parser("run")
+    p_run.add_argument("--job", required=True)
+    p_run.add_argument("--out", required=True)
+    sub.add_parser("serve")
+    args = parser.parse_args(argv)
+    handlers = {"env": cmd_env, "run": cmd_run, "serve": cmd_serve}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

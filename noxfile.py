@@ -1,0 +1,143 @@
+"""Thin sessions, one per concern; the work is in harness/.
+
+`nox -s bench` runs one `bench-<stack-id>` session per stack of matrix.yaml (one uv
+environment each), then prints the run's summary. Options after `--`:
+  --profile smoke|default|full  --models ID[,ID]  --stacks ID[,ID]  --repeats N
+  --out DIR  --mode forkserver|fresh  --timeout SECONDS
+Set HARNESS_MATRIX to use another matrix file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import cli, envs, matrix, results, runner  # noqa: E402
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.error_on_missing_interpreters = False
+nox.options.sessions = ["tests", "lint"]
+
+MATRIX_PATH = Path(os.environ.get("HARNESS_MATRIX", Path(__file__).with_name("matrix.yaml")))
+try:
+    MATRIX = matrix.load(MATRIX_PATH)
+except matrix.MatrixError as exc:
+    # A broken matrix is the user's mistake: one line, exit 2, nothing run.
+    print(f"harness: error: {exc}", file=sys.stderr)
+    sys.exit(cli.USAGE_EXIT)
+
+RUN_ID = os.environ.get("HARNESS_RUN_ID") or cli.new_run_id()
+
+
+def _bench_args(session: nox.Session) -> cli.BenchArgs:
+    try:
+        return cli.parse_bench_args(session.posargs, MATRIX)
+    except cli.UsageError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        sys.exit(cli.USAGE_EXIT)
+
+
+def _config(args: cli.BenchArgs) -> runner.RunConfig:
+    return runner.RunConfig(
+        run_id=RUN_ID,
+        run_dir=cli.run_dir_for(args, RUN_ID),
+        mode=args.mode or MATRIX.settings.mode,
+        timeout_s=args.timeout_s or MATRIX.settings.timeout_s,
+        repeats=args.repeats or MATRIX.repeats(args.profile),
+        cache_dir=runner.default_cache_dir(),
+    )
+
+
+def _progress(done: int, total: int, cell: matrix.Cell, repeat: int, record: dict[str, object]) -> None:
+    peak = record.get("peak_mb")
+    extra = f" peak {peak:.0f} MiB" if isinstance(peak, float) else ""
+    print(
+        f"[{done:>4}/{total}] {cell.stack.id} {cell.id} #{repeat} "
+        f"{record['status']} ({record['wall_s']:.1f} s){extra}",
+        flush=True,
+    )
+
+
+def bench_stack_impl(session: nox.Session, stack: matrix.Stack) -> None:
+    args = _bench_args(session)
+    if args.stacks and stack.id not in args.stacks:
+        session.skip(f"{stack.id} not in --stacks")
+    cells = MATRIX.cells(args.profile, models=args.models, stacks=[stack.id])
+    if not cells:
+        session.skip(f"profile {args.profile} has no cells for {stack.id}")
+    cfg = _config(args)
+    cli.write_manifest(cfg.run_dir, MATRIX_PATH, args, RUN_ID, mode=cfg.mode, repeats=cfg.repeats)
+    cli.point_latest(cfg.run_dir)
+    python = envs.venv_python(Path(str(session.virtualenv.location)))
+    session.run(str(python), "--version")
+    installed = envs.install(stack, python, cfg.run_dir / "raw" / f"{stack.id}.install.log")
+    if not installed.ok:
+        session.warn(f"install failed for {stack.id}: {installed.message}")
+        for record in results.install_error_records(
+            run_id=RUN_ID, stack=stack, cells=cells, repeats=cfg.repeats, mode=cfg.mode,
+            message=installed.message,
+        ):  # fmt: skip
+            results.append(cfg.run_dir / "raw" / f"{stack.id}.jsonl", record)
+        return
+    runner.run_stack(stack, cells, python, cfg, progress=_progress)
+
+
+def _make_stack_session(stack: matrix.Stack) -> None:
+    def bench_stack(session: nox.Session) -> None:
+        bench_stack_impl(session, stack)
+
+    bench_stack.__doc__ = f"Measure stack {stack.id} ({', '.join(stack.requirements())})."
+    nox.session(
+        name=f"bench-{stack.id}", python=stack.python, venv_backend="uv|virtualenv", default=False
+    )(bench_stack)
+
+
+for _stack in MATRIX.stacks:
+    _make_stack_session(_stack)
+
+
+@nox.session(python=False, requires=[f"bench-{s.id}" for s in MATRIX.stacks], default=False)
+def bench(session: nox.Session) -> None:
+    """Measure every stack of matrix.yaml, then print the summary; fails if any cell failed."""
+    args = _bench_args(session)
+    cfg = _config(args)
+    selected = [s for s in MATRIX.stacks if not args.stacks or s.id in args.stacks]
+    cells = MATRIX.cells(args.profile, models=args.models, stacks=args.stacks)
+    for stack in selected:
+        jsonl = cfg.run_dir / "raw" / f"{stack.id}.jsonl"
+        if not jsonl.exists():
+            # nox skipped the session (e.g. its interpreter is missing): say so in records.
+            for record in results.install_error_records(
+                run_id=RUN_ID, stack=stack, cells=cells, repeats=cfg.repeats, mode=cfg.mode,
+                message=f"no environment: nox skipped bench-{stack.id} (is python{stack.python} installed?)",
+            ):  # fmt: skip
+                results.append(jsonl, record)
+    code = cli.finish_run(cfg.run_dir)
+    if code:
+        session.error("some cells did not succeed (see the statuses above)")
+
+
+@nox.session(python=False)
+def tests(session: nox.Session) -> None:
+    """Unit tests: no stacks, no network."""
+    session.run("python", "--version")
+    session.run("pytest", "-m", "not e2e", *session.posargs)
+
+
+@nox.session(python=False)
+def e2e(session: nox.Session) -> None:
+    """End-to-end tests: real stacks installed with uv."""
+    session.run("pytest", "-m", "e2e", *session.posargs)
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    """ruff and mypy strict."""
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")

@@ -1,0 +1,107 @@
+"""Record derivation and the append-only JSONL files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness import results
+from harness.matrix import Cell, Model, Scenario, Stack
+
+STACK = Stack(
+    id="tf4.46.3-torch2.5.1-py3.11", python="3.11", transformers="4.46.3", torch="2.5.1",
+    accelerate="1.1.1", pins=(), find_links=(), index_url=None, torch_backend=None,
+)  # fmt: skip
+MODEL = Model(id="tiny-gpt2", source="embedded", location="tiny-gpt2", prompts=("Hi",),
+              revision=None, trust_remote_code=False)  # fmt: skip
+SCENARIO = Scenario(low_cpu_mem_usage=True, device_map=None, dtype="float32",
+                    checkpoint_format="safetensors", max_new_tokens=5)  # fmt: skip
+CELL = Cell(stack=STACK, model=MODEL, scenario=SCENARIO)
+
+WORKER_RESULT = {
+    "status": "ok",
+    "message": "",
+    "env": {"versions": {"python": "3.11.7", "torch": "2.5.1", "transformers": "4.46.3",
+                         "accelerate": "1.1.1"},
+            "machine": {"cpu": "x", "cores": 2, "mem_total_mb": 1000.0, "arch": "x86_64"}},
+    "params": 1_000_000,
+    "param_bytes": 4 * 1024 * 1024,
+    "baseline": {"rss_mb": 500.0, "anon_mb": 400.0, "file_mb": 100.0, "hwm_mb": 510.0},
+    "phases": {
+        "load": {"seconds": 0.5, "hwm_mb": 508.0, "rss_mb": 504.0, "anon_mb": 401.0,
+                 "file_mb": 103.0, "anon_peak_mb": 402.0},
+        "first_token": {"seconds": 0.1, "hwm_mb": 506.0, "rss_mb": 505.0, "anon_mb": 401.0,
+                        "file_mb": 104.0, "anon_peak_mb": 401.5},
+        "generate": {"seconds": 0.2, "hwm_mb": 507.0, "rss_mb": 506.0, "anon_mb": 402.0,
+                     "file_mb": 104.0, "anon_peak_mb": 403.0},
+    },
+    "ttft_s": 0.1,
+    "tokens_per_s": 40.0,
+    "outputs": [{"prompt": "Hi", "ids": [1, 2], "text": " there", "margins": [3.0, 2.5]}],
+    "memory_method": "clear_refs",
+}  # fmt: skip
+
+
+def test_memory_fields_are_relative_to_pre_load_rss() -> None:
+    fields = results.memory_fields(WORKER_RESULT)
+    assert fields["load_peak_mb"] == 8.0
+    assert fields["peak_mb"] == 8.0  # max hwm over load..generate minus baseline rss
+    assert fields["anon_mb"] == 2.0
+    assert fields["file_mb"] == 4.0
+    assert fields["anon_peak_mb"] == 3.0
+    assert fields["peak_ratio"] == 2.0  # 8 MiB over 4 MiB of parameters
+    assert fields["cuda_peak_mb"] is None
+
+
+def test_memory_fields_survive_a_failed_load() -> None:
+    fields = results.memory_fields({"status": "error", "phases": {}})
+    assert set(fields.values()) == {None}
+
+
+def test_build_record_has_the_documented_fields() -> None:
+    outcome = results.Outcome("ok", "", WORKER_RESULT, 1.25)
+    record = results.build_record(run_id="r1", cell=CELL, repeat=2, mode="forkserver",
+                                  outcome=outcome, env=None)  # fmt: skip
+    required = {
+        "schema_version", "run_id", "stack_id", "python_version", "torch_version",
+        "transformers_version", "accelerate_version", "model", "params", "param_bytes",
+        "scenario", "low_cpu_mem_usage", "device_map", "dtype", "checkpoint_format", "repeat",
+        "status", "message", "load_s", "ttft_s", "tokens_per_s", "load_peak_mb", "peak_mb",
+        "anon_mb", "file_mb", "peak_ratio", "cuda_peak_mb", "output_ids", "output_text", "margins",
+    }  # fmt: skip
+    assert required <= record.keys()
+    assert record["scenario"] == "st/fp32/lcmu=true/dm=none"
+    assert record["cell_id"] == "tiny-gpt2/st/fp32/lcmu=true/dm=none"
+    assert record["torch_version"] == "2.5.1"
+    assert record["output_ids"] == [[1, 2]]
+    assert record["load_s"] == 0.5
+    assert record["machine_fingerprint"] and len(record["machine_fingerprint"]) == 12
+    json.dumps(record)  # serialisable as is
+
+
+def test_append_and_read_skip_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "raw" / "s.jsonl"
+    for i in range(3):
+        results.append(path, {"i": i, "status": "ok"})
+    with path.open("a") as fh:
+        fh.write('{"i": 3, "sta')  # a crash in the middle of a write
+    assert [r["i"] for r in results.read(path)] == [0, 1, 2]
+
+
+def test_install_error_records_cover_every_cell_and_repeat() -> None:
+    recs = results.install_error_records(run_id="r", stack=STACK, cells=[CELL], repeats=3,
+                                         mode="forkserver", message="No solution found")  # fmt: skip
+    assert [r["repeat"] for r in recs] == [0, 1, 2]
+    assert {r["status"] for r in recs} == {"install_error"}
+    assert recs[0]["message"] == "No solution found"
+    assert recs[0]["torch_version"] is None  # nothing was installed to read it from
+
+
+@pytest.mark.parametrize(
+    ("statuses", "bad"),
+    [(["ok", "unsupported"], 0), (["ok", "error", "timeout", "killed", "install_error"], 4)],
+)
+def test_failed_ignores_ok_and_unsupported(statuses: list[str], bad: int) -> None:
+    assert len(results.failed({"status": s} for s in statuses)) == bad
