@@ -17,7 +17,7 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import cli, envs, matrix, results, runner  # noqa: E402
+from harness import cli, envs, matrix, results, runner
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = False
@@ -53,7 +53,9 @@ def _config(args: cli.BenchArgs) -> runner.RunConfig:
     )
 
 
-def _progress(done: int, total: int, cell: matrix.Cell, repeat: int, record: dict[str, object]) -> None:
+def _progress(
+    done: int, total: int, cell: matrix.Cell, repeat: int, record: dict[str, object]
+) -> None:
     peak = record.get("peak_mb")
     extra = f" peak {peak:.0f} MiB" if isinstance(peak, float) else ""
     print(
@@ -114,7 +116,8 @@ def bench(session: nox.Session) -> None:
             # nox skipped the session (e.g. its interpreter is missing): say so in records.
             for record in results.install_error_records(
                 run_id=RUN_ID, stack=stack, cells=cells, repeats=cfg.repeats, mode=cfg.mode,
-                message=f"no environment: nox skipped bench-{stack.id} (is python{stack.python} installed?)",
+                message=f"no environment: nox skipped bench-{stack.id} "
+                f"(is python{stack.python} installed?)",
             ):  # fmt: skip
                 results.append(jsonl, record)
     code = cli.finish_run(cfg.run_dir)

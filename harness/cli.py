@@ -128,7 +128,9 @@ def point_latest(run_dir: Path) -> None:
     tmp.replace(REPORTS / "latest")
 
 
-def write_manifest(run_dir: Path, matrix_path: Path, args: BenchArgs, run_id: str, **extra: Any) -> None:
+def write_manifest(
+    run_dir: Path, matrix_path: Path, args: BenchArgs, run_id: str, **extra: object
+) -> None:
     path = run_dir / "run.json"
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     data.update(
@@ -208,7 +210,7 @@ def print_summary(records: Sequence[dict[str, Any]], console: Console | None = N
 
 
 def finish_run(run_dir: Path, console: Console | None = None) -> int:
-    """Print the run's summary; the exit code says whether anything other than ok/unsupported happened."""
+    """Print the summary; exit code 1 if any status is other than ok/unsupported."""
     records = results.read_run(run_dir)
     console = console or Console(width=200)
     if not records:
@@ -217,7 +219,10 @@ def finish_run(run_dir: Path, console: Console | None = None) -> int:
     print_summary(records, console)
     bad = results.failed(records)
     for r in bad[:20]:
-        console.print(f"  {r['status']}: {r['stack_id']} {r['cell_id']} #{r['repeat']}: {r['message']}", markup=False)
+        console.print(
+            f"  {r['status']}: {r['stack_id']} {r['cell_id']} #{r['repeat']}: {r['message']}",
+            markup=False,
+        )
     manifest = run_dir / "run.json"
     if manifest.exists():
         data = json.loads(manifest.read_text(encoding="utf-8"))

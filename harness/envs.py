@@ -9,10 +9,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from harness.matrix import Stack
 
 # Enough of the installer's output to explain a failed solve in a record.
@@ -70,9 +71,7 @@ def install(stack: Stack, python: Path, log: Path, *, timeout_s: float = 3600) -
     if not uv and stack.torch_backend:
         note = f"uv not found: pip ignores torch_backend={stack.torch_backend}\n"
     try:
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, timeout=timeout_s, check=False
-        )
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
         output = note + proc.stdout + proc.stderr
         ok = proc.returncode == 0
     except subprocess.TimeoutExpired as exc:

@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
 
 __all__ = [
+    "AXES",
     "CHECKPOINT_FORMATS",
+    "DEFAULT_AXES",
     "DEVICE_MAPS",
     "DTYPES",
     "EMBEDDED",
@@ -460,7 +462,7 @@ class _Loader:
         )
         for name, key_node in lines.items():
             if not matrix.cells(name):
-                problem = f"profile {name!r} selects no cells (its exclude rules remove them all)"
+                problem = f"profile {name!r} selects no cells (exclude rules remove them all)"
                 self.fail(key_node, f"profiles.{name}", problem)
         return matrix
 

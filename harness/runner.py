@@ -96,7 +96,9 @@ def _tail(path: Path, lines: int = 6) -> str:
 class ForkServer:
     """One worker per stack that imports torch+transformers once and forks a child per run."""
 
-    def __init__(self, python: Path, env: dict[str, str], log: IO[str], start_timeout_s: float):
+    def __init__(
+        self, python: Path, env: dict[str, str], log: IO[str], start_timeout_s: float
+    ) -> None:
         self.python = python
         self.env = env
         self.log = log
@@ -106,7 +108,7 @@ class ForkServer:
         self._buffer = b""
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(  # noqa: S603
+        self.proc = subprocess.Popen(
             [str(self.python), str(WORKER), "serve"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -201,9 +203,11 @@ def _kill_group(pid: int) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def run_fresh(python: Path, env: dict[str, str], log: IO[str], job: Path, out: Path, timeout_s: float) -> Exit:
+def run_fresh(
+    python: Path, env: dict[str, str], log: IO[str], job: Path, out: Path, timeout_s: float
+) -> Exit:
     """A fresh interpreter per run: the slow but simplest mode, kept as a switch."""
-    proc = subprocess.Popen(  # noqa: S603
+    proc = subprocess.Popen(
         [str(python), str(WORKER), "run", "--job", str(job), "--out", str(out)],
         stdin=subprocess.DEVNULL,
         stdout=log,
@@ -233,7 +237,11 @@ def classify(exit_: Exit, out: Path, timeout_s: float) -> tuple[str, str, dict[s
     if exit_.timed_out:
         return "timeout", f"no result within {timeout_s:g} s; the worker was killed", result
     if exit_.signal is not None:
-        name = signal.Signals(exit_.signal).name if exit_.signal in iter(signal.Signals) else str(exit_.signal)
+        name = (
+            signal.Signals(exit_.signal).name
+            if exit_.signal in {s.value for s in signal.Signals}
+            else str(exit_.signal)
+        )
         hint = " (the kernel's OOM killer sends SIGKILL)" if exit_.signal == signal.SIGKILL else ""
         note = f": {exit_.note}" if exit_.note else ""
         return "killed", f"worker killed by {name}{hint}{note}", result
@@ -267,7 +275,7 @@ def resolve_model(model: Model, fmt: str, python: Path, cache: Path, log: IO[str
         if not (folder / "manifest.json").exists():
             log.write(f"building preset {model.location} into {folder}\n")
             log.flush()
-            subprocess.run(  # noqa: S603
+            subprocess.run(
                 [
                     str(python), str(PRESETS), "build", model.location,
                     "--cache", str(cache / "presets"),
@@ -283,14 +291,16 @@ def resolve_model(model: Model, fmt: str, python: Path, cache: Path, log: IO[str
 def stack_environment(python: Path, env: dict[str, str], raw: Path, stack: Stack) -> dict[str, Any]:
     """Versions and the frozen package list, read inside the stack's own environment."""
     out = raw / f"{stack.id}.env.json"
-    proc = subprocess.run(  # noqa: S603
+    proc = subprocess.run(
         [str(python), str(WORKER), "env", "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )  # fmt: skip
     if proc.returncode != 0 or not out.exists():
         raise WorkerStartError(f"could not read the environment: {proc.stderr.strip()[-800:]}")
     data: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
-    (raw / f"{stack.id}.freeze.txt").write_text("\n".join(data["packages"]) + "\n", encoding="utf-8")
+    (raw / f"{stack.id}.freeze.txt").write_text(
+        "\n".join(data["packages"]) + "\n", encoding="utf-8"
+    )
     return data
 
 
@@ -311,23 +321,35 @@ def run_stack(
     records: list[dict[str, Any]] = []
     total = len(cells) * cfg.repeats
 
-    def emit(cell: Cell, repeat: int, outcome: results.Outcome, stack_env: dict[str, Any] | None) -> None:
+    def emit(
+        cell: Cell, repeat: int, outcome: results.Outcome, stack_env: dict[str, Any] | None
+    ) -> None:
         record = results.build_record(
-            run_id=cfg.run_id, cell=cell, repeat=repeat, mode=cfg.mode, outcome=outcome, env=stack_env
+            run_id=cfg.run_id,
+            cell=cell,
+            repeat=repeat,
+            mode=cfg.mode,
+            outcome=outcome,
+            env=stack_env,
         )
         results.append(jsonl, record)
         records.append(record)
         if progress is not None:
             progress(len(records), total, cell, repeat, record)
 
-    def fail_all(status: str, message: str, stack_env: dict[str, Any] | None) -> list[dict[str, Any]]:
+    def fail_all(
+        status: str, message: str, stack_env: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
         for repeat in range(cfg.repeats):
             for cell in cells:
                 emit(cell, repeat, results.Outcome(status, message, {}, 0.0), stack_env)
         return records
 
     log_path = raw / f"{stack.id}.log"
-    with log_path.open("a", encoding="utf-8") as log, tempfile.TemporaryDirectory(prefix="harness-") as tmp:
+    with (
+        log_path.open("a", encoding="utf-8") as log,
+        tempfile.TemporaryDirectory(prefix="harness-") as tmp,
+    ):
         try:
             stack_env = stack_environment(python, env, raw, stack)
         except (WorkerStartError, subprocess.TimeoutExpired, OSError) as exc:
@@ -349,10 +371,16 @@ def run_stack(
                     if key not in paths:
                         try:
                             paths[key] = resolve_model(
-                                cell.model, cell.scenario.checkpoint_format, python, cfg.cache_dir, log
+                                cell.model,
+                                cell.scenario.checkpoint_format,
+                                python,
+                                cfg.cache_dir,
+                                log,
                             )
                         except (subprocess.CalledProcessError, OSError) as exc:
-                            paths[key] = f"could not prepare model {cell.model.id}: {exc}; see {log_path}"
+                            paths[key] = (
+                                f"could not prepare model {cell.model.id}: {exc}; see {log_path}"
+                            )
                     where = paths[key]
                     if isinstance(where, str):
                         emit(cell, repeat, results.Outcome("error", where, {}, 0.0), stack_env)
@@ -380,7 +408,9 @@ def run_stack(
                         try:
                             exit_ = server.run(job_path, out_path, cfg.timeout_s)
                         except WorkerStartError:
-                            exit_ = Exit(note=f"the fork-server could not restart: {_tail(log_path)}")
+                            exit_ = Exit(
+                                note=f"the fork-server could not restart: {_tail(log_path)}"
+                            )
                     else:
                         exit_ = run_fresh(python, env, log, job_path, out_path, cfg.timeout_s)
                     status, message, result = classify(exit_, out_path, cfg.timeout_s)

@@ -140,7 +140,7 @@ class AnonSampler(threading.Thread):
 def parse_version(text: str) -> tuple[int, ...]:
     """Release part of a PEP 440 version: '2.5.1+cu124' -> (2, 5, 1)."""
     parts: list[int] = []
-    for piece in text.split("+")[0].split("."):
+    for piece in text.split("+", maxsplit=1)[0].split("."):
         digits = ""
         for ch in piece:
             if not ch.isdigit():
@@ -175,7 +175,12 @@ def load_kwargs(tf_version: str, job: dict[str, Any], torch_mod: Any) -> dict[st
 
 
 def known_rejection(
-    tf_version: str, torch_version: str, job: dict[str, Any], *, has_accelerate: bool, has_cuda: bool
+    tf_version: str,
+    torch_version: str,
+    job: dict[str, Any],
+    *,
+    has_accelerate: bool,
+    has_cuda: bool,
 ) -> str | None:
     """Why this version is known to refuse the combination, or None.
 
@@ -262,7 +267,7 @@ class _PhaseStreamer:
         self._on_first = on_first
         self.first_at: float | None = None
 
-    def put(self, value: Any) -> None:
+    def put(self, value: Any) -> None:  # noqa: ARG002 - the streamer protocol
         self._calls += 1
         # The first put() is the prompt; the second is the first new token.
         if self._calls == 2:
@@ -301,7 +306,9 @@ class Run:
             phase["cuda_reserved_peak_mb"] = self.torch.cuda.max_memory_reserved() / MIB
         self.phases[name] = phase
 
-    def execute(self, import_s: float | None, import_phase: dict[str, Any] | None) -> dict[str, Any]:
+    def execute(
+        self, import_s: float | None, import_phase: dict[str, Any] | None
+    ) -> dict[str, Any]:
         import torch  # noqa: PLC0415 - imported already in both modes; cheap here
         import transformers  # noqa: PLC0415
         from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
@@ -318,14 +325,18 @@ class Run:
         }
         if import_phase is not None:
             self.phases["import"] = import_phase
-        has_cuda = bool(torch.cuda.is_available()) if job.get("device_map") in ("cuda", "auto") else False
+        has_cuda = (
+            bool(torch.cuda.is_available()) if job.get("device_map") in ("cuda", "auto") else False
+        )
         self.cuda = has_cuda
         if has_cuda:
             env["machine"]["gpu"] = torch.cuda.get_device_name(0)
         has_accelerate = env["versions"].get("accelerate") is not None
         tf_version = transformers.__version__
         kwargs = load_kwargs(tf_version, job, torch)
-        result["load_kwargs"] = {k: (str(v) if k in ("dtype", "torch_dtype") else v) for k, v in kwargs.items()}
+        result["load_kwargs"] = {
+            k: (str(v) if k in ("dtype", "torch_dtype") else v) for k, v in kwargs.items()
+        }
 
         tokenizer = AutoTokenizer.from_pretrained(job["tokenizer_path"], **_hub_kwargs(job))
         prompts = list(job["prompts"])
@@ -401,7 +412,9 @@ class Run:
                     first_at = streamer.first_at or t1
                     result["ttft_s"] = first_at - t0
                     rest = len(new_ids) - 1
-                    result["tokens_per_s"] = rest / (t1 - first_at) if rest > 0 and t1 > first_at else None
+                    result["tokens_per_s"] = (
+                        rest / (t1 - first_at) if rest > 0 and t1 > first_at else None
+                    )
                     result["new_tokens"] = len(new_ids)
         if "first_token" not in self.phases:
             # No token was streamed (e.g. an immediate EOS): the phases collapse.
@@ -440,7 +453,9 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def run_job(job_path: str, out_path: str, import_s: float | None, import_phase: dict[str, Any] | None) -> int:
+def run_job(
+    job_path: str, out_path: str, import_s: float | None, import_phase: dict[str, Any] | None
+) -> int:
     with open(job_path, encoding="utf-8") as fh:
         job = json.load(fh)
     try:
@@ -467,7 +482,7 @@ def _import_stack() -> float:
     # Touch the lazy attributes a run needs so children do not import them again.
     for name in ("AutoModelForCausalLM", "AutoTokenizer", "GPT2LMHeadModel", "GPT2TokenizerFast"):
         getattr(transformers, name, None)
-    try:
+    try:  # noqa: SIM105 - contextlib would be one more import in the worker
         import accelerate  # noqa: F401, PLC0415
     except ImportError:
         pass
@@ -490,7 +505,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_job(args.job, args.out, import_s, phase)
 
 
-def cmd_serve(_: argparse.Namespace) -> int:
+def cmd_serve(args: argparse.Namespace) -> int:  # noqa: ARG001 - same signature as the others
     # Replies go on a private copy of stdout; the libraries' own prints go to stderr.
     control = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)

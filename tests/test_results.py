@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from harness import results
 from harness.matrix import Cell, Model, Scenario, Stack
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 STACK = Stack(
     id="tf4.46.3-torch2.5.1-py3.11", python="3.11", transformers="4.46.3", torch="2.5.1",
@@ -77,7 +80,8 @@ def test_build_record_has_the_documented_fields() -> None:
     assert record["torch_version"] == "2.5.1"
     assert record["output_ids"] == [[1, 2]]
     assert record["load_s"] == 0.5
-    assert record["machine_fingerprint"] and len(record["machine_fingerprint"]) == 12
+    assert record["machine_fingerprint"]
+    assert len(record["machine_fingerprint"]) == 12
     json.dumps(record)  # serialisable as is
 
 

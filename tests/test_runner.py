@@ -33,7 +33,12 @@ def _out(tmp_path: Path, data: dict[str, object] | None) -> Path:
     ("exit_", "data", "status", "fragment"),
     [
         (runner.Exit(code=0), {"status": "ok", "message": ""}, "ok", ""),
-        (runner.Exit(code=0), {"status": "unsupported", "message": "ValueError: x"}, "unsupported", "ValueError"),
+        (
+            runner.Exit(code=0),
+            {"status": "unsupported", "message": "ValueError: x"},
+            "unsupported",
+            "ValueError",
+        ),
         (runner.Exit(code=0), {"status": "error", "message": "OSError: gone"}, "error", "OSError"),
         (runner.Exit(timed_out=True, signal=9), None, "timeout", "no result within 5 s"),
         (runner.Exit(signal=int(signal.SIGKILL)), None, "killed", "SIGKILL"),

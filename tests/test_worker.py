@@ -38,7 +38,12 @@ def test_parse_version(text: str, expected: tuple[int, ...]) -> None:
 
 @pytest.mark.parametrize(
     ("tf", "kw"),
-    [("4.46.3", "torch_dtype"), ("4.55.4", "torch_dtype"), ("4.56.0", "dtype"), ("5.24.0", "dtype")],
+    [
+        ("4.46.3", "torch_dtype"),
+        ("4.55.4", "torch_dtype"),
+        ("4.56.0", "dtype"),
+        ("5.24.0", "dtype"),
+    ],
 )
 def test_dtype_keyword_renamed_in_4_56(tf: str, kw: str) -> None:
     kwargs = worker.load_kwargs(tf, job(dtype="bfloat16"), FAKE_TORCH)
@@ -48,9 +53,10 @@ def test_dtype_keyword_renamed_in_4_56(tf: str, kw: str) -> None:
 
 def test_low_cpu_mem_usage_passed_only_when_set() -> None:
     assert "low_cpu_mem_usage" not in worker.load_kwargs("4.46.3", job(), FAKE_TORCH)
-    assert worker.load_kwargs("4.46.3", job(low_cpu_mem_usage=False), FAKE_TORCH)[
-        "low_cpu_mem_usage"
-    ] is False
+    assert (
+        worker.load_kwargs("4.46.3", job(low_cpu_mem_usage=False), FAKE_TORCH)["low_cpu_mem_usage"]
+        is False
+    )
     assert worker.load_kwargs("5.5.4", job(low_cpu_mem_usage=True), FAKE_TORCH)["low_cpu_mem_usage"]
 
 
@@ -59,7 +65,9 @@ def test_device_map_format_and_remote_code() -> None:
     assert kw["device_map"] == "cpu"
     assert kw["use_safetensors"] is False
     assert "trust_remote_code" not in kw
-    assert worker.load_kwargs("4.57.6", job(trust_remote_code=True), FAKE_TORCH)["trust_remote_code"]
+    assert worker.load_kwargs("4.57.6", job(trust_remote_code=True), FAKE_TORCH)[
+        "trust_remote_code"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -81,9 +89,18 @@ def test_known_rejections(tf: str, torch: str, scenario: dict[str, object], reje
 
 
 def test_device_map_without_accelerate_or_cuda() -> None:
-    assert worker.known_rejection("5.24.0", "2.13.0", job(device_map="cpu"), has_accelerate=False, has_cuda=False)
-    assert worker.known_rejection("5.24.0", "2.13.0", job(device_map="cuda"), has_accelerate=True, has_cuda=False)
-    assert worker.known_rejection("5.24.0", "2.13.0", job(device_map="cuda"), has_accelerate=True, has_cuda=True) is None
+    assert worker.known_rejection(
+        "5.24.0", "2.13.0", job(device_map="cpu"), has_accelerate=False, has_cuda=False
+    )
+    assert worker.known_rejection(
+        "5.24.0", "2.13.0", job(device_map="cuda"), has_accelerate=True, has_cuda=False
+    )
+    assert (
+        worker.known_rejection(
+            "5.24.0", "2.13.0", job(device_map="cuda"), has_accelerate=True, has_cuda=True
+        )
+        is None
+    )
 
 
 def test_memory_counters_track_a_real_allocation() -> None:
@@ -94,14 +111,17 @@ def test_memory_counters_track_a_real_allocation() -> None:
     sampler.take_peak()
     mem.reset()
     block = bytearray(64 * 1024 * 1024)
-    block[:: 4096] = b"x" * len(block[:: 4096])  # touch every page
+    block[::4096] = b"x" * len(block[::4096])  # touch every page
     after = mem.snapshot()
     peak = sampler.take_peak()
-    assert after["hwm_mb"] is not None and before["rss_mb"] is not None
+    assert after["hwm_mb"] is not None
+    assert before["rss_mb"] is not None
     assert after["hwm_mb"] - before["rss_mb"] >= 60
-    assert after["anon_mb"] is not None and before["anon_mb"] is not None
+    assert after["anon_mb"] is not None
+    assert before["anon_mb"] is not None
     assert after["anon_mb"] - before["anon_mb"] >= 60
-    assert peak is not None and peak >= after["anon_mb"] - 1
+    assert peak is not None
+    assert peak >= after["anon_mb"] - 1
     del block
     mem.reset()
     # After the reset the high-water mark falls back to the current RSS.
