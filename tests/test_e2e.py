@@ -1,0 +1,125 @@
+"""End-to-end: `nox -s bench` on real stacks (torch 2.13 CPU, two transformers versions).
+
+These install real environments with uv (from its cache or the package registry) and run
+real workers on the embedded tiny-gpt2. Model files never come from a hub: the workers
+run with HF_HUB_OFFLINE=1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import results
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parent.parent
+WHEELHOUSE = Path("/opt/wheels")
+GOOD_STACKS = """\
+  - {python: "3.11", transformers: "4.57.6", torch: "2.13.0"}
+  - {python: "3.11", transformers: "5.24.0", torch: "2.13.0"}
+"""
+BAD_STACK = """\
+  - {python: "3.11", transformers: "4.999.0", torch: "2.13.0", id: does-not-exist}
+"""
+MATRIX = """\
+settings: {{repeats: 2, timeout_s: 300, max_new_tokens: 12}}
+stacks:
+{stacks}
+models:
+  tiny-gpt2:
+    source: embedded
+    prompts: {prompts}
+scenarios:
+  low_cpu_mem_usage: [omit, true]
+  device_map: [none]
+  dtype: [float32]
+  checkpoint_format: [safetensors, bin]
+profiles:
+  smoke: {{models: [tiny-gpt2], repeats: 1}}
+  default: {{models: [tiny-gpt2]}}
+  full: {{models: [tiny-gpt2]}}
+"""
+
+
+def _prompts() -> list[str]:
+    manifest = REPO / "harness" / "fixtures" / "tiny_gpt2" / "manifest.json"
+    prompts: list[str] = json.loads(manifest.read_text())["prompts"]
+    return prompts
+
+
+def _bench(tmp_path: Path, stacks: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    matrix = tmp_path / "matrix.yaml"
+    matrix.write_text(MATRIX.format(stacks=stacks, prompts=json.dumps(_prompts())))
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOX_")}
+    env["HARNESS_MATRIX"] = str(matrix)
+    env["HF_HUB_OFFLINE"] = "1"
+    if WHEELHOUSE.is_dir() and "UV_FIND_LINKS" not in env:
+        # The local CPU build of torch 2.13 instead of a 3 GB CUDA build.
+        env["UV_FIND_LINKS"] = str(WHEELHOUSE)
+    cmd = [
+        sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "-s", "bench",
+        "--envdir", str(tmp_path / "envs"), "--", "--out", str(run_dir), *extra,
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800, check=False)
+    return proc, run_dir
+
+
+def test_two_real_stacks_measure_tiny_gpt2(tmp_path: Path) -> None:
+    proc, run_dir = _bench(tmp_path, GOOD_STACKS, "--profile", "default")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = results.read_run(run_dir)
+    # 2 stacks x 4 scenarios x 2 repeats, one record each, no more
+    assert len(records) == 16
+    assert {r["status"] for r in records} == {"ok"}
+    assert {r["transformers_version"] for r in records} == {"4.57.6", "5.24.0"}
+    assert {r["torch_version"] for r in records} == {"2.13.0+cpu"} or all(
+        r["torch_version"].startswith("2.13.0") for r in records
+    )
+    for r in records:
+        assert r["schema_version"] == results.SCHEMA_VERSION
+        assert r["params"] > 100_000
+        assert r["param_bytes"] == 4 * r["params"]
+        assert r["peak_mb"] > 0
+        # The weights must be somewhere: at least ~1x their size, and not absurdly more.
+        assert 0.5 < r["peak_ratio"] < 50, r["peak_ratio"]
+        assert r["load_s"] > 0
+        assert r["ttft_s"] > 0
+        assert r["tokens_per_s"] > 0
+        assert all(text.strip() for text in r["output_text"])
+        assert all(len(ids) == 12 for ids in r["output_ids"])
+        assert all(len(m) == 12 for m in r["margins"])
+        assert r["memory_method"] == "clear_refs"
+    # Greedy text of a trained model is the same on both versions.
+    texts = {tuple(r["output_text"]) for r in records}
+    assert len(texts) == 1, texts
+    # The dtype keyword follows the version: torch_dtype before 4.56, dtype after.
+    kw = {r["transformers_version"]: set(r["load_kwargs"]) for r in records}
+    assert "torch_dtype" in kw["4.57.6"] or "dtype" in kw["4.57.6"]
+    assert "dtype" in kw["5.24.0"]
+    # The frozen package lists and the summary are there.
+    for stack in ("tf4.57.6-torch2.13.0-py3.11", "tf5.24.0-torch2.13.0-py3.11"):
+        assert "transformers==" in (run_dir / "raw" / f"{stack}.freeze.txt").read_text()
+    assert "records: ok 16" in proc.stdout
+
+
+def test_a_stack_that_cannot_install_does_not_stop_the_other(tmp_path: Path) -> None:
+    stacks = BAD_STACK + GOOD_STACKS.splitlines(keepends=True)[1]
+    proc, run_dir = _bench(tmp_path, stacks, "--profile", "smoke")
+    # Install errors fail the run, but only after the good stack has finished.
+    assert proc.returncode != 0
+    records = results.read_run(run_dir)
+    by_stack: dict[str, set[str]] = {}
+    for r in records:
+        by_stack.setdefault(r["stack_id"], set()).add(r["status"])
+    assert by_stack == {"does-not-exist": {"install_error"}, "tf5.24.0-torch2.13.0-py3.11": {"ok"}}
+    bad = next(r for r in records if r["status"] == "install_error")
+    assert "4.999.0" in bad["message"]
+    assert len(records) == 2 * 4  # smoke: 1 repeat x 4 scenarios per stack
