@@ -93,7 +93,7 @@ def test_repo_models(repo: Matrix) -> None:
         id="tiny-gpt2",
         source="embedded",
         location="tiny-gpt2",
-        prompts=("The keeper of the light", "Every night the lamp", "When the storm came"),
+        prompts=("The lighthouse stood on", "Once a month a supply boat", "Near midnight he saw"),
     )
     assert repo.model("gpt2-1.5b").source == "preset"
     assert repo.model("gpt2-1.5b").location == "gpt2-1.5b"
