@@ -21,8 +21,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import runner  # noqa: E402
-from harness.matrix import Cell, Model, Scenario, Stack  # noqa: E402
+from harness import runner
+from harness.matrix import Cell, Model, Scenario, Stack
 
 MEMORY_FIELDS = ("load_peak_mb", "peak_mb", "anon_mb", "file_mb")
 
@@ -68,8 +68,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         # Warm the preset cache and the page cache outside the timed runs.
         _run("forkserver", args.python, cells[:1], 1, Path(tmp) / "warm")
-        runs = {m: _run(m, args.python, cells, args.repeats, Path(tmp)) for m in ("forkserver", "fresh")}
-    print(f"model {args.model}, {len(cells)} scenarios x {args.repeats} repeats, python {args.python}")
+        runs = {
+            m: _run(m, args.python, cells, args.repeats, Path(tmp)) for m in ("forkserver", "fresh")
+        }
+    print(
+        f"model {args.model}, {len(cells)} scenarios x {args.repeats} repeats, python {args.python}"
+    )
     print(f"{'mode':<11} {'total s':>8} {'wall/run s':>11} {'own s':>7} {'wall/own':>9}")
     for mode, run in runs.items():
         recs = run["records"]
@@ -82,7 +86,9 @@ def main() -> int:
         parts = []
         for field in MEMORY_FIELDS:
             vals = {
-                m: statistics.median(r[field] for r in runs[m]["records"] if r["cell_id"] == cell.id)
+                m: statistics.median(
+                    r[field] for r in runs[m]["records"] if r["cell_id"] == cell.id
+                )
                 for m in runs
             }
             diff = abs(vals["forkserver"] - vals["fresh"]) / max(abs(vals["fresh"]), 1.0)

@@ -77,7 +77,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def bench_parser() -> argparse.ArgumentParser:
+def bench_parser() -> _Parser:
     p = _Parser(prog="nox -s bench --", add_help=False)
     p.add_argument("--profile", default="default", help="smoke, default or full")
     p.add_argument("--models", type=_ids, default=None, help="model ids, comma-separated")
@@ -241,9 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_val = sub.add_parser("validate", help="check matrix.yaml")
     p_val.add_argument("matrix", nargs="?", type=Path, default=DEFAULT_MATRIX)
-    p_cells = sub.add_parser("cells", help="list the cells a profile runs")
+    p_cells = sub.add_parser(
+        "cells", help="list the cells a profile runs", parents=[bench_parser()]
+    )
     p_cells.add_argument("--matrix", type=Path, default=DEFAULT_MATRIX)
-    p_cells.add_argument("rest", nargs=argparse.REMAINDER)
     p_sum = sub.add_parser("summary", help="print a run's summary; exit 1 on failures")
     p_sum.add_argument("run_dir", type=Path)
     try:
@@ -254,8 +255,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if ns.command == "cells":
             m = matrix_mod.load(ns.matrix)
-            args = parse_bench_args(ns.rest, m)
-            for cell in m.cells(args.profile, models=args.models, stacks=args.stacks):
+            try:
+                cells = m.cells(ns.profile, models=ns.models, stacks=ns.stacks)
+            except matrix_mod.MatrixError as exc:
+                raise UsageError(str(exc)) from None
+            for cell in cells:
                 print(f"{cell.stack.id} {cell.id}")
             return 0
         if not ns.run_dir.is_dir():

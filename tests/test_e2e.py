@@ -54,7 +54,9 @@ def _prompts() -> list[str]:
     return prompts
 
 
-def _bench(tmp_path: Path, stacks: str, *extra: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+def _bench(
+    tmp_path: Path, stacks: str, *extra: str
+) -> tuple[subprocess.CompletedProcess[str], Path]:
     matrix = tmp_path / "matrix.yaml"
     matrix.write_text(MATRIX.format(stacks=stacks, prompts=json.dumps(_prompts())))
     run_dir = tmp_path / "run"

@@ -1,0 +1,116 @@
+"""Bench options, the run summary and exit codes; the noxfile's handling of bad input."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from harness import cli, matrix, results
+
+REPO = Path(__file__).resolve().parent.parent
+MATRIX = matrix.load(REPO / "matrix.yaml")
+
+
+def test_bench_options_parse() -> None:
+    args = cli.parse_bench_args(
+        ["--profile", "smoke", "--models", "tiny-gpt2", "--repeats", "2", "--out", "x"], MATRIX
+    )
+    assert args.profile == "smoke"
+    assert args.models == ("tiny-gpt2",)
+    assert args.repeats == 2
+    assert args.out == Path("x")
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--profile", "huge"], "unknown profile 'huge'"),
+        (["--models", "gpt3"], "unknown model id 'gpt3'"),
+        (["--stacks", "tf9-torch9-py3.11"], "unknown stack id"),
+        (["--repeats", "0"], "positive integer"),
+        (["--repeats", "two"], "positive integer"),
+        (["--timeout", "-1"], "positive number"),
+        (["--mode", "thread"], "invalid choice"),
+        (["--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_bad_bench_options_are_usage_errors(argv: list[str], fragment: str) -> None:
+    with pytest.raises(cli.UsageError, match=fragment):
+        cli.parse_bench_args(argv, MATRIX)
+
+
+def _record(stack: str, status: str, peak: float | None, repeat: int = 0) -> dict[str, object]:
+    return {
+        "stack_id": stack, "cell_id": "tiny-gpt2/st/fp32/lcmu=omit/dm=none", "repeat": repeat,
+        "status": status, "message": "" if status == "ok" else "ValueError: no",
+        "load_s": 0.1, "ttft_s": 0.01, "tokens_per_s": 100.0, "peak_mb": peak, "anon_mb": 1.0,
+        "file_mb": 2.0, "peak_ratio": 3.0, "output_text": [" a black rock"] if status == "ok" else [],
+    }  # fmt: skip
+
+
+def test_summary_rows_take_medians_over_ok_repeats() -> None:
+    recs = [_record("s", "ok", p, i) for i, p in enumerate([10.0, 30.0, 20.0])]
+    recs.append(_record("s", "error", None, 3))
+    (row,) = cli.summary_rows(recs)
+    assert row["runs"] == 4
+    assert row["status"] == "ok/error"
+    assert row["peak_mb"] == 20.0
+    assert row["text"] == " a black rock"
+
+
+@pytest.mark.parametrize(("statuses", "code"), [(["ok", "unsupported"], 0), (["ok", "timeout"], 1)])
+def test_finish_run_exit_code(tmp_path: Path, statuses: list[str], code: int) -> None:
+    for i, status in enumerate(statuses):
+        results.append(tmp_path / "raw" / "s.jsonl", _record(f"s{i}", status, 1.0))
+    with (tmp_path / "out.txt").open("w") as fh:
+        assert cli.finish_run(tmp_path, Console(file=fh, width=200)) == code
+    assert "records:" in (tmp_path / "out.txt").read_text()
+
+
+def test_main_summary_and_missing_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["summary", str(tmp_path / "nope")]) == cli.USAGE_EXIT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "no such run folder" in err
+
+
+def test_noxfile_rejects_a_bad_matrix_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "matrix.yaml"
+    bad.write_text((REPO / "matrix.yaml").read_text().replace('torch: "2.5.1"', "torch: 2.5", 1))
+    env = {**os.environ, "HARNESS_MATRIX": str(bad)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "-l"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == cli.USAGE_EXIT
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "matrix.yaml:" in lines[0]
+    assert "stacks[0].torch" in lines[0]
+
+
+def test_noxfile_lists_one_bench_session_per_stack() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "-l"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    names = {ln.split()[1] for ln in proc.stdout.splitlines() if ln[:2] in ("- ", "* ")}
+    assert {f"bench-{s.id}" for s in MATRIX.stacks} <= names
+    assert {"bench", "tests", "lint"} <= names
+
+
+def test_python_m_harness_validate() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "validate"],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0
+    assert "4 stacks" in proc.stdout
