@@ -17,7 +17,7 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import cli, envs, matrix, results, runner
+from harness import bless, cli, envs, golden, matrix, results, runner
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = False
@@ -42,6 +42,14 @@ def _bench_args(session: nox.Session) -> cli.BenchArgs:
         sys.exit(cli.USAGE_EXIT)
 
 
+def _judge() -> golden.Judge:
+    try:
+        return golden.Judge.open(golden.GOLDENS, MATRIX.settings.golden_tolerance)
+    except golden.GoldenError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        sys.exit(cli.USAGE_EXIT)
+
+
 def _config(args: cli.BenchArgs) -> runner.RunConfig:
     return runner.RunConfig(
         run_id=RUN_ID,
@@ -50,6 +58,7 @@ def _config(args: cli.BenchArgs) -> runner.RunConfig:
         timeout_s=args.timeout_s or MATRIX.settings.timeout_s,
         repeats=args.repeats or MATRIX.repeats(args.profile),
         cache_dir=runner.default_cache_dir(),
+        judge=_judge(),
     )
 
 
@@ -120,9 +129,19 @@ def bench(session: nox.Session) -> None:
                 f"(is python{stack.python} installed?)",
             ):  # fmt: skip
                 results.append(jsonl, record)
-    code = cli.finish_run(cfg.run_dir)
+    code = cli.finish_run(cfg.run_dir, strict_golden=args.strict_golden)
     if code:
-        session.error("some cells did not succeed (see the statuses above)")
+        session.error("some cells failed or changed their output (see above)")
+
+
+@nox.session(name="golden", python=False)
+def golden_session(session: nox.Session) -> None:
+    """Record or refresh goldens: -- --from STACK_ID [--models ...] [--run DIR] [--write]."""
+    code = bless.main(session.posargs)
+    if code == cli.USAGE_EXIT:
+        sys.exit(code)
+    if code:
+        session.error("blessing refused")
 
 
 @nox.session(python=False)

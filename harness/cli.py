@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
+from harness import golden, results
 from harness import matrix as matrix_mod
-from harness import results
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -48,6 +48,7 @@ class BenchArgs:
     out: Path | None
     mode: str | None
     timeout_s: float | None
+    strict_golden: bool = False
 
 
 def _ids(text: str) -> tuple[str, ...]:
@@ -86,6 +87,7 @@ def bench_parser() -> _Parser:
     p.add_argument("--out", type=Path, default=None, help="run folder (default reports/<run-id>)")
     p.add_argument("--mode", choices=("forkserver", "fresh"), default=None)
     p.add_argument("--timeout", dest="timeout_s", type=_positive_float, default=None)
+    p.add_argument("--strict-golden", action="store_true", help="golden drift fails the run")
     return p
 
 
@@ -99,6 +101,7 @@ def parse_bench_args(argv: Sequence[str], matrix: matrix_mod.Matrix) -> BenchArg
         out=ns.out,
         mode=ns.mode,
         timeout_s=ns.timeout_s,
+        strict_golden=ns.strict_golden,
     )
     # Unknown profile, model or stack ids are caught here, before anything is installed.
     try:
@@ -209,8 +212,10 @@ def print_summary(records: Sequence[dict[str, Any]], console: Console | None = N
     console.print("records: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
 
-def finish_run(run_dir: Path, console: Console | None = None) -> int:
-    """Print the summary; exit code 1 if any status is other than ok/unsupported."""
+def finish_run(
+    run_dir: Path, console: Console | None = None, *, strict_golden: bool = False
+) -> int:
+    """Print the summary; exit code 1 on a status other than ok/unsupported or a failing golden."""
     records = results.read_run(run_dir)
     console = console or Console(width=200)
     if not records:
@@ -219,10 +224,22 @@ def finish_run(run_dir: Path, console: Console | None = None) -> int:
     print_summary(records, console)
     bad = results.failed(records)
     for r in bad[:20]:
+        line = f"  {r['status']}: {r['stack_id']} {r['cell_id']} #{r['repeat']}: {r['message']}"
+        console.print(line, markup=False)
+    verdicts = golden.counts(records)
+    failing = golden.FAILING | ({"drift"} if strict_golden else set())
+    console.print(
+        "golden: " + (", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) or "none")
+    )
+    wrong = [r for r in records if r.get("golden") in failing]
+    for r in wrong[:20]:
+        line = f"  golden {r['golden']}: {r['stack_id']} {r['cell_id']} #{r['repeat']}"
+        console.print(line, markup=False)
+    if verdicts.get("drift") and not strict_golden:
         console.print(
-            f"  {r['status']}: {r['stack_id']} {r['cell_id']} #{r['repeat']}: {r['message']}",
-            markup=False,
+            "  warning: golden drift (near-tie flips) does not fail the run; --strict-golden does"
         )
+    bad = bad + wrong
     manifest = run_dir / "run.json"
     if manifest.exists():
         data = json.loads(manifest.read_text(encoding="utf-8"))

@@ -12,7 +12,7 @@ import difflib
 import itertools
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, NoReturn, TypeVar
@@ -63,7 +63,11 @@ _DTYPE_SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 _FORMAT_SHORT = {"safetensors": "st", "bin": "bin"}
 
 _TOP_KEYS = ("settings", "stacks", "models", "scenarios", "exclude", "include", "profiles")
-_SETTINGS_KEYS = ("repeats", "timeout_s", "mode", "max_new_tokens")
+_SETTINGS_KEYS = ("repeats", "timeout_s", "mode", "max_new_tokens", "golden_tolerance")
+# Logit margins (top-1 minus top-2) below which a first differing token is float noise.
+DEFAULT_GOLDEN_TOLERANCE: Mapping[str, float] = MappingProxyType(
+    {"float32": 0.01, "bfloat16": 0.5, "float16": 0.1}
+)
 _STACK_KEYS = (
     "id",
     "python",
@@ -194,6 +198,7 @@ class Settings:
     timeout_s: float = 600.0
     mode: str = "forkserver"
     max_new_tokens: int = 20
+    golden_tolerance: Mapping[str, float] = field(default_factory=lambda: DEFAULT_GOLDEN_TOLERANCE)
 
 
 @dataclass(frozen=True)
@@ -607,11 +612,18 @@ class _Loader:
         timeout_s = self.optional(entries, "timeout_s", "settings", self.number)
         mode = self.optional(entries, "mode", "settings", self.mode)
         max_new_tokens = self.optional(entries, "max_new_tokens", "settings", self.integer)
+        tolerance = dict(DEFAULT_GOLDEN_TOLERANCE)
+        if "golden_tolerance" in entries and not _is_null(entries["golden_tolerance"][1]):
+            path = "settings.golden_tolerance"
+            given = self.mapping(entries["golden_tolerance"][1], path, DTYPES)
+            for dtype, (_, value) in given.items():
+                tolerance[dtype] = self.number(value, _child(path, dtype))
         return Settings(
             repeats=default.repeats if repeats is None else repeats,
             timeout_s=default.timeout_s if timeout_s is None else timeout_s,
             mode=default.mode if mode is None else mode,
             max_new_tokens=default.max_new_tokens if max_new_tokens is None else max_new_tokens,
+            golden_tolerance=MappingProxyType(tolerance),
         )
 
     def mode(self, node: yaml.Node, path: str) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from harness import results
+from harness import golden, results
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -50,6 +50,7 @@ class RunConfig:
     repeats: int
     cache_dir: Path
     sample_interval_s: float = 0.002
+    judge: golden.Judge | None = None
 
 
 @dataclass(frozen=True)
@@ -288,6 +289,28 @@ def resolve_model(model: Model, fmt: str, python: Path, cache: Path, log: IO[str
     return ModelPaths(model.location, model.location)
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+
+
+def weight_files(model: Model, cache: Path) -> list[Path]:
+    """The files whose hash identifies the model's weights (none for hub ids)."""
+    if model.source == "embedded":
+        folder = fixture_dir(model.location)
+        return [folder / "st" / "model.safetensors", folder / "bin" / "pytorch_model.bin"]
+    if model.source == "preset":
+        # The .bin is written by whichever torch builds the preset, so its bytes vary with
+        # torch's pickle format; the safetensors file is the deterministic one.
+        return [cache / "presets" / model.location / "st" / "model.safetensors"]
+    if model.source == "local":
+        folder = Path(model.location)
+        return (
+            sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+            if folder.is_dir()
+            else []
+        )
+    return []
+
+
 def stack_environment(python: Path, env: dict[str, str], raw: Path, stack: Stack) -> dict[str, Any]:
     """Versions and the frozen package list, read inside the stack's own environment."""
     out = raw / f"{stack.id}.env.json"
@@ -321,6 +344,8 @@ def run_stack(
     records: list[dict[str, Any]] = []
     total = len(cells) * cfg.repeats
 
+    hashes: dict[str, str | None] = {}
+
     def emit(
         cell: Cell, repeat: int, outcome: results.Outcome, stack_env: dict[str, Any] | None
     ) -> None:
@@ -332,6 +357,14 @@ def run_stack(
             outcome=outcome,
             env=stack_env,
         )
+        if outcome.status == "ok":
+            if cell.model.id not in hashes:
+                hashes[cell.model.id] = golden.weights_sha256(
+                    weight_files(cell.model, cfg.cache_dir)
+                )
+            record["weights_sha256"] = hashes[cell.model.id]
+        if cfg.judge is not None:
+            record.update(cfg.judge.judge(record))
         results.append(jsonl, record)
         records.append(record)
         if progress is not None:

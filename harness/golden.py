@@ -1,0 +1,340 @@
+"""Golden outputs: the store, the verdicts, and declared expectations.
+
+A golden holds the token ids, text and per-step top-1 minus top-2 margins of a reference
+run, one JSON file per (model, prompt, generation settings, dtype). A first differing
+token at a step where the reference was nearly tied is float noise (`drift`); where the
+reference was confident it is a real change (`mismatch`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.version import InvalidVersion, Version
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+GOLDEN_VERSION = 1
+REPO = Path(__file__).resolve().parent.parent
+GOLDENS = REPO / "goldens"
+EXPECTATIONS_FILE = "expectations.yaml"
+VERDICTS = ("match", "drift", "missing", "stale", "mismatch")
+# The worst verdict of a record's prompts is the record's verdict.
+SEVERITY = {v: i for i, v in enumerate(VERDICTS)}
+FAILING = frozenset({"mismatch", "stale"})
+_EXPECTATION_KEYS = ("model", "prompt", "dtype", "transformers", "torch", "device", "ids", "reason")
+
+
+class GoldenError(Exception):
+    """A malformed golden or expectations file: one line, exit code 2."""
+
+
+@dataclass(frozen=True)
+class Golden:
+    model: str
+    prompt: str
+    dtype: str
+    max_new_tokens: int
+    ids: tuple[int, ...]
+    text: str
+    margins: tuple[float, ...]
+    weights_sha256: str | None
+    source: Mapping[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "golden_version": GOLDEN_VERSION,
+            "model": self.model,
+            "prompt": self.prompt,
+            "decoding": "greedy",
+            "dtype": self.dtype,
+            "max_new_tokens": self.max_new_tokens,
+            "ids": list(self.ids),
+            "text": self.text,
+            "margins": list(self.margins),
+            "weights_sha256": self.weights_sha256,
+            "source": dict(self.source),
+        }
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """A known, intended difference: other ids under some versions or devices."""
+
+    model: str
+    prompt: str | None
+    dtype: str | None
+    transformers: SpecifierSet | None
+    torch: SpecifierSet | None
+    device: str | None
+    ids: tuple[int, ...]
+    reason: str
+
+    def matches(  # noqa: PLR0911 - one guard per key reads better than one big condition
+        self, key: CaseKey, versions: Mapping[str, str | None], device: str
+    ) -> bool:
+        if self.model != key.model:
+            return False
+        if self.prompt is not None and self.prompt != key.prompt:
+            return False
+        if self.dtype is not None and self.dtype != key.dtype:
+            return False
+        if self.device is not None and self.device != device:
+            return False
+        for name, spec in (("transformers", self.transformers), ("torch", self.torch)):
+            if spec is None:
+                continue
+            raw = versions.get(name)
+            if raw is None:
+                # Unknown version: a keyed expectation must not match by default.
+                return False
+            try:
+                version = Version(raw.split("+")[0])
+            except InvalidVersion:
+                return False
+            if not spec.contains(version, prereleases=True):
+                return False
+        return True
+
+
+@dataclass(frozen=True)
+class CaseKey:
+    model: str
+    prompt: str
+    dtype: str
+    max_new_tokens: int
+
+    def path(self, root: Path) -> Path:
+        slug = re.sub(r"[^a-z0-9]+", "-", self.prompt.lower()).strip("-")[:40] or "prompt"
+        digest = hashlib.sha256(self.prompt.encode()).hexdigest()[:8]
+        name = f"{self.dtype}-greedy-n{self.max_new_tokens}-{slug}-{digest}.json"
+        return root / self.model / name
+
+
+# ---------------------------------------------------------------- store
+
+
+def load_golden(path: Path) -> Golden:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return Golden(
+            model=data["model"],
+            prompt=data["prompt"],
+            dtype=data["dtype"],
+            max_new_tokens=int(data["max_new_tokens"]),
+            ids=tuple(int(i) for i in data["ids"]),
+            text=data["text"],
+            margins=tuple(float(m) for m in data["margins"]),
+            weights_sha256=data.get("weights_sha256"),
+            source=data.get("source", {}),
+        )
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise GoldenError(f"{path}: not a golden file: {exc}") from None
+
+
+def write_golden(root: Path, golden: Golden) -> Path:
+    key = CaseKey(golden.model, golden.prompt, golden.dtype, golden.max_new_tokens)
+    path = key.path(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(golden.to_json(), indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _spec(value: object, where: str) -> SpecifierSet | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise GoldenError(f"{where}: expected a version specifier string like '>=4.47,<5'")
+    try:
+        return SpecifierSet(value)
+    except InvalidSpecifier:
+        raise GoldenError(f"{where}: bad version specifier {value!r}") from None
+
+
+def load_expectations(root: Path) -> tuple[Expectation, ...]:
+    path = root / EXPECTATIONS_FILE
+    if not path.exists():
+        return ()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    except yaml.YAMLError as exc:
+        raise GoldenError(f"{path}: YAML syntax error: {exc}".replace("\n", " ")) from None
+    if not isinstance(data, list):
+        raise GoldenError(f"{path}: expected a list of expectations")
+    out = []
+    for i, item in enumerate(data):
+        where = f"{path}: [{i}]"
+        if not isinstance(item, dict):
+            raise GoldenError(f"{where}: expected a mapping")
+        unknown = sorted(set(item) - set(_EXPECTATION_KEYS))
+        if unknown:
+            raise GoldenError(
+                f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(_EXPECTATION_KEYS)})"
+            )
+        reason = item.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise GoldenError(f"{where}.reason: every expectation needs a written reason")
+        if not isinstance(item.get("model"), str):
+            raise GoldenError(f"{where}.model: required")
+        ids = item.get("ids")
+        if not isinstance(ids, list) or not all(isinstance(x, int) for x in ids):
+            raise GoldenError(f"{where}.ids: expected a list of token ids")
+        out.append(
+            Expectation(
+                model=item["model"],
+                prompt=item.get("prompt"),
+                dtype=item.get("dtype"),
+                transformers=_spec(item.get("transformers"), f"{where}.transformers"),
+                torch=_spec(item.get("torch"), f"{where}.torch"),
+                device=item.get("device"),
+                ids=tuple(ids),
+                reason=reason.strip(),
+            )
+        )
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+def compare(
+    actual: Sequence[int], expected: Sequence[int], margins: Sequence[float], tolerance: float
+) -> dict[str, Any]:
+    """Verdict for one output: match, drift (a near-tie flipped) or mismatch."""
+    if list(actual) == list(expected):
+        return {"verdict": "match"}
+    position = next(
+        (i for i, (a, e) in enumerate(zip(actual, expected, strict=False)) if a != e),
+        min(len(actual), len(expected)),
+    )
+    margin = margins[position] if position < len(margins) else None
+    detail: dict[str, Any] = {
+        "position": position,
+        "reference_margin": margin,
+        "tolerance": tolerance,
+    }
+    if margin is not None and margin < tolerance:
+        return {"verdict": "drift", **detail}
+    return {"verdict": "mismatch", **detail}
+
+
+@dataclass(frozen=True)
+class Judge:
+    """Judges records against the goldens under `root`."""
+
+    root: Path
+    tolerances: Mapping[str, float]
+    expectations: tuple[Expectation, ...] = ()
+
+    @classmethod
+    def open(cls, root: Path, tolerances: Mapping[str, float]) -> Judge:
+        return cls(root=root, tolerances=tolerances, expectations=load_expectations(root))
+
+    def judge(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """`golden` and `golden_detail` for one record; None for a record without output."""
+        if record.get("status") != "ok":
+            return {"golden": None, "golden_detail": []}
+        versions = {
+            "transformers": record.get("transformers_version"),
+            "torch": record.get("torch_version"),
+        }
+        device = (
+            "cuda"
+            if record.get("device_map") in ("cuda", "auto") and record.get("cuda_peak_mb")
+            else "cpu"
+        )
+        details = []
+        for prompt, ids, text in zip(
+            record["prompts"], record["output_ids"], record["output_text"], strict=False
+        ):
+            key = CaseKey(record["model"], prompt, record["dtype"], int(record["max_new_tokens"]))
+            found = self._one(
+                key, ids=ids, text=text, record=record, versions=versions, device=device
+            )
+            details.append({"prompt": prompt, **found})
+        worst = max((d["verdict"] for d in details), key=SEVERITY.__getitem__, default="missing")
+        return {"golden": worst, "golden_detail": details}
+
+    def _one(
+        self,
+        key: CaseKey,
+        *,
+        ids: Sequence[int],
+        text: str,
+        record: Mapping[str, Any],
+        versions: Mapping[str, str | None],
+        device: str,
+    ) -> dict[str, Any]:
+        path = key.path(self.root)
+        if not path.exists():
+            return {"verdict": "missing", "file": str(path.relative_to(self.root))}
+        golden = load_golden(path)
+        current = record.get("weights_sha256")
+        if golden.weights_sha256 and current and golden.weights_sha256 != current:
+            return {
+                "verdict": "stale",
+                "golden_sha256": golden.weights_sha256,
+                "model_sha256": current,
+            }
+        tolerance = float(self.tolerances.get(key.dtype, 0.0))
+        matching = [e for e in self.expectations if e.matches(key, versions, device)]
+        if len(matching) > 1:
+            # Never pick one of several silently: the declarations must be fixed.
+            reasons = "; ".join(e.reason for e in matching)
+            return {"verdict": "mismatch", "error": f"ambiguous expectations: {reasons}"}
+        if matching:
+            found = compare(ids, matching[0].ids, (), tolerance)
+            return {**found, "expectation": matching[0].reason}
+        found = compare(ids, golden.ids, golden.margins, tolerance)
+        if found["verdict"] == "mismatch":
+            pos = found["position"]
+            found["expected_text"] = golden.text
+            found["actual_text"] = text
+            found["expected_id"] = golden.ids[pos] if pos < len(golden.ids) else None
+            found["actual_id"] = ids[pos] if pos < len(ids) else None
+        return found
+
+
+def counts(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in records:
+        verdict = r.get("golden")
+        if verdict:
+            out[verdict] = out.get(verdict, 0) + 1
+    return out
+
+
+# ---------------------------------------------------------------- weights
+
+
+_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
+
+
+def weights_sha256(files: Iterable[Path]) -> str | None:
+    """One hash over the weight files (names and contents); None when there are none."""
+    parts = sorted((p.name, file_sha256(p)) for p in files if p.is_file())
+    if not parts:
+        return None
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()

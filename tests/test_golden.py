@@ -1,0 +1,290 @@
+"""Golden verdicts: unit tests on the rules, and real runs of perturbed tiny-gpt2 copies."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import bless, golden, runner
+from harness.matrix import Cell, Model, Scenario, Stack
+
+TOL = {"float32": 0.01, "bfloat16": 0.5, "float16": 0.1}
+FIXTURE = Path(__file__).resolve().parent.parent / "harness" / "fixtures" / "tiny_gpt2"
+PERTURB = Path(__file__).resolve().parent / "data" / "perturb.py"
+PROMPTS = tuple(json.loads((FIXTURE / "manifest.json").read_text())["prompts"])
+
+
+def record(ids: list[int], *, model: str = "m", prompt: str = "p", **kw: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "status": "ok", "model": model, "dtype": "float32", "max_new_tokens": len(ids),
+        "prompts": [prompt], "output_ids": [ids], "output_text": [f"text{ids}"],
+        "margins": [[5.0] * len(ids)], "transformers_version": "4.57.6",
+        "torch_version": "2.13.0+cpu", "device_map": None, "cuda_peak_mb": None,
+        "weights_sha256": "aaa", "stack_id": "s", "run_id": "r", "cell_id": f"{model}/st",
+        "repeat": 0, "checkpoint_format": "safetensors", "low_cpu_mem_usage": None,
+        "message": "", "machine_fingerprint": "f",
+    }  # fmt: skip
+    base.update(kw)
+    return base
+
+
+def put_golden(root: Path, ids: list[int], margins: list[float], **kw: Any) -> Path:
+    g = golden.Golden(
+        model=kw.get("model", "m"), prompt=kw.get("prompt", "p"), dtype="float32",
+        max_new_tokens=len(ids), ids=tuple(ids), text=f"text{ids}", margins=tuple(margins),
+        weights_sha256=kw.get("sha", "aaa"), source={"stack_id": "ref"},
+    )  # fmt: skip
+    return golden.write_golden(root, g)
+
+
+# ---------------------------------------------------------------- rules
+
+
+@pytest.mark.parametrize(
+    ("actual", "margins", "verdict", "position"),
+    [
+        ([1, 2, 3, 4], [5, 5, 5, 5], "match", None),
+        ([1, 2, 9, 9], [5, 5, 0.001, 5], "drift", 2),
+        ([1, 2, 9, 9], [5, 5, 3.0, 5], "mismatch", 2),
+        ([1, 2, 3], [5, 5, 5, 5], "mismatch", 3),  # stopped early where the reference was sure
+        ([9, 2, 3, 4], [0.0, 5, 5, 5], "drift", 0),
+    ],
+)
+def test_compare(
+    actual: list[int], margins: list[float], verdict: str, position: int | None
+) -> None:
+    found = golden.compare(actual, [1, 2, 3, 4], margins, 0.01)
+    assert found["verdict"] == verdict
+    assert found.get("position") == position
+
+
+def test_judge_verdicts(tmp_path: Path) -> None:
+    put_golden(tmp_path, [1, 2, 3, 4], [5, 5, 0.001, 5])
+    judge = golden.Judge.open(tmp_path, TOL)
+    assert judge.judge(record([1, 2, 3, 4]))["golden"] == "match"
+    drift = judge.judge(record([1, 2, 7, 7]))
+    assert drift["golden"] == "drift"
+    assert drift["golden_detail"][0]["position"] == 2
+    assert drift["golden_detail"][0]["reference_margin"] == 0.001
+    mismatch = judge.judge(record([1, 8, 3, 4]))
+    assert mismatch["golden"] == "mismatch"
+    detail = mismatch["golden_detail"][0]
+    assert (detail["position"], detail["expected_id"], detail["actual_id"]) == (1, 2, 8)
+    assert detail["expected_text"] == "text[1, 2, 3, 4]"
+    assert judge.judge(record([1, 2, 3, 4], weights_sha256="bbb"))["golden"] == "stale"
+    assert judge.judge(record([1, 2, 3, 4], prompt="other"))["golden"] == "missing"
+    assert judge.judge(record([1], status="error"))["golden"] is None
+
+
+def test_a_record_takes_its_worst_prompt(tmp_path: Path) -> None:
+    put_golden(tmp_path, [1, 2], [5, 5], prompt="a")
+    put_golden(tmp_path, [1, 2], [5, 5], prompt="b")
+    rec = record([1, 2], prompts=["a", "b"], output_ids=[[1, 2], [1, 3]],
+                 output_text=["x", "y"])  # fmt: skip
+    assert golden.Judge.open(tmp_path, TOL).judge(rec)["golden"] == "mismatch"
+
+
+def _expect(root: Path, text: str) -> None:
+    (root / golden.EXPECTATIONS_FILE).write_text(text)
+
+
+def test_expectations_are_version_keyed_and_need_a_reason(tmp_path: Path) -> None:
+    put_golden(tmp_path, [1, 2, 3], [5, 5, 5])
+    _expect(
+        tmp_path,
+        """\
+- model: m
+  transformers: ">=5"
+  ids: [1, 2, 9]
+  reason: "5.x changed a generation default (example)"
+""",
+    )
+    judge = golden.Judge.open(tmp_path, TOL)
+    on_5 = judge.judge(record([1, 2, 9], transformers_version="5.24.0"))
+    assert on_5["golden"] == "match"
+    assert on_5["golden_detail"][0]["expectation"].startswith("5.x changed")
+    # Outside the declared range the golden itself applies, never the expectation.
+    assert judge.judge(record([1, 2, 9], transformers_version="4.57.6"))["golden"] == "mismatch"
+    assert judge.judge(record([1, 2, 3], transformers_version="4.57.6"))["golden"] == "match"
+    # An unknown version does not match a keyed expectation.
+    assert judge.judge(record([1, 2, 9], transformers_version=None))["golden"] == "mismatch"
+
+
+def test_ambiguous_expectations_are_never_picked_silently(tmp_path: Path) -> None:
+    put_golden(tmp_path, [1, 2, 3], [5, 5, 5])
+    _expect(
+        tmp_path,
+        """\
+- {model: m, transformers: ">=5", ids: [1, 2, 9], reason: a}
+- {model: m, torch: ">=2", ids: [1, 2, 8], reason: b}
+""",
+    )
+    found = golden.Judge.open(tmp_path, TOL).judge(record([1, 2, 9], transformers_version="5.1"))
+    assert found["golden"] == "mismatch"
+    assert "ambiguous" in found["golden_detail"][0]["error"]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("- {model: m, ids: [1]}", "needs a written reason"),
+        ("- {model: m, ids: [1], reason: '  '}", "needs a written reason"),
+        ("- {model: m, ids: [1], reason: r, transformers: '=>5'}", "bad version specifier"),
+        ("- {model: m, ids: [1], reason: r, colour: red}", "unknown key 'colour'"),
+        ("- {model: m, ids: one, reason: r}", "list of token ids"),
+        ("{model: m}", "expected a list"),
+        ("- [", "YAML syntax error"),
+    ],
+)
+def test_bad_expectations(tmp_path: Path, text: str, fragment: str) -> None:
+    _expect(tmp_path, text)
+    with pytest.raises(golden.GoldenError, match=fragment) as info:
+        golden.load_expectations(tmp_path)
+    assert "\n" not in str(info.value)
+
+
+# ---------------------------------------------------------------- bless
+
+
+def _run_dir(tmp_path: Path, records: list[dict[str, Any]]) -> Path:
+    run = tmp_path / "run"
+    (run / "raw").mkdir(parents=True)
+    with (run / "raw" / "s.jsonl").open("w") as fh:
+        for r in records:
+            fh.write(json.dumps(r) + "\n")
+    return run
+
+
+def test_bless_is_a_dry_run_without_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _run_dir(tmp_path, [record([1, 2, 3]), record([1, 2, 3], repeat=1)])
+    root = tmp_path / "goldens"
+    argv = ["--from", "s", "--run", str(run), "--goldens", str(root)]
+    assert bless.main(argv) == 0
+    assert "1 golden(s) would change; nothing written" in capsys.readouterr().out
+    assert not root.exists()
+    assert bless.main([*argv, "--write"]) == 0
+    (path,) = root.rglob("*.json")
+    assert json.loads(path.read_text())["ids"] == [1, 2, 3]
+    assert bless.main(argv) == 0
+    assert "0 golden(s) would change" in capsys.readouterr().out
+
+
+def test_bless_refuses_a_failed_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = record([], status="error", message="OSError: boom", output_ids=[], output_text=[])
+    run = _run_dir(tmp_path, [record([1, 2, 3]), bad])
+    root = tmp_path / "goldens"
+    code = bless.main(["--from", "s", "--run", str(run), "--goldens", str(root), "--write"])
+    assert code == bless.REFUSED_EXIT
+    assert "is error: OSError: boom" in capsys.readouterr().err
+    assert not root.exists()
+
+
+def test_bless_refuses_disagreeing_records_and_reports_changes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "goldens"
+    put_golden(root, [1, 2, 3], [5, 5, 5])
+    run = _run_dir(tmp_path, [record([1, 2, 4])])
+    assert bless.main(["--from", "s", "--run", str(run), "--goldens", str(root)]) == 0
+    assert "ids differ from position 2" in capsys.readouterr().out
+    run2 = _run_dir(tmp_path / "b", [record([1, 2, 4]), record([1, 2, 5], checkpoint_format="bin")])
+    assert bless.main(["--from", "s", "--run", str(run2), "--goldens", str(root)]) == 1
+    assert bless.main(["--from", "nope", "--run", str(run2)]) == bless.USAGE_EXIT
+
+
+# ---------------------------------------------------------------- real models
+
+
+def _copy(tmp_path: Path, name: str) -> Path:
+    dest = tmp_path / name
+    shutil.copytree(FIXTURE / "st", dest)
+    return dest
+
+
+def _perturb(python: Path, *args: str) -> str:
+    proc = subprocess.run([str(python), str(PERTURB), *args], capture_output=True, text=True,
+                          check=True, timeout=300)  # fmt: skip
+    return proc.stdout.strip()
+
+
+def _run(
+    stack: Stack, python: Path, tmp_path: Path, folders: dict[str, Path]
+) -> dict[str, dict[str, Any]]:
+    cells = [
+        Cell(stack,
+             Model(id=name, source="local", location=str(folder), prompts=PROMPTS,
+                   revision=None, trust_remote_code=False),
+             Scenario(None, None, "float32", "safetensors", 20))
+        for name, folder in folders.items()
+    ]  # fmt: skip
+    cfg = runner.RunConfig(run_id="golden-test", run_dir=tmp_path / f"run-{len(list(tmp_path.iterdir()))}",
+                           mode="forkserver", timeout_s=300, repeats=1,
+                           cache_dir=tmp_path / "cache")  # fmt: skip
+    recs = runner.run_stack(stack, cells, python, cfg)
+    assert [r["status"] for r in recs] == ["ok"] * len(folders), [r["message"] for r in recs]
+    return {r["model"]: r for r in recs}
+
+
+def _outputs_only(rec: dict[str, Any]) -> dict[str, Any]:
+    # The perturbed copies have other weights by construction: judge their outputs alone.
+    return {**rec, "weights_sha256": None}
+
+
+@pytest.mark.e2e
+def test_real_perturbations_of_tiny_gpt2(
+    test_stack: Stack, stack_python: Path, tmp_path: Path
+) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    ref_dir = _copy(work, "ref")
+    ref = _run(test_stack, stack_python, work, {"tiny": ref_dir})["tiny"]
+    goldens = tmp_path / "goldens"
+    for change in bless.plan([ref], test_stack.id, None, goldens):
+        golden.write_golden(goldens, change.golden)
+    judge = golden.Judge.open(goldens, TOL)
+
+    # An untouched copy matches; a copy with a changed weight file is stale.
+    same = _copy(work, "same")
+    bumped = _copy(work, "bumped")
+    _perturb(stack_python, "bump", str(bumped))
+    confident = _copy(work, "confident")
+    step = int(_perturb(stack_python, "confident", str(confident), PROMPTS[0],
+                        json.dumps(ref["output_ids"][0])))  # fmt: skip
+    runs = _run(
+        stack_python, work, {"tiny": same, "tiny-bumped": bumped, "tiny-confident": confident}
+    )
+    assert judge.judge(runs["tiny"])["golden"] == "match"
+    stale = judge.judge({**runs["tiny-bumped"], "model": "tiny"})
+    assert stale["golden"] == "stale"
+    # Zeroing one token's embedding row changes a confident choice: mismatch, right step.
+    found = judge.judge(_outputs_only({**runs["tiny-confident"], "model": "tiny"}))
+    assert found["golden"] == "mismatch"
+    detail = found["golden_detail"][0]
+    assert detail["position"] == step
+    assert detail["reference_margin"] > 1.0
+    assert detail["expected_id"] == ref["output_ids"][0][step]
+
+    # Near-ties: flatten the logits (same argmax, margins ~1e-4), bless that, then nudge.
+    flat = _copy(work, "flat")
+    _perturb(stack_python, "flatten", str(flat), "1e-4")
+    flat_ref = _run(test_stack, stack_python, work, {"tiny-flat": flat})["tiny-flat"]
+    assert max(max(m) for m in flat_ref["margins"]) < TOL["float32"]
+    for change in bless.plan([flat_ref], test_stack.id, None, goldens):
+        golden.write_golden(goldens, change.golden)
+    nudged = _copy(work, "nudged")
+    shutil.copyfile(flat / "model.safetensors", nudged / "model.safetensors")
+    _perturb(stack_python, "nudge", str(nudged), "2e-3", "7")
+    after = _run(test_stack, stack_python, work, {"tiny-flat": nudged})["tiny-flat"]
+    assert after["output_ids"] != flat_ref["output_ids"], "the nudge must flip a near-tie"
+    verdict = golden.Judge.open(goldens, TOL).judge(_outputs_only(after))
+    assert verdict["golden"] == "drift"
+    flipped = [d for d in verdict["golden_detail"] if d["verdict"] == "drift"]
+    assert flipped
+    assert all(d["reference_margin"] < TOL["float32"] for d in flipped)
