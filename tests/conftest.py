@@ -82,9 +82,7 @@ def make_record(
         "file_mb": peak / 2 if ok else None,
         "peak_ratio": peak / weights if ok else None,
         "baseline": {"rss_mb": 500.0, "anon_mb": 400.0, "file_mb": 100.0, "hwm_mb": 500.0},
-        "phases": {"load": {"rss_mb": 500.0 + load_rss, "hwm_mb": 500.0 + load_peak}}
-        if ok
-        else {},
+        "phases": {"load": {"rss_mb": 500.0 + load_rss, "hwm_mb": 500.0 + load_peak}} if ok else {},
     }
     record.update(extra)
     return record

@@ -604,7 +604,7 @@ ERRORS = [
     pytest.param(
         _settings("repeat: 3"),
         1,
-        "settings.repeat: unknown key 'repeat' (did you mean 'repeats'? allowed: repeats, timeout_s, mode, max_new_tokens)",
+        "settings.repeat: unknown key 'repeat' (did you mean 'repeats'? allowed: repeats, timeout_s, mode, max_new_tokens, golden_tolerance)",
         id="settings-unknown-key",
     ),
     pytest.param(
@@ -1299,3 +1299,21 @@ def test_every_section_of_the_error_table_is_exercised() -> None:
     ]
     fragments = " | ".join(str(p.values[2]) for p in ERRORS)
     assert [w for w in wanted if w not in fragments] == []
+
+
+def test_golden_tolerance_defaults_and_overrides(tmp_path: Path) -> None:
+    text = (REPO_MATRIX.read_text()).replace(
+        "  max_new_tokens: 20\n", "  max_new_tokens: 20\n  golden_tolerance: {bfloat16: 0.75}\n", 1
+    )
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    tol = load(path).settings.golden_tolerance
+    assert dict(tol) == {"float32": 0.01, "bfloat16": 0.75, "float16": 0.1}
+    path.write_text(text.replace("bfloat16: 0.75", "bfloat16: -1"))
+    with pytest.raises(
+        MatrixError, match=r"settings\.golden_tolerance\.bfloat16: must be positive"
+    ):
+        load(path)
+    path.write_text(text.replace("bfloat16: 0.75", "int8: 1"))
+    with pytest.raises(MatrixError, match="unknown key 'int8'"):
+        load(path)
