@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from harness import envs
+from harness.matrix import Stack
 
 DATA = Path(__file__).parent / "data"
 # A hand-written run: two stacks that ran, one that failed to install, an XSS message.
@@ -106,3 +111,34 @@ def handmade_copy(tmp_path: Path) -> Path:
         (target / "raw").mkdir(parents=True, exist_ok=True)
         (target / "raw" / path.name).write_bytes(path.read_bytes())
     return target
+
+
+# ---------------------------------------------------------------- a real stack
+
+WHEELHOUSE = Path("/opt/wheels")
+TEST_STACK = Stack(
+    id="tf5.24.0-torch2.13.0-py3.11", python="3.11", transformers="5.24.0", torch="2.13.0",
+    accelerate="1.15.0", pins=(), find_links=(), index_url=None, torch_backend=None,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def test_stack() -> Stack:
+    return TEST_STACK
+
+
+@pytest.fixture(scope="session")
+def stack_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real uv environment with torch 2.13 (CPU, from the local wheelhouse when present)."""
+    root = Path(os.environ.get("HARNESS_TEST_ENVS", str(tmp_path_factory.mktemp("envs"))))
+    venv = root / TEST_STACK.id
+    python = envs.venv_python(venv)
+    uv = envs.find_uv()
+    assert uv, "uv is a dependency of the project"
+    if not python.exists():
+        subprocess.run([uv, "venv", "-q", "-p", "3.11", str(venv)], check=True)
+    if WHEELHOUSE.is_dir():
+        os.environ.setdefault("UV_FIND_LINKS", str(WHEELHOUSE))
+    result = envs.install(TEST_STACK, python, venv / "install.log")
+    assert result.ok, result.message
+    return python
