@@ -258,7 +258,10 @@ def test_real_perturbations_of_tiny_gpt2(
     step = int(_perturb(stack_python, "confident", str(confident), PROMPTS[0],
                         json.dumps(ref["output_ids"][0])))  # fmt: skip
     runs = _run(
-        stack_python, work, {"tiny": same, "tiny-bumped": bumped, "tiny-confident": confident}
+        test_stack,
+        stack_python,
+        work,
+        {"tiny": same, "tiny-bumped": bumped, "tiny-confident": confident},
     )
     assert judge.judge(runs["tiny"])["golden"] == "match"
     stale = judge.judge({**runs["tiny-bumped"], "model": "tiny"})
