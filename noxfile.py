@@ -17,7 +17,7 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import bless, cli, envs, golden, matrix, results, runner
+from harness import bless, cli, envs, golden, matrix, progress, results, runner
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = False
@@ -62,18 +62,6 @@ def _config(args: cli.BenchArgs) -> runner.RunConfig:
     )
 
 
-def _progress(
-    done: int, total: int, cell: matrix.Cell, repeat: int, record: dict[str, object]
-) -> None:
-    peak = record.get("peak_mb")
-    extra = f" peak {peak:.0f} MiB" if isinstance(peak, float) else ""
-    print(
-        f"[{done:>4}/{total}] {cell.stack.id} {cell.id} #{repeat} "
-        f"{record['status']} ({record['wall_s']:.1f} s){extra}",
-        flush=True,
-    )
-
-
 def bench_stack_impl(session: nox.Session, stack: matrix.Stack) -> None:
     args = _bench_args(session)
     if args.stacks and stack.id not in args.stacks:
@@ -95,7 +83,8 @@ def bench_stack_impl(session: nox.Session, stack: matrix.Stack) -> None:
         ):  # fmt: skip
             results.append(cfg.run_dir / "raw" / f"{stack.id}.jsonl", record)
         return
-    runner.run_stack(stack, cells, python, cfg, progress=_progress)
+    with progress.reporter(stack.id) as report:
+        runner.run_stack(stack, cells, python, cfg, progress=report)
 
 
 def _make_stack_session(stack: matrix.Stack) -> None:

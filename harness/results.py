@@ -147,6 +147,7 @@ def build_record(
         "phases": phases,
         "baseline": result.get("baseline"),
         "wall_s": round(outcome.wall_s, 3),
+        "prefault": result.get("prefault"),
     }
     if outcome.status != "ok":
         record["traceback"] = result.get("traceback")

@@ -332,7 +332,7 @@ def run_stack(
     cells: Sequence[Cell],
     python: Path,
     cfg: RunConfig,
-    progress: Callable[[int, int, Cell, int, dict[str, Any]], None] | None = None,
+    progress: Callable[[int, int, Cell, int, dict[str, Any] | None], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every (cell, repeat) of one stack and append a record for each."""
     cells = [c for c in cells if c.stack.id == stack.id]
@@ -434,6 +434,8 @@ def run_stack(
                     job_path = Path(tmp) / f"job-{repeat}-{index}.json"
                     out_path = Path(tmp) / f"out-{repeat}-{index}.json"
                     job_path.write_text(json.dumps(job), encoding="utf-8")
+                    if progress is not None:
+                        progress(len(records), total, cell, repeat, None)
                     log.write(f"--- {cell.id} repeat {repeat}\n")
                     log.flush()
                     started = time.monotonic()

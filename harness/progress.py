@@ -1,0 +1,79 @@
+"""Progress of a bench session: a rich bar on a terminal, plain lines elsewhere (CI)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from typing import TYPE_CHECKING, Any
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from harness.matrix import Cell
+
+
+def line(done: int, total: int, cell: Cell, repeat: int, record: dict[str, Any]) -> str:
+    peak = record.get("peak_mb")
+    extra = f" peak {peak:.0f} MiB" if isinstance(peak, float) else ""
+    golden = f" golden {record['golden']}" if record.get("golden") else ""
+    return (
+        f"[{done:>4}/{total}] {cell.stack.id} {cell.id} #{repeat} "
+        f"{record['status']} ({record['wall_s']:.1f} s){extra}{golden}"
+    )
+
+
+@contextlib.contextmanager
+def reporter(
+    title: str, *, force_plain: bool = False
+) -> Iterator[Callable[[int, int, Cell, int, dict[str, Any] | None], None]]:
+    """Yields the callback run_stack calls before (record None) and after each run."""
+    if force_plain or not sys.stdout.isatty():
+
+        def plain(
+            done: int, total: int, cell: Cell, repeat: int, record: dict[str, Any] | None
+        ) -> None:
+            if record is not None:
+                print(line(done, total, cell, repeat, record), flush=True)
+
+        yield plain
+        return
+    columns = (
+        TextColumn("[bold]{task.fields[title]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, transient=False) as bar:
+        task = bar.add_task("", title=title, total=None)
+
+        def rich(
+            done: int, total: int, cell: Cell, repeat: int, record: dict[str, Any] | None
+        ) -> None:
+            if record is None:
+                bar.update(task, total=total, description=f"{cell.id} #{repeat}")
+                return
+            bar.update(task, total=total, completed=done)
+            if record["status"] not in ("ok", "unsupported") or record.get("golden") in (
+                "mismatch",
+                "stale",
+            ):
+                bar.console.print(
+                    line(done, total, cell, repeat, record),
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
+
+        yield rich
