@@ -51,14 +51,16 @@ def _judge() -> golden.Judge:
 
 
 def _config(args: cli.BenchArgs) -> runner.RunConfig:
+    run_id = args.run_id or RUN_ID
     return runner.RunConfig(
-        run_id=RUN_ID,
-        run_dir=cli.run_dir_for(args, RUN_ID),
+        run_id=run_id,
+        run_dir=cli.run_dir_for(args, run_id),
         mode=args.mode or MATRIX.settings.mode,
         timeout_s=args.timeout_s or MATRIX.settings.timeout_s,
         repeats=args.repeats or MATRIX.repeats(args.profile),
         cache_dir=runner.default_cache_dir(),
         judge=_judge(),
+        resume=args.resume,
     )
 
 
@@ -70,7 +72,14 @@ def bench_stack_impl(session: nox.Session, stack: matrix.Stack) -> None:
     if not cells:
         session.skip(f"profile {args.profile} has no cells for {stack.id}")
     cfg = _config(args)
-    cli.write_manifest(cfg.run_dir, MATRIX_PATH, args, RUN_ID, mode=cfg.mode, repeats=cfg.repeats)
+    try:
+        cli.ensure_writable(cfg.run_dir)
+    except cli.UsageError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        sys.exit(cli.USAGE_EXIT)
+    cli.write_manifest(
+        cfg.run_dir, MATRIX_PATH, args, cfg.run_id, mode=cfg.mode, repeats=cfg.repeats
+    )
     cli.point_latest(cfg.run_dir)
     python = envs.venv_python(Path(str(session.virtualenv.location)))
     session.run(str(python), "--version")
@@ -78,7 +87,7 @@ def bench_stack_impl(session: nox.Session, stack: matrix.Stack) -> None:
     if not installed.ok:
         session.warn(f"install failed for {stack.id}: {installed.message}")
         for record in results.install_error_records(
-            run_id=RUN_ID, stack=stack, cells=cells, repeats=cfg.repeats, mode=cfg.mode,
+            run_id=cfg.run_id, stack=stack, cells=cells, repeats=cfg.repeats, mode=cfg.mode,
             message=installed.message,
         ):  # fmt: skip
             results.append(cfg.run_dir / "raw" / f"{stack.id}.jsonl", record)
@@ -113,7 +122,7 @@ def bench(session: nox.Session) -> None:
         if not jsonl.exists():
             # nox skipped the session (e.g. its interpreter is missing): say so in records.
             for record in results.install_error_records(
-                run_id=RUN_ID, stack=stack, cells=cells, repeats=cfg.repeats, mode=cfg.mode,
+                run_id=cfg.run_id, stack=stack, cells=cells, repeats=cfg.repeats, mode=cfg.mode,
                 message=f"no environment: nox skipped bench-{stack.id} "
                 f"(is python{stack.python} installed?)",
             ):  # fmt: skip

@@ -49,6 +49,8 @@ class BenchArgs:
     mode: str | None
     timeout_s: float | None
     strict_golden: bool = False
+    run_id: str | None = None
+    resume: bool = False
 
 
 def _ids(text: str) -> tuple[str, ...]:
@@ -88,11 +90,55 @@ def bench_parser() -> _Parser:
     p.add_argument("--mode", choices=("forkserver", "fresh"), default=None)
     p.add_argument("--timeout", dest="timeout_s", type=_positive_float, default=None)
     p.add_argument("--strict-golden", action="store_true", help="golden drift fails the run")
+    p.add_argument("--resume", type=Path, default=None, help="finish an interrupted run folder")
     return p
+
+
+def _resumed(ns: argparse.Namespace, matrix: matrix_mod.Matrix) -> BenchArgs:
+    """The interrupted run's own options: a resumed run must select the same cells."""
+    run_dir: Path = ns.resume
+    given = [f"--{k}" for k in ("profile", "models", "stacks", "repeats", "out")
+             if getattr(ns, k) not in (None, "default")]  # fmt: skip
+    if given:
+        raise UsageError(f"--resume takes the run's own options; drop {', '.join(given)}")
+    try:
+        data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UsageError(f"{run_dir}: not a run folder (no readable run.json)") from None
+    sha = hashlib.sha256(matrix.path.read_bytes()).hexdigest()
+    if data.get("matrix_sha256") != sha:
+        raise UsageError(
+            f"{matrix.path} changed since run {data.get('run_id')}; resuming would mix cells"
+        )
+    return BenchArgs(
+        profile=data["profile"],
+        models=tuple(data["models"]) if data.get("models") else None,
+        stacks=tuple(data["stacks"]) if data.get("stacks") else None,
+        repeats=data.get("repeats"),
+        out=run_dir,
+        mode=ns.mode or data.get("mode"),
+        timeout_s=ns.timeout_s,
+        strict_golden=ns.strict_golden,
+        run_id=data["run_id"],
+        resume=True,
+    )
+
+
+def ensure_writable(run_dir: Path) -> None:
+    """Fail before installing anything when results could not be written."""
+    probe = run_dir / "raw" / f".probe-{os.getpid()}"
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{run_dir}: cannot write results there ({exc.strerror})") from None
 
 
 def parse_bench_args(argv: Sequence[str], matrix: matrix_mod.Matrix) -> BenchArgs:
     ns = bench_parser().parse_args(list(argv))
+    if ns.resume is not None:
+        return _resumed(ns, matrix)
     args = BenchArgs(
         profile=ns.profile,
         models=ns.models,

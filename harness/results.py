@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import statistics
+import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,10 @@ STATUSES = ("ok", "unsupported", "install_error", "error", "timeout", "killed")
 # Statuses that do not fail a run: it worked, or the library itself refuses the combination.
 GOOD_STATUSES = frozenset({"ok", "unsupported"})
 MEMORY_PHASES = ("load", "first_token", "generate")
+
+
+class TornLineWarning(UserWarning):
+    """A record file ends in a partial line: a crash happened mid-write."""
 
 
 @dataclass(frozen=True)
@@ -169,8 +174,11 @@ def append(path: Path, record: dict[str, Any]) -> None:
 def read(path: Path) -> Iterator[dict[str, Any]]:
     """Records of one JSONL file; a torn last line (a crash mid-write) is skipped."""
     with path.open(encoding="utf-8") as fh:
-        for line in fh:
+        for number, line in enumerate(fh, 1):
             if not line.endswith("\n"):
+                warnings.warn(
+                    f"{path}:{number}: skipped a partial last line", TornLineWarning, stacklevel=2
+                )
                 break
             yield json.loads(line)
 

@@ -51,6 +51,7 @@ class RunConfig:
     cache_dir: Path
     sample_interval_s: float = 0.002
     judge: golden.Judge | None = None
+    resume: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class ForkServer:
         self.start_timeout_s = start_timeout_s
         self.proc: subprocess.Popen[bytes] | None = None
         self.import_s: float | None = None
+        self.child: int | None = None
         self._buffer = b""
 
     def start(self) -> None:
@@ -163,13 +165,14 @@ class ForkServer:
         if first is None or "started" not in first:
             self.close()
             return Exit(note="the fork-server died before the run started")
-        pid = int(first["started"])
+        pid = self.child = int(first["started"])
         left = max(0.1, timeout_s - (time.monotonic() - started))
         reply = self._read(left)
         if reply is None and self.alive():
             _kill_group(pid)
             reply = self._read(30)
             if reply is not None:
+                self.child = None
                 return Exit(signal=reply.get("signal"), timed_out=True)
             self.close()
             return Exit(timed_out=True, note="the child did not die after SIGKILL")
@@ -177,9 +180,14 @@ class ForkServer:
             # The server itself died (e.g. the OOM killer picked it): restart next time.
             self.close()
             return Exit(signal=signal.SIGKILL, note="the fork-server was killed during the run")
+        self.child = None
         return Exit(code=reply.get("exit"), signal=reply.get("signal"))
 
     def close(self) -> None:
+        if self.child is not None:
+            # Interrupted mid-run (Ctrl-C): the child has its own process group; end it too.
+            _kill_group(self.child)
+            self.child = None
         if self.proc is None:
             return
         with contextlib.suppress(Exception):
@@ -227,16 +235,28 @@ def run_fresh(
     return Exit(code=code)
 
 
-def classify(exit_: Exit, out: Path, timeout_s: float) -> tuple[str, str, dict[str, Any]]:
+def _phase(path: Path | None) -> str:
+    """The phase the worker last announced, as ' during load', or ''."""
+    try:
+        name = path.read_text(encoding="utf-8").strip() if path else ""
+    except OSError:
+        return ""
+    return f" during {name}" if name else ""
+
+
+def classify(
+    exit_: Exit, out: Path, timeout_s: float, phase_file: Path | None = None
+) -> tuple[str, str, dict[str, Any]]:
     """Status, message and the worker's result (possibly empty) for one run."""
     result: dict[str, Any] = {}
+    during = _phase(phase_file)
     if out.exists():
         try:
             result = json.loads(out.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             return "error", f"unreadable worker result: {exc}", {}
     if exit_.timed_out:
-        return "timeout", f"no result within {timeout_s:g} s; the worker was killed", result
+        return "timeout", f"no result within {timeout_s:g} s{during}; the worker was killed", result
     if exit_.signal is not None:
         name = (
             signal.Signals(exit_.signal).name
@@ -245,9 +265,9 @@ def classify(exit_: Exit, out: Path, timeout_s: float) -> tuple[str, str, dict[s
         )
         hint = " (the kernel's OOM killer sends SIGKILL)" if exit_.signal == signal.SIGKILL else ""
         note = f": {exit_.note}" if exit_.note else ""
-        return "killed", f"worker killed by {name}{hint}{note}", result
+        return "killed", f"worker killed by {name}{during}{hint}{note}", result
     if not result:
-        note = exit_.note or f"worker exited with code {exit_.code} and wrote no result"
+        note = exit_.note or f"worker exited with code {exit_.code}{during} and wrote no result"
         return "error", note, result
     status = str(result.get("status", "error"))
     if status not in results.STATUSES:
@@ -342,7 +362,14 @@ def run_stack(
     hub = any(c.model.source == "hub" for c in cells)
     env = worker_env(python, hub=hub)
     records: list[dict[str, Any]] = []
-    total = len(cells) * cfg.repeats
+    # On --resume, (cell, repeat) pairs already on disk are done; an interrupted run wrote
+    # nothing for the cell it was in, so exactly the missing ones run again.
+    done = (
+        {(r["cell_id"], r["repeat"]) for r in results.read(jsonl)}
+        if cfg.resume and jsonl.exists()
+        else set()
+    )
+    total = len(cells) * cfg.repeats - len(done)
 
     hashes: dict[str, str | None] = {}
 
@@ -375,7 +402,8 @@ def run_stack(
     ) -> list[dict[str, Any]]:
         for repeat in range(cfg.repeats):
             for cell in cells:
-                emit(cell, repeat, results.Outcome(status, message, {}, 0.0), stack_env)
+                if (cell.id, repeat) not in done:
+                    emit(cell, repeat, results.Outcome(status, message, {}, 0.0), stack_env)
         return records
 
     log_path = raw / f"{stack.id}.log"
@@ -400,6 +428,8 @@ def run_stack(
             # Repeats go round-robin so slow drift of the machine spreads over all cells.
             for repeat in range(cfg.repeats):
                 for index, cell in enumerate(cells):
+                    if (cell.id, repeat) in done:
+                        continue
                     key = (cell.model.id, cell.scenario.checkpoint_format)
                     if key not in paths:
                         try:
@@ -431,6 +461,8 @@ def run_stack(
                         "revision": cell.model.revision,
                         "sample_interval_s": cfg.sample_interval_s,
                     }
+                    phase_file = Path(tmp) / f"phase-{repeat}-{index}"
+                    job["phase_file"] = str(phase_file)
                     job_path = Path(tmp) / f"job-{repeat}-{index}.json"
                     out_path = Path(tmp) / f"out-{repeat}-{index}.json"
                     job_path.write_text(json.dumps(job), encoding="utf-8")
@@ -448,7 +480,7 @@ def run_stack(
                             )
                     else:
                         exit_ = run_fresh(python, env, log, job_path, out_path, cfg.timeout_s)
-                    status, message, result = classify(exit_, out_path, cfg.timeout_s)
+                    status, message, result = classify(exit_, out_path, cfg.timeout_s, phase_file)
                     if server is not None and result and result.get("import_s") is None:
                         result["import_s"] = server.import_s
                     wall = time.monotonic() - started

@@ -114,3 +114,54 @@ def test_python_m_harness_validate() -> None:
     )  # fmt: skip
     assert proc.returncode == 0
     assert "4 stacks" in proc.stdout
+
+
+def _run_json(run_dir: Path, **over: object) -> None:
+    import hashlib
+
+    data = {
+        "run_id": "20260101-000000", "profile": "smoke", "models": None, "stacks": None,
+        "repeats": 1, "mode": "forkserver",
+        "matrix_sha256": hashlib.sha256((REPO / "matrix.yaml").read_bytes()).hexdigest(),
+    }  # fmt: skip
+    data.update(over)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "run.json").write_text(__import__("json").dumps(data))
+
+
+def test_resume_takes_the_runs_own_options(tmp_path: Path) -> None:
+    _run_json(tmp_path / "run", models=["tiny-gpt2"])
+    args = cli.parse_bench_args(["--resume", str(tmp_path / "run")], MATRIX)
+    assert (args.profile, args.models, args.repeats) == ("smoke", ("tiny-gpt2",), 1)
+    assert args.resume
+    assert args.run_id == "20260101-000000"
+    assert args.out == tmp_path / "run"
+
+
+@pytest.mark.parametrize(
+    ("argv", "over", "fragment"),
+    [
+        (["--profile", "full"], {}, "drop --profile"),
+        ([], {"matrix_sha256": "0" * 64}, "changed since run"),
+    ],
+)
+def test_resume_refuses_what_would_mix_cells(
+    tmp_path: Path, argv: list[str], over: dict[str, object], fragment: str
+) -> None:
+    _run_json(tmp_path / "run", **over)
+    with pytest.raises(cli.UsageError, match=fragment):
+        cli.parse_bench_args(["--resume", str(tmp_path / "run"), *argv], MATRIX)
+
+
+def test_resume_needs_a_run_folder(tmp_path: Path) -> None:
+    with pytest.raises(cli.UsageError, match="not a run folder"):
+        cli.parse_bench_args(["--resume", str(tmp_path / "nope")], MATRIX)
+
+
+def test_unwritable_results_folder_is_a_usage_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(cli.UsageError, match="cannot write results there"):
+        cli.ensure_writable(blocker / "run")
+    cli.ensure_writable(tmp_path / "ok")
+    assert not list((tmp_path / "ok" / "raw").iterdir())
