@@ -32,12 +32,14 @@ __all__ = [
     "DEVICE_MAPS",
     "DTYPES",
     "EMBEDDED",
+    "FAIL_ON_CHOICES",
     "MODES",
     "PRESETS",
     "PROFILES_REQUIRED",
     "SOURCES",
     "Axes",
     "Cell",
+    "CompareSettings",
     "Matrix",
     "MatrixError",
     "Model",
@@ -62,12 +64,19 @@ AXES = ("low_cpu_mem_usage", "device_map", "dtype", "checkpoint_format")
 _DTYPE_SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 _FORMAT_SHORT = {"safetensors": "st", "bin": "bin"}
 
-_TOP_KEYS = ("settings", "stacks", "models", "scenarios", "exclude", "include", "profiles")
+_TOP_KEYS = (
+    "settings", "stacks", "models", "scenarios", "exclude", "include", "profiles", "compare",
+)  # fmt: skip
 _SETTINGS_KEYS = ("repeats", "timeout_s", "mode", "max_new_tokens", "golden_tolerance")
 # Logit margins (top-1 minus top-2) below which a first differing token is float noise.
 DEFAULT_GOLDEN_TOLERANCE: Mapping[str, float] = MappingProxyType(
     {"float32": 0.01, "bfloat16": 0.5, "float16": 0.1}
 )
+_COMPARE_KEYS = ("memory", "time", "alpha", "min_repeats", "memory_floor_mb", "fail_on")
+# What `fail_on` may name: a category of metrics, or one metric (see harness/compare.py).
+FAIL_ON_CHOICES = (
+    "memory", "time", "status", "golden", "peak_mb", "anon_mb", "load_s", "ttft_s", "tokens_per_s",
+)  # fmt: skip
 _STACK_KEYS = (
     "id",
     "python",
@@ -202,6 +211,18 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class CompareSettings:
+    """Thresholds for `nox -s compare`: relative changes, the test level, the CI policy."""
+
+    memory: float = 0.05  # a memory metric must move by 5% to count
+    time: float = 0.10  # load, first-token and decode times: 10%
+    alpha: float = 0.05  # 95% confidence intervals; Mann-Whitney U at this level
+    min_repeats: int = 3  # fewer repeats on either side: `uncertain`
+    memory_floor_mb: float = 1.0  # smaller absolute moves are page and allocator noise
+    fail_on: tuple[str, ...] = ("memory", "status", "golden")
+
+
+@dataclass(frozen=True)
 class Axes:
     """Scenario axes; an empty tuple (or None for max_new_tokens) means "not given here"."""
 
@@ -288,6 +309,7 @@ class Matrix:
     axes: Axes = DEFAULT_AXES  # top-level `scenarios`, complete
     include: tuple[Rule, ...] = ()  # top-level rules, applied in every profile
     exclude: tuple[Rule, ...] = ()
+    compare: CompareSettings = CompareSettings()
 
     def stack(self, stack_id: str) -> Stack:
         for stack in self.stacks:
@@ -455,6 +477,7 @@ class _Loader:
         include = self.rules(top.get("include"), "include", refs, include=True)
         exclude = self.rules(top.get("exclude"), "exclude", refs, include=False)
         profiles, lines = self.profiles(top["profiles"][1], stack_ids, model_ids)
+        compare = self.compare(top.get("compare"))
         matrix = Matrix(
             path=file,
             settings=settings,
@@ -464,6 +487,7 @@ class _Loader:
             axes=axes,
             include=include,
             exclude=exclude,
+            compare=compare,
         )
         for name, key_node in lines.items():
             if not matrix.cells(name):
@@ -628,6 +652,55 @@ class _Loader:
 
     def mode(self, node: yaml.Node, path: str) -> str:
         return self.choice(node, path, MODES)
+
+    # ---- compare
+
+    def compare(self, pair: tuple[yaml.Node, yaml.Node] | None) -> CompareSettings:
+        if pair is None or _is_null(pair[1]):
+            return CompareSettings()
+        entries = self.mapping(pair[1], "compare", _COMPARE_KEYS)
+        default = CompareSettings()
+        memory = self.optional(entries, "memory", "compare", self.number)
+        time = self.optional(entries, "time", "compare", self.number)
+        alpha = self.optional(entries, "alpha", "compare", self.fraction)
+        min_repeats = self.optional(entries, "min_repeats", "compare", self.integer)
+        floor = self.optional(entries, "memory_floor_mb", "compare", self.non_negative)
+        fail_on = default.fail_on
+        if "fail_on" in entries:
+            node = entries["fail_on"][1]
+            # An empty list is allowed: compare reports, and never fails the build.
+            if not (isinstance(node, yaml.SequenceNode) and not node.value):
+                fail_on = self.values(entries, "fail_on", "compare", self.fail_on)
+            else:
+                fail_on = ()
+        return CompareSettings(
+            memory=default.memory if memory is None else memory,
+            time=default.time if time is None else time,
+            alpha=default.alpha if alpha is None else alpha,
+            min_repeats=default.min_repeats if min_repeats is None else min_repeats,
+            memory_floor_mb=default.memory_floor_mb if floor is None else floor,
+            fail_on=fail_on,
+        )
+
+    def fraction(self, node: yaml.Node, path: str) -> float:
+        value = self.number(node, path)
+        if value >= 1:
+            self.fail(node, path, f"expected a number between 0 and 1, got {node.value}")
+        return value
+
+    def non_negative(self, node: yaml.Node, path: str) -> float:
+        if not isinstance(node, yaml.ScalarNode) or node.tag not in (_INT, _FLOAT):
+            self.fail(node, path, f"expected a number >= 0, got {_got(node)}")
+        if node.tag == _INT:
+            value = float(_CONSTRUCT.construct_yaml_int(node))
+        else:
+            value = _CONSTRUCT.construct_yaml_float(node)
+        if not math.isfinite(value) or value < 0:
+            self.fail(node, path, f"must be >= 0 and finite, got {node.value}")
+        return value
+
+    def fail_on(self, node: yaml.Node, path: str) -> str:
+        return self.choice(node, path, FAIL_ON_CHOICES)
 
     # ---- stacks
 

@@ -238,10 +238,10 @@ def run_fresh(
 def _phase(path: Path | None) -> str:
     """The phase the worker last announced, as ' during load', or ''."""
     try:
-        name = path.read_text(encoding="utf-8").strip() if path else ""
+        text = path.read_text(encoding="utf-8").split() if path else []
     except OSError:
         return ""
-    return f" during {name}" if name else ""
+    return f" during {text[-1]}" if text else ""
 
 
 def classify(
@@ -461,7 +461,9 @@ def run_stack(
                         "revision": cell.model.revision,
                         "sample_interval_s": cfg.sample_interval_s,
                     }
-                    phase_file = Path(tmp) / f"phase-{repeat}-{index}"
+                    # "<pid> <phase>" of the run in flight, for users watching and for messages.
+                    phase_file = raw / f"{stack.id}.phase"
+                    phase_file.unlink(missing_ok=True)
                     job["phase_file"] = str(phase_file)
                     job_path = Path(tmp) / f"job-{repeat}-{index}.json"
                     out_path = Path(tmp) / f"out-{repeat}-{index}.json"
@@ -488,4 +490,5 @@ def run_stack(
         finally:
             if server is not None:
                 server.close()
+            (raw / f"{stack.id}.phase").unlink(missing_ok=True)
     return records

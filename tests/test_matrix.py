@@ -7,8 +7,10 @@ from pathlib import Path
 import pytest
 
 from harness.matrix import (
+    FAIL_ON_CHOICES,
     PRESETS,
     Cell,
+    CompareSettings,
     Matrix,
     MatrixError,
     Model,
@@ -1317,3 +1319,93 @@ def test_golden_tolerance_defaults_and_overrides(tmp_path: Path) -> None:
     path.write_text(text.replace("bfloat16: 0.75", "int8: 1"))
     with pytest.raises(MatrixError, match="unknown key 'int8'"):
         load(path)
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def test_compare_defaults_when_omitted(tmp_path: Path) -> None:
+    settings = load_text(tmp_path, VALID).compare
+    assert settings == CompareSettings()
+    assert (settings.memory, settings.time, settings.alpha, settings.min_repeats) == (
+        0.05,
+        0.10,
+        0.05,
+        3,
+    )
+    assert settings.fail_on == ("memory", "status", "golden")
+
+
+def test_compare_overrides(tmp_path: Path) -> None:
+    text = VALID + (
+        "compare:\n"
+        "  memory: 0.02\n"
+        "  time: 0.25\n"
+        "  alpha: 0.01\n"
+        "  min_repeats: 5\n"
+        "  memory_floor_mb: 0\n"
+        "  fail_on: [peak_mb, status, time]\n"
+    )
+    settings = load_text(tmp_path, text).compare
+    assert settings == CompareSettings(
+        memory=0.02,
+        time=0.25,
+        alpha=0.01,
+        min_repeats=5,
+        memory_floor_mb=0.0,
+        fail_on=("peak_mb", "status", "time"),
+    )
+
+
+def test_compare_fail_on_scalar_and_empty(tmp_path: Path) -> None:
+    assert load_text(tmp_path, VALID + "compare: {fail_on: golden}\n").compare.fail_on == (
+        "golden",
+    )
+    # An empty list means: report, never fail.
+    assert load_text(tmp_path, VALID + "compare: {fail_on: []}\n").compare.fail_on == ()
+    assert load_text(tmp_path, VALID + "compare:\n").compare == CompareSettings()
+
+
+def test_repo_matrix_compare_section_is_valid(repo: Matrix) -> None:
+    assert set(repo.compare.fail_on) <= set(FAIL_ON_CHOICES)
+
+
+COMPARE_ERRORS = [
+    pytest.param("compare: {memory: -0.1}", 10, "compare.memory: must be positive", id="mem-neg"),
+    pytest.param("compare: {memory: 0}", 10, "compare.memory: must be positive", id="mem-zero"),
+    pytest.param(
+        'compare: {time: "10%"}', 10, "compare.time: expected a positive number, got '10%'",
+        id="time-str",
+    ),
+    pytest.param("compare: {alpha: 1.5}", 10, "compare.alpha: expected a number between 0 and 1",
+                 id="alpha-big"),
+    pytest.param("compare: {alpha: 0}", 10, "compare.alpha: must be positive", id="alpha-zero"),
+    pytest.param("compare: {min_repeats: 0}", 10, "compare.min_repeats: must be positive",
+                 id="repeats-zero"),
+    pytest.param("compare: {min_repeats: 2.5}", 10, "compare.min_repeats: expected a positive integer",
+                 id="repeats-float"),
+    pytest.param("compare: {memory_floor_mb: -1}", 10, "compare.memory_floor_mb: must be >= 0",
+                 id="floor-neg"),
+    pytest.param("compare: {memory_floor_mb: [1]}", 10, "compare.memory_floor_mb: expected a number >= 0",
+                 id="floor-list"),
+    pytest.param("compare: {fail_on: [memory, speed]}", 10,
+                 "compare.fail_on[1]: expected one of memory, time, status, golden", id="fail-on-unknown"),
+    pytest.param("compare: {fail_on: [status, status]}", 10, "compare.fail_on[1]: duplicate value",
+                 id="fail-on-dup"),
+    pytest.param("compare: {treshold: 0.1}", 10, "compare.treshold: unknown key 'treshold'",
+                 id="unknown-key"),
+    pytest.param("compare: [memory]", 10, "compare: expected a mapping, got a list", id="not-mapping"),
+    pytest.param("compare:\n  memory: 0.1\n  time: nope\n", 12, "compare.time: expected a positive number",
+                 id="line-of-value"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("section", "line", "fragment"), COMPARE_ERRORS)
+def test_compare_validation_error(tmp_path: Path, section: str, line: int, fragment: str) -> None:
+    path = write(tmp_path, VALID + section + ("" if section.endswith("\n") else "\n"))
+    with pytest.raises(MatrixError) as info:
+        load(path)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}:{line}: "), message
+    assert fragment in message, message
