@@ -83,6 +83,8 @@ def worker_env(python: Path, *, hub: bool) -> dict[str, str]:
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     # tokenizers' thread pool does not survive fork; the harness forks on purpose.
     env["TOKENIZERS_PARALLELISM"] = "false"
+    # Asking whether CUDA exists must not initialise it in a parent that forks.
+    env["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"
     return env
 
 

@@ -1,0 +1,250 @@
+"""The fault suite: real faults against real workers, and nothing lost or duplicated.
+
+Every test here checks the same promise: each (cell, repeat) of the run has exactly one
+record, the faulty one says what happened, and every other one is `ok`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness import results, runner
+from harness.matrix import Cell, Model, Scenario, Stack
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURE = REPO / "harness" / "fixtures" / "tiny_gpt2"
+PROMPTS = tuple(json.loads((FIXTURE / "manifest.json").read_text())["prompts"])
+
+
+def _model(model_id: str, folder: Path | None = None) -> Model:
+    if folder is None:
+        return Model(id=model_id, source="embedded", location="tiny-gpt2", prompts=PROMPTS,
+                     revision=None, trust_remote_code=False)  # fmt: skip
+    return Model(id=model_id, source="local", location=str(folder), prompts=PROMPTS,
+                 revision=None, trust_remote_code=False)  # fmt: skip
+
+
+def _cells(stack: Stack, *models: Model, fmt: str = "safetensors") -> list[Cell]:
+    return [Cell(stack, m, Scenario(None, None, "float32", fmt, 8)) for m in models]
+
+
+def _config(tmp_path: Path, name: str, **kw: Any) -> runner.RunConfig:
+    base: dict[str, Any] = {"run_id": name, "run_dir": tmp_path / name, "mode": "forkserver",
+                            "timeout_s": 120.0, "repeats": 2, "cache_dir": tmp_path / "cache"}  # fmt: skip
+    base.update(kw)
+    return runner.RunConfig(**base)
+
+
+def _keys(records: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    return sorted((r["cell_id"], r["repeat"]) for r in records)
+
+
+def _on_disk(cfg: runner.RunConfig) -> list[dict[str, Any]]:
+    return results.read_run(cfg.run_dir)
+
+
+def _expect_one_each(cfg: runner.RunConfig, cells: list[Cell]) -> list[dict[str, Any]]:
+    records = _on_disk(cfg)
+    expected = sorted((c.id, r) for c in cells for r in range(cfg.repeats))
+    assert _keys(records) == expected, "a record was lost or duplicated"
+    return records
+
+
+def _copy(tmp_path: Path, name: str) -> Path:
+    dest = tmp_path / name
+    shutil.copytree(FIXTURE / "st", dest)
+    return dest
+
+
+class PhaseWatcher(threading.Thread):
+    """Waits for the worker to announce `phase`, then stops or kills it for real."""
+
+    def __init__(self, phase_file: Path, phase: str, action: str) -> None:
+        super().__init__(daemon=True)
+        self.phase_file, self.phase, self.action = phase_file, phase, action
+        self.hit: int | None = None
+        self.halt = threading.Event()
+
+    def _read(self) -> tuple[int, str] | None:
+        try:
+            pid, name = self.phase_file.read_text().split()
+        except (OSError, ValueError):
+            return None
+        return int(pid), name
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            seen = self._read()
+            if seen and seen[1] == self.phase:
+                pid = seen[0]
+                os.kill(pid, signal.SIGSTOP)
+                # Still in that phase once frozen: the fault lands inside it.
+                if self._read() == seen:
+                    if self.action == "kill":
+                        os.kill(pid, signal.SIGKILL)
+                    self.hit = pid
+                    return
+                os.kill(pid, signal.SIGCONT)
+            time.sleep(0.0005)
+
+
+def test_sigkill_during_from_pretrained(
+    test_stack: Stack, stack_python: Path, tmp_path: Path
+) -> None:
+    # gpt2-124m from .bin spends long enough in from_pretrained to be caught there.
+    preset = Model(id="gpt2-124m", source="preset", location="gpt2-124m", prompts=PROMPTS[:1],
+                   revision=None, trust_remote_code=False)  # fmt: skip
+    cells = _cells(test_stack, preset, fmt="bin")
+    cfg = _config(tmp_path, "kill", repeats=3)
+    watcher = PhaseWatcher(cfg.run_dir / "raw" / f"{test_stack.id}.phase", "load", "kill")
+    watcher.start()
+    runner.run_stack(test_stack, cells, stack_python, cfg)
+    watcher.halt.set()
+    assert watcher.hit is not None, "never caught the worker inside from_pretrained"
+    records = _expect_one_each(cfg, cells)
+    killed = [r for r in records if r["status"] == "killed"]
+    assert len(killed) == 1
+    assert "SIGKILL during load" in killed[0]["message"]
+    assert sorted(r["status"] for r in records) == ["killed", "ok", "ok"]
+
+
+def test_hang_past_the_timeout(test_stack: Stack, stack_python: Path, tmp_path: Path) -> None:
+    cells = _cells(test_stack, _model("tiny-gpt2"))
+    cfg = _config(tmp_path, "hang", repeats=2, timeout_s=20.0)
+    watcher = PhaseWatcher(cfg.run_dir / "raw" / f"{test_stack.id}.phase", "generate", "stop")
+    watcher.start()
+    started = time.monotonic()
+    runner.run_stack(test_stack, cells, stack_python, cfg)
+    watcher.halt.set()
+    assert watcher.hit is not None
+    records = _expect_one_each(cfg, cells)
+    hung = [r for r in records if r["status"] == "timeout"]
+    assert len(hung) == 1
+    assert "no result within 20 s during generate" in hung[0]["message"]
+    assert time.monotonic() - started < 120
+    assert [r["status"] for r in records if r is not hung[0]] == ["ok"]
+    with pytest.raises(ProcessLookupError):  # the frozen child was killed, not left behind
+        os.kill(watcher.hit, 0)
+
+
+def test_truncated_safetensors_and_missing_tokenizer(
+    test_stack: Stack, stack_python: Path, tmp_path: Path
+) -> None:
+    truncated = _copy(tmp_path, "truncated")
+    weights = truncated / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    no_vocab = _copy(tmp_path, "no-vocab")
+    (no_vocab / "vocab.json").unlink()
+    cells = _cells(test_stack, _model("truncated", truncated), _model("tiny-gpt2"),
+                   _model("no-vocab", no_vocab))  # fmt: skip
+    cfg = _config(tmp_path, "files", repeats=1)
+    runner.run_stack(test_stack, cells, stack_python, cfg)
+    by_model = {r["model"]: r for r in _expect_one_each(cfg, cells)}
+    assert by_model["tiny-gpt2"]["status"] == "ok"
+    assert by_model["truncated"]["status"] == "error"
+    assert "safetensors" in by_model["truncated"]["message"].lower() or "Safetensor" in (
+        by_model["truncated"]["traceback"] or ""
+    )
+    assert by_model["no-vocab"]["status"] == "error"
+    assert by_model["no-vocab"]["message"]
+
+
+def test_two_runs_at_the_same_time(test_stack: Stack, stack_python: Path, tmp_path: Path) -> None:
+    cells = _cells(test_stack, _model("tiny-gpt2"))
+    configs = [_config(tmp_path, f"run{i}", repeats=3) for i in range(2)]
+    threads = [
+        threading.Thread(target=runner.run_stack, args=(test_stack, cells, stack_python, c))
+        for c in configs
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    for cfg in configs:
+        records = _expect_one_each(cfg, cells)
+        assert {r["status"] for r in records} == {"ok"}
+        assert {r["run_id"] for r in records} == {cfg.run_id}
+
+
+def test_import_failure_is_a_record(tmp_path: Path) -> None:
+    # An interpreter that cannot import torch: the real worker fails at import time.
+    stack = Stack(id="no-torch", python="3.11", transformers="5.24.0", torch="2.13.0",
+                  accelerate=None, pins=(), find_links=(), index_url=None, torch_backend=None)  # fmt: skip
+    cells = _cells(stack, _model("tiny-gpt2"))
+    cfg = _config(tmp_path, "import", repeats=2)
+    runner.run_stack(stack, cells, Path(sys.executable), cfg)
+    records = _expect_one_each(cfg, cells)
+    assert {r["status"] for r in records} == {"error"}
+    assert all("import failed" in r["message"] and "torch" in r["message"] for r in records)
+
+
+MATRIX = """\
+settings: {{repeats: 3, timeout_s: 120, max_new_tokens: 8}}
+stacks:
+  - {{python: "3.11", transformers: "5.24.0", torch: "2.13.0", accelerate: "1.15.0"}}
+models:
+  tiny-gpt2: {{source: embedded, prompts: {prompts}}}
+scenarios:
+  low_cpu_mem_usage: [omit, true]
+  device_map: [none]
+  dtype: [float32]
+  checkpoint_format: [safetensors, bin]
+profiles:
+  smoke: {{models: [tiny-gpt2], repeats: 1}}
+  default: {{models: [tiny-gpt2]}}
+  full: {{models: [tiny-gpt2]}}
+"""
+
+
+def test_ctrl_c_then_resume_runs_only_the_missing_cells(tmp_path: Path) -> None:
+    matrix = tmp_path / "matrix.yaml"
+    matrix.write_text(MATRIX.format(prompts=json.dumps(list(PROMPTS))))
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOX_")}
+    env.update({"HARNESS_MATRIX": str(matrix), "HARNESS_CACHE": str(tmp_path / "cache")})
+    if Path("/opt/wheels").is_dir():
+        env.setdefault("UV_FIND_LINKS", "/opt/wheels")
+    nox = [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "-s", "bench",
+           "--envdir", str(tmp_path / "envs")]  # fmt: skip
+    proc = subprocess.Popen([*nox, "--", "--out", str(run_dir)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    jsonl = run_dir / "raw" / "tf5.24.0-torch2.13.0-py3.11.jsonl"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        if jsonl.exists() and len(jsonl.read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the foreground process
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    interrupted = results.read_run(run_dir)
+    assert 4 <= len(interrupted) < 12
+    assert not list((tmp_path / "run" / "raw").glob("*.phase"))
+    resumed = subprocess.run([*nox, "--", "--resume", str(run_dir)], env=env, capture_output=True,
+                             text=True, timeout=900, check=False)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    records = results.read_run(run_dir)
+    cells = subprocess.run(
+        [sys.executable, "-m", "harness", "cells", "--matrix", str(matrix), "--profile", "default"],
+        capture_output=True, text=True, check=True, cwd=REPO,
+    ).stdout.split("\n")  # fmt: skip
+    expected = sorted((line.split()[1], r) for line in cells if line for r in range(3))
+    assert _keys(records) == expected  # every cell once: nothing lost, nothing twice
+    assert {r["status"] for r in records} == {"ok"}
+    assert {r["run_id"] for r in records} == {interrupted[0]["run_id"]}
+    # The first records are untouched: resuming appends, it never rewrites.
+    assert records[: len(interrupted)] == interrupted
