@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 WORKER = Path(__file__).with_name("worker.py")
 PRESETS = Path(__file__).parent / "fixtures" / "presets.py"
 FIXTURES = Path(__file__).parent / "fixtures"
+# -I keeps the script's folder off sys.path: harness/ must never shadow a stdlib module in
+# the target environment (a harness/bisect.py once replaced `bisect` there). -u: unbuffered.
+ISOLATED = ("-I", "-u")
 # The worker's environment is an allow-list: tokens and the like never reach a record.
 ENV_ALLOW = (
     "PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "USER", "LOGNAME",
@@ -114,7 +117,7 @@ class ForkServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [str(self.python), str(WORKER), "serve"],
+            [str(self.python), *ISOLATED, str(WORKER), "serve"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self.log,
@@ -219,7 +222,7 @@ def run_fresh(
 ) -> Exit:
     """A fresh interpreter per run: the slow but simplest mode, kept as a switch."""
     proc = subprocess.Popen(
-        [str(python), str(WORKER), "run", "--job", str(job), "--out", str(out)],
+        [str(python), *ISOLATED, str(WORKER), "run", "--job", str(job), "--out", str(out)],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,
@@ -300,7 +303,7 @@ def resolve_model(model: Model, fmt: str, python: Path, cache: Path, log: IO[str
             log.flush()
             subprocess.run(
                 [
-                    str(python), str(PRESETS), "build", model.location,
+                    str(python), *ISOLATED, str(PRESETS), "build", model.location,
                     "--cache", str(cache / "presets"),
                     "--tokenizer", str(fixture_dir("tiny-gpt2") / "st"),
                 ],
@@ -337,7 +340,7 @@ def stack_environment(python: Path, env: dict[str, str], raw: Path, stack: Stack
     """Versions and the frozen package list, read inside the stack's own environment."""
     out = raw / f"{stack.id}.env.json"
     proc = subprocess.run(
-        [str(python), str(WORKER), "env", "--out", str(out)],
+        [str(python), *ISOLATED, str(WORKER), "env", "--out", str(out)],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )  # fmt: skip
     if proc.returncode != 0 or not out.exists():

@@ -347,7 +347,19 @@ class Run:
         self.cuda = False
         self.torch: Any = None
 
-    def _begin(self) -> float:
+    def announce(self, phase: str) -> None:
+        """Say which phase runs now, so a kill or a timeout can be placed in it."""
+        path = self.job.get("phase_file")
+        if not path:
+            return
+        try:
+            with open(path, "w", encoding="ascii") as fh:
+                fh.write(f"{os.getpid()} {phase}\n")
+        except OSError:
+            pass
+
+    def _begin(self, phase: str) -> float:
+        self.announce(phase)
         self.memory.reset()
         self.sampler.take_peak()
         if self.cuda:
@@ -398,6 +410,7 @@ class Run:
             k: (str(v) if k in ("dtype", "torch_dtype") else v) for k, v in kwargs.items()
         }
 
+        self.announce("tokenizer")
         tokenizer = AutoTokenizer.from_pretrained(job["tokenizer_path"], **_hub_kwargs(job))
         prompts = list(job["prompts"])
         encoded = [tokenizer(p, return_tensors="pt") for p in prompts]
@@ -406,7 +419,7 @@ class Run:
         baseline = self.memory.snapshot()
         result["baseline"] = baseline
 
-        started = self._begin()
+        started = self._begin("load")
         try:
             model = AutoModelForCausalLM.from_pretrained(job["model_path"], **kwargs)
         except Exception as exc:
@@ -430,13 +443,13 @@ class Run:
 
         pad = tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
         outputs: list[dict[str, Any]] = []
-        started = self._begin()
+        started = self._begin("first_token")
         gen_started = started
 
         def first_token() -> None:
             nonlocal gen_started
             self._end("first_token", started)
-            gen_started = self._begin()
+            gen_started = self._begin("generate")
 
         streamer = _PhaseStreamer(first_token)
         with torch.inference_mode():
@@ -479,7 +492,7 @@ class Run:
         if "first_token" not in self.phases:
             # No token was streamed (e.g. an immediate EOS): the phases collapse.
             self._end("first_token", started)
-            gen_started = self._begin()
+            gen_started = self._begin("generate")
         self._end("generate", gen_started)
         self.sampler.stop()
         result["phases"] = self.phases
