@@ -105,15 +105,19 @@ def _resumed(ns: argparse.Namespace, matrix: matrix_mod.Matrix) -> BenchArgs:
         data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         raise UsageError(f"{run_dir}: not a run folder (no readable run.json)") from None
-    sha = hashlib.sha256(matrix.path.read_bytes()).hexdigest()
-    if data.get("matrix_sha256") != sha:
-        raise UsageError(
-            f"{matrix.path} changed since run {data.get('run_id')}; resuming would mix cells"
-        )
+    models = tuple(data["models"]) if data.get("models") else None
+    stacks = tuple(data["stacks"]) if data.get("stacks") else None
+    try:
+        now = cells_sha256(matrix, data["profile"], models, stacks)
+    except matrix_mod.MatrixError as exc:
+        raise UsageError(f"cannot resume {run_dir}: {exc}") from None
+    if data.get("cells_sha256") != now:
+        # Other cells (or other pins) would make one run out of two different selections.
+        raise UsageError(f"the cells of {matrix.path} changed since run {data.get('run_id')}")
     return BenchArgs(
         profile=data["profile"],
-        models=tuple(data["models"]) if data.get("models") else None,
-        stacks=tuple(data["stacks"]) if data.get("stacks") else None,
+        models=models,
+        stacks=stacks,
         repeats=data.get("repeats"),
         out=run_dir,
         mode=ns.mode or data.get("mode"),
@@ -122,6 +126,18 @@ def _resumed(ns: argparse.Namespace, matrix: matrix_mod.Matrix) -> BenchArgs:
         run_id=data["run_id"],
         resume=True,
     )
+
+
+def cells_sha256(
+    matrix: matrix_mod.Matrix,
+    profile: str,
+    models: Sequence[str] | None,
+    stacks: Sequence[str] | None,
+) -> str:
+    """Identifies a run's selection: the cells and every stack's pins."""
+    cells = matrix.cells(profile, models=models, stacks=stacks)
+    text = json.dumps(sorted([c.stack.id, *c.stack.requirements(), c.id] for c in cells))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def ensure_writable(run_dir: Path) -> None:
@@ -189,6 +205,9 @@ def write_manifest(
             "command": sys.argv,
             "matrix": str(matrix_path),
             "matrix_sha256": hashlib.sha256(matrix_path.read_bytes()).hexdigest(),
+            "cells_sha256": cells_sha256(
+                matrix_mod.load(matrix_path), args.profile, args.models, args.stacks
+            ),
             "profile": args.profile,
             "models": args.models,
             "stacks": args.stacks,

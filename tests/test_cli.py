@@ -117,12 +117,10 @@ def test_python_m_harness_validate() -> None:
 
 
 def _run_json(run_dir: Path, **over: object) -> None:
-    import hashlib
-
     data = {
         "run_id": "20260101-000000", "profile": "smoke", "models": None, "stacks": None,
         "repeats": 1, "mode": "forkserver",
-        "matrix_sha256": hashlib.sha256((REPO / "matrix.yaml").read_bytes()).hexdigest(),
+        "cells_sha256": cli.cells_sha256(MATRIX, "smoke", None, None),
     }  # fmt: skip
     data.update(over)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -142,7 +140,8 @@ def test_resume_takes_the_runs_own_options(tmp_path: Path) -> None:
     ("argv", "over", "fragment"),
     [
         (["--profile", "full"], {}, "drop --profile"),
-        ([], {"matrix_sha256": "0" * 64}, "changed since run"),
+        ([], {"cells_sha256": "0" * 64}, "changed since run"),
+        ([], {"profile": "nope"}, "cannot resume"),
     ],
 )
 def test_resume_refuses_what_would_mix_cells(
