@@ -1,0 +1,96 @@
+"""Fit search: the smallest memory cap under which a run still succeeds.
+
+Pure logic over a `run_once(cap_bytes) -> bool` callback, so it is tested with a fake.
+The search assumes success is monotonic in the cap (more memory never hurts). It
+bisects geometrically, because caps span orders of magnitude, until the smallest cap
+seen to succeed is within `rel_tol` of the largest cap seen to fail: the true minimum
+lies in (below, cap], so `cap` overstates it by less than `rel_tol`.
+
+`run_once` returns False only for a run the budget killed; any other failure (a broken
+model, a timeout) says nothing about memory and should raise, which ends the search.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+MIB = 1024 * 1024
+FIT_STATUSES = ("fit", "fits_at_lo", "fails_at_hi")
+
+
+@dataclass(frozen=True)
+class Probe:
+    cap_bytes: int
+    ok: bool
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """status: 'fit' (bracketed to rel_tol), 'fits_at_lo' (needs lo or less: lower lo),
+    'fails_at_hi' (needs more than hi: raise hi)."""
+
+    status: str
+    cap_bytes: int | None  # the smallest cap that succeeded; None when even hi failed
+    below_bytes: int | None  # the largest cap that failed; None when lo succeeded
+    rel_tol: float
+    probes: tuple[Probe, ...]
+
+    @property
+    def cap_mb(self) -> float | None:
+        return None if self.cap_bytes is None else round(self.cap_bytes / MIB, 1)
+
+    @property
+    def below_mb(self) -> float | None:
+        return None if self.below_bytes is None else round(self.below_bytes / MIB, 1)
+
+    def to_record(self) -> dict[str, object]:
+        """The fields a record or report carries for this search."""
+        return {
+            "fit_status": self.status,
+            "fit_mb": self.cap_mb,
+            "fit_below_mb": self.below_mb,
+            "fit_rel_tol": self.rel_tol,
+            "fit_probes": [
+                {"cap_mb": round(p.cap_bytes / MIB, 1), "ok": p.ok} for p in self.probes
+            ],
+        }
+
+
+def fit(run_once: Callable[[int], bool], lo: int, hi: int, rel_tol: float = 0.05) -> FitResult:
+    """Bisect the smallest cap in [lo, hi] (bytes) for which run_once(cap) is True."""
+    if not 0 < lo < hi:
+        raise ValueError(f"need 0 < lo < hi, got lo={lo} hi={hi}")
+    if not 0 < rel_tol < 1:
+        raise ValueError(f"rel_tol must be in (0, 1), got {rel_tol}")
+    probes: list[Probe] = []
+
+    def probe(cap: int) -> bool:
+        ok = bool(run_once(cap))
+        probes.append(Probe(cap, ok))
+        return ok
+
+    if not probe(hi):
+        return FitResult("fails_at_hi", None, hi, rel_tol, tuple(probes))
+    if probe(lo):
+        return FitResult("fits_at_lo", lo, None, rel_tol, tuple(probes))
+    good, bad = hi, lo
+    while good > bad * (1 + rel_tol):
+        mid = round(math.sqrt(good * bad))
+        if not bad < mid < good:  # a gap of a byte or two: nothing left to split
+            break
+        if probe(mid):
+            good = mid
+        else:
+            bad = mid
+    return FitResult("fit", good, bad, rel_tol, tuple(probes))
+
+
+def probes_needed(lo: int, hi: int, rel_tol: float = 0.05) -> int:
+    """How many runs a search over [lo, hi] takes at most (for progress and planning)."""
+    ratio = math.log(hi / lo) / math.log1p(rel_tol)
+    return 2 + max(0, math.ceil(math.log2(ratio)))
