@@ -55,12 +55,15 @@ def _config(args: cli.BenchArgs) -> runner.RunConfig:
     return runner.RunConfig(
         run_id=run_id,
         run_dir=cli.run_dir_for(args, run_id),
-        mode=args.mode or MATRIX.settings.mode,
+        # Capped runs are charged from their first page on: a fresh interpreter each.
+        mode="fresh" if args.memory_budget or args.fit else args.mode or MATRIX.settings.mode,
         timeout_s=args.timeout_s or MATRIX.settings.timeout_s,
         repeats=args.repeats or MATRIX.repeats(args.profile),
         cache_dir=runner.default_cache_dir(),
         judge=_judge(),
         resume=args.resume,
+        memory_budget=args.memory_budget,
+        fit=args.fit,
     )
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
-from harness import golden, results
+from harness import budget, golden, results
 from harness import matrix as matrix_mod
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ class BenchArgs:
     strict_golden: bool = False
     run_id: str | None = None
     resume: bool = False
+    memory_budget: int | None = None
+    fit: bool = False
 
 
 def _ids(text: str) -> tuple[str, ...]:
@@ -68,6 +70,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
+
+
+def _size(text: str) -> int:
+    try:
+        return budget.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_float(text: str) -> float:
@@ -91,6 +100,8 @@ def bench_parser() -> _Parser:
     p.add_argument("--timeout", dest="timeout_s", type=_positive_float, default=None)
     p.add_argument("--strict-golden", action="store_true", help="golden drift fails the run")
     p.add_argument("--resume", type=Path, default=None, help="finish an interrupted run folder")
+    p.add_argument("--memory-budget", type=_size, default=None, help="hard cap per run, e.g. 2GiB")
+    p.add_argument("--fit", action="store_true", help="find the smallest cap each cell fits in")
     return p
 
 
@@ -125,6 +136,8 @@ def _resumed(ns: argparse.Namespace, matrix: matrix_mod.Matrix) -> BenchArgs:
         strict_golden=ns.strict_golden,
         run_id=data["run_id"],
         resume=True,
+        memory_budget=ns.memory_budget,
+        fit=ns.fit,
     )
 
 
@@ -164,7 +177,12 @@ def parse_bench_args(argv: Sequence[str], matrix: matrix_mod.Matrix) -> BenchArg
         mode=ns.mode,
         timeout_s=ns.timeout_s,
         strict_golden=ns.strict_golden,
+        memory_budget=ns.memory_budget,
+        fit=ns.fit,
     )
+    if (args.memory_budget or args.fit) and args.mode == "forkserver":
+        # A forked child cannot be charged for the imports its parent did.
+        raise UsageError("--memory-budget and --fit run fresh interpreters; drop --mode forkserver")
     # Unknown profile, model or stack ids are caught here, before anything is installed.
     try:
         matrix.cells(args.profile, models=args.models, stacks=args.stacks)

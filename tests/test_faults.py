@@ -248,3 +248,33 @@ def test_ctrl_c_then_resume_runs_only_the_missing_cells(tmp_path: Path) -> None:
     assert {r["run_id"] for r in records} == {interrupted[0]["run_id"]}
     # The first records are untouched: resuming appends, it never rewrites.
     assert records[: len(interrupted)] == interrupted
+
+
+def _budget_groups() -> set[str]:
+    return {str(p) for p in Path("/sys/fs/cgroup").rglob("harness-budget-*")}
+
+
+def test_memory_budget_generous_cap_and_oom_under_a_small_one(
+    test_stack: Stack, stack_python: Path, tmp_path: Path
+) -> None:
+    before = _budget_groups()
+    preset = Model(id="gpt2-124m", source="preset", location="gpt2-124m", prompts=PROMPTS[:1],
+                   revision=None, trust_remote_code=False)  # fmt: skip
+    tiny = _cells(test_stack, _model("tiny-gpt2"))
+    roomy = _config(tmp_path, "roomy", repeats=1, mode="fresh", memory_budget=4 * 1024**3)
+    runner.run_stack(test_stack, tiny, stack_python, roomy)
+    (ok,) = _expect_one_each(roomy, tiny)
+    assert ok["status"] == "ok"
+    assert ok["budget_method"] in ("cgroup-v2", "cgroup-v1", "systemd-run", "watchdog")
+    assert ok["budget_mb"] == 4096
+    # 124M fp32 parameters are 475 MiB; the interpreter with torch alone is ~400 MiB.
+    cells = [*_cells(test_stack, preset), *tiny]
+    tight = _config(tmp_path, "tight", repeats=1, mode="fresh", memory_budget=600 * 1024**2)
+    runner.run_stack(test_stack, cells, stack_python, tight)
+    by_model = {r["model"]: r for r in _expect_one_each(tight, cells)}
+    killed = by_model["gpt2-124m"]
+    assert killed["status"] == "killed", killed["message"]
+    assert killed["reason"] == "memory_budget"
+    assert "killed by the memory budget (600 MiB" in killed["message"]
+    assert by_model["tiny-gpt2"]["status"] == "ok"  # the next cell is not affected
+    assert _budget_groups() == before  # no cgroup left behind
