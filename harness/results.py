@@ -153,6 +153,8 @@ def build_record(
         "baseline": result.get("baseline"),
         "wall_s": round(outcome.wall_s, 3),
         "prefault": result.get("prefault"),
+        "budget_method": result.get("budget_method"),
+        "budget_mb": result.get("budget_mb"),
     }
     if outcome.status != "ok":
         record["traceback"] = result.get("traceback")
