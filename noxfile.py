@@ -17,7 +17,7 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import bless, cli, envs, golden, matrix, progress, results, runner
+from harness import bless, ci, cli, envs, golden, matrix, progress, results, runner
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = False
@@ -71,7 +71,7 @@ def bench_stack_impl(session: nox.Session, stack: matrix.Stack) -> None:
     args = _bench_args(session)
     if args.stacks and stack.id not in args.stacks:
         session.skip(f"{stack.id} not in --stacks")
-    cells = MATRIX.cells(args.profile, models=args.models, stacks=[stack.id])
+    cells = cli.select(MATRIX, args, stack.id)
     if not cells:
         session.skip(f"profile {args.profile} has no cells for {stack.id}")
     cfg = _config(args)
@@ -119,7 +119,7 @@ def bench(session: nox.Session) -> None:
     args = _bench_args(session)
     cfg = _config(args)
     selected = [s for s in MATRIX.stacks if not args.stacks or s.id in args.stacks]
-    cells = MATRIX.cells(args.profile, models=args.models, stacks=args.stacks)
+    cells = cli.select(MATRIX, args)
     for stack in selected:
         jsonl = cfg.run_dir / "raw" / f"{stack.id}.jsonl"
         if not jsonl.exists():
@@ -143,6 +143,29 @@ def golden_session(session: nox.Session) -> None:
         sys.exit(code)
     if code:
         session.error("blessing refused")
+
+
+@nox.session(name="ci-workflow", python=False)
+def ci_workflow(session: nox.Session) -> None:
+    """Write .github/workflows/bench.yml from matrix.yaml: -- [--shards N] [--profile P]."""
+    import argparse  # noqa: PLC0415 - only this session parses these options
+
+    parser = argparse.ArgumentParser(prog="nox -s ci-workflow --")
+    parser.add_argument("--shards", type=int, default=1)
+    parser.add_argument("--profile", default="default")
+    parser.add_argument("--out", type=Path, default=Path(".github/workflows/bench.yml"))
+    parser.add_argument("--cpu-runner", default=ci.DEFAULT_CPU_RUNNER)
+    parser.add_argument("--gpu-runner", default=",".join(ci.DEFAULT_GPU_RUNNER))
+    ns = parser.parse_args(session.posargs)
+    try:
+        data = ci.workflow(
+            MATRIX, profile=ns.profile, shards=ns.shards, cpu_runner=ns.cpu_runner,
+            gpu_runner=tuple(ns.gpu_runner.split(",")),
+        )  # fmt: skip
+    except matrix.MatrixError as exc:
+        print(f"harness: error: {exc}", file=sys.stderr)
+        sys.exit(cli.USAGE_EXIT)
+    session.log(f"wrote {ci.write_workflow(ns.out, data)}")
 
 
 @nox.session(python=False)

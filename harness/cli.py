@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
-from harness import budget, golden, results
+from harness import budget, ci, golden, results
 from harness import matrix as matrix_mod
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ class BenchArgs:
     resume: bool = False
     memory_budget: int | None = None
     fit: bool = False
+    shard: tuple[int, int] | None = None
 
 
 def _ids(text: str) -> tuple[str, ...]:
@@ -75,6 +76,13 @@ def _positive_int(text: str) -> int:
 def _size(text: str) -> int:
     try:
         return budget.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        return ci.parse_shard(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -102,6 +110,9 @@ def bench_parser() -> _Parser:
     p.add_argument("--resume", type=Path, default=None, help="finish an interrupted run folder")
     p.add_argument("--memory-budget", type=_size, default=None, help="hard cap per run, e.g. 2GiB")
     p.add_argument("--fit", action="store_true", help="find the smallest cap each cell fits in")
+    p.add_argument(
+        "--shard", type=_shard, default=None, help="I/N: this machine's slice of the cells"
+    )
     return p
 
 
@@ -179,6 +190,7 @@ def parse_bench_args(argv: Sequence[str], matrix: matrix_mod.Matrix) -> BenchArg
         strict_golden=ns.strict_golden,
         memory_budget=ns.memory_budget,
         fit=ns.fit,
+        shard=ns.shard,
     )
     if (args.memory_budget or args.fit) and args.mode == "forkserver":
         # A forked child cannot be charged for the imports its parent did.
@@ -189,6 +201,17 @@ def parse_bench_args(argv: Sequence[str], matrix: matrix_mod.Matrix) -> BenchArg
     except matrix_mod.MatrixError as exc:
         raise UsageError(str(exc)) from None
     return args
+
+
+def select(
+    matrix: matrix_mod.Matrix, args: BenchArgs, stack_id: str | None = None
+) -> list[matrix_mod.Cell]:
+    """The cells this invocation runs: profile, --models, --stacks, then --shard."""
+    cells = matrix.cells(args.profile, models=args.models, stacks=args.stacks)
+    if args.shard is not None:
+        # Sharded over the whole selection, so N machines cover it exactly once.
+        cells = ci.shard(cells, *args.shard)
+    return [c for c in cells if stack_id is None or c.stack.id == stack_id]
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
