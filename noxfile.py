@@ -84,9 +84,14 @@ def bench_stack_impl(session: nox.Session, stack: matrix.Stack) -> None:
         cfg.run_dir, MATRIX_PATH, args, cfg.run_id, mode=cfg.mode, repeats=cfg.repeats
     )
     cli.point_latest(cfg.run_dir)
-    python = envs.venv_python(Path(str(session.virtualenv.location)))
-    session.run(str(python), "--version")
-    installed = envs.install(stack, python, cfg.run_dir / "raw" / f"{stack.id}.install.log")
+    if not stack.install:
+        # An existing environment: nothing to install, its versions are read from it.
+        python = Path(stack.python)
+        installed = envs.existing(python)
+    else:
+        python = envs.venv_python(Path(str(session.virtualenv.location)))
+        session.run(str(python), "--version")
+        installed = envs.install(stack, python, cfg.run_dir / "raw" / f"{stack.id}.install.log")
     if not installed.ok:
         session.warn(f"install failed for {stack.id}: {installed.message}")
         for record in results.install_error_records(
@@ -104,9 +109,15 @@ def _make_stack_session(stack: matrix.Stack) -> None:
         bench_stack_impl(session, stack)
 
     bench_stack.__doc__ = f"Measure stack {stack.id} ({', '.join(stack.requirements())})."
-    nox.session(
-        name=f"bench-{stack.id}", python=stack.python, venv_backend="uv|virtualenv", default=False
-    )(bench_stack)
+    if stack.install:
+        nox.session(
+            name=f"bench-{stack.id}",
+            python=stack.python,
+            venv_backend="uv|virtualenv",
+            default=False,
+        )(bench_stack)
+    else:
+        nox.session(name=f"bench-{stack.id}", python=False, default=False)(bench_stack)
 
 
 for _stack in MATRIX.stacks:

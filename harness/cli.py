@@ -359,6 +359,50 @@ def finish_run(
 # ---------------------------------------------------------------- python -m harness
 
 
+def bench_existing(argv: Sequence[str]) -> int:
+    """`python -m harness bench`: for machines without nox or uv (a GPU box, a team's image)."""
+    from harness import progress, runner  # noqa: PLC0415 - only this command runs workers
+
+    rest = list(argv[1:])
+    matrix_path = DEFAULT_MATRIX
+    if "--matrix" in rest:
+        at = rest.index("--matrix")
+        if at + 1 >= len(rest):
+            raise UsageError("--matrix needs a path")
+        matrix_path = Path(rest[at + 1])
+        del rest[at : at + 2]
+    m = matrix_mod.load(matrix_path)
+    args = parse_bench_args(rest, m)
+    run_id = args.run_id or new_run_id()
+    run_dir = run_dir_for(args, run_id)
+    ensure_writable(run_dir)
+    write_manifest(run_dir, matrix_path, args, run_id)
+    point_latest(run_dir)
+    judge = golden.Judge.open(golden.GOLDENS, m.settings.golden_tolerance)
+    fresh = bool(args.memory_budget or args.fit)
+    cfg = runner.RunConfig(
+        run_id=run_id, run_dir=run_dir,
+        mode="fresh" if fresh else args.mode or m.settings.mode,
+        timeout_s=args.timeout_s or m.settings.timeout_s,
+        repeats=args.repeats or m.repeats(args.profile), cache_dir=runner.default_cache_dir(),
+        judge=judge, resume=args.resume, memory_budget=args.memory_budget, fit=args.fit,
+    )  # fmt: skip
+    ran = False
+    for stack in m.stacks:
+        cells = select(m, args, stack.id)
+        if not cells:
+            continue
+        if stack.install:
+            print(f"skipped {stack.id}: it installs an environment; use nox -s bench-{stack.id}")
+            continue
+        ran = True
+        with progress.reporter(stack.id) as report:
+            runner.run_stack(stack, cells, Path(stack.python), cfg, progress=report)
+    if not ran:
+        raise UsageError("no existing-environment stack (install: false) selected")
+    return finish_run(run_dir, strict_golden=args.strict_golden)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _Parser(prog="python -m harness")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -368,6 +412,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cells", help="list the cells a profile runs", parents=[bench_parser()]
     )
     p_cells.add_argument("--matrix", type=Path, default=DEFAULT_MATRIX)
+    p_bench = sub.add_parser(
+        "bench", help="run the existing-environment stacks (install: false) without nox",
+        parents=[bench_parser()],
+    )  # fmt: skip
+    p_bench.add_argument("--matrix", type=Path, default=DEFAULT_MATRIX)
     p_sum = sub.add_parser("summary", help="print a run's summary; exit 1 on failures")
     p_sum.add_argument("run_dir", type=Path)
     try:
@@ -376,6 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             m = matrix_mod.load(ns.matrix)
             print(f"{ns.matrix}: ok, {len(m.stacks)} stacks, {len(m.models)} models")
             return 0
+        if ns.command == "bench":
+            return bench_existing(sys.argv[1:] if argv is None else list(argv))
         if ns.command == "cells":
             m = matrix_mod.load(ns.matrix)
             try:
@@ -388,6 +439,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not ns.run_dir.is_dir():
             raise UsageError(f"{ns.run_dir}: no such run folder")
         return finish_run(ns.run_dir)
-    except (UsageError, matrix_mod.MatrixError) as exc:
+    except (UsageError, matrix_mod.MatrixError, golden.GoldenError) as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return USAGE_EXIT

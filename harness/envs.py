@@ -6,6 +6,7 @@ so a local wheelhouse works without anything here knowing about it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -62,6 +63,13 @@ def install_command(stack: Stack, python: Path, uv: str | None) -> list[str]:
         cmd += ["--index-url", stack.index_url]
     cmd += list(stack.requirements())
     return cmd
+
+
+def existing(python: Path) -> InstallResult:
+    """An existing environment installs nothing; it only has to be an interpreter."""
+    if not (python.is_file() and os.access(python, os.X_OK)):
+        return InstallResult(ok=False, command=(), output=f"{python}: no such interpreter")
+    return InstallResult(ok=True, command=(), output="")
 
 
 def install(stack: Stack, python: Path, log: Path, *, timeout_s: float = 3600) -> InstallResult:

@@ -79,6 +79,7 @@ FAIL_ON_CHOICES = (
 )  # fmt: skip
 _STACK_KEYS = (
     "id",
+    "install",
     "python",
     "transformers",
     "torch",
@@ -152,6 +153,9 @@ class Stack:
     find_links: tuple[str, ...] = ()
     index_url: str | None = None
     torch_backend: str | None = None
+    # False: an existing environment; `python` is its interpreter, nothing is installed and
+    # the versions are read from it.
+    install: bool = True
 
     def requirements(self) -> tuple[str, ...]:
         """What to install: core pins, accelerate (bare when unpinned), psutil, extra pins."""
@@ -372,8 +376,9 @@ def load(path: str | Path) -> Matrix:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise MatrixError(f"{label}: no such file") from None
-    except UnicodeDecodeError:
-        raise MatrixError(f"{label}: not UTF-8 text") from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise MatrixError(f"{label}:{line}: not UTF-8 text") from None
     except OSError as exc:
         raise MatrixError(f"{label}: cannot read: {exc.strerror or exc}") from None
     return _Loader(label, file.resolve().parent).document(text, file)
@@ -427,11 +432,30 @@ def _is_null(node: yaml.Node | None) -> bool:
 
 
 def _one_line(text: str) -> str:
-    return re.sub(r"\s*[\r\n]+\s*", " ", text)
+    # Every line boundary of str.splitlines(), not only \r and \n (a key may hold \v or \u2028).
+    return re.sub(r"\s*[\r\n\v\f\x1c-\x1e\x85\u2028\u2029]+\s*", " ", text)
+
+
+def _compose(text: str) -> yaml.Node | None:
+    """yaml.compose; nesting too deep for the composer's recursion is a YAML error too."""
+    loader = yaml.SafeLoader(text)
+    try:
+        return loader.get_single_node()
+    except RecursionError:
+        problem = "collections nested too deeply"
+        raise yaml.MarkedYAMLError(problem=problem, problem_mark=loader.get_mark()) from None
+    finally:
+        loader.dispose()
+
+
+def _read_number(node: yaml.ScalarNode) -> float:
+    if node.tag == _INT:
+        return float(_CONSTRUCT.construct_yaml_int(node))
+    return _CONSTRUCT.construct_yaml_float(node)
 
 
 def _child(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+    return f"{path}.{key}" if path and path != "(top level)" else key
 
 
 class _Loader:
@@ -452,7 +476,7 @@ class _Loader:
 
     def document(self, text: str, file: Path) -> Matrix:
         try:
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            root = _compose(text)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = 1 if mark is None else mark.line + 1
@@ -461,6 +485,12 @@ class _Loader:
                 problem = f"{exc.problem} ({exc.context})"
             msg = f"{self.label}:{line}: YAML syntax error: {problem}"
             raise MatrixError(_one_line(msg)) from None
+        except yaml.reader.ReaderError as exc:  # a control character; its offset in the text
+            line = text.count("\n", 0, exc.position) + 1
+            problem = f"unacceptable character #x{exc.character:04x}: {exc.reason}"
+            raise MatrixError(
+                _one_line(f"{self.label}:{line}: YAML syntax error: {problem}")
+            ) from None
         except yaml.YAMLError as exc:
             msg = f"{self.label}:1: YAML syntax error: {exc}"
             raise MatrixError(_one_line(msg)) from None
@@ -523,6 +553,8 @@ class _Loader:
         """Keys to (key node, value node); duplicates fail, `<<` merge keys are honored."""
         if id(node) in active:
             self.fail(node, path, "recursive merge key")
+        if len(active) >= 100:
+            self.fail(node, path, "merge keys (<<) nested too deeply")
         active.add(id(node))
         own: _Entries = {}
         merged: _Entries = {}
@@ -570,7 +602,7 @@ class _Loader:
     def integer(self, node: yaml.Node, path: str) -> int:
         if not isinstance(node, yaml.ScalarNode) or node.tag != _INT:
             self.fail(node, path, f"expected a positive integer, got {_got(node)}")
-        value = _CONSTRUCT.construct_yaml_int(node)
+        value = self.construct(node, path, _CONSTRUCT.construct_yaml_int)
         if value < 1:
             self.fail(node, path, f"must be positive, got {value}")
         return value
@@ -578,10 +610,7 @@ class _Loader:
     def number(self, node: yaml.Node, path: str) -> float:
         if not isinstance(node, yaml.ScalarNode) or node.tag not in (_INT, _FLOAT):
             self.fail(node, path, f"expected a positive number, got {_got(node)}")
-        if node.tag == _INT:
-            value = float(_CONSTRUCT.construct_yaml_int(node))
-        else:
-            value = _CONSTRUCT.construct_yaml_float(node)
+        value = self.construct(node, path, _read_number)
         if not math.isfinite(value) or value <= 0:
             self.fail(node, path, f"must be positive and finite, got {node.value}")
         return value
@@ -589,7 +618,18 @@ class _Loader:
     def boolean(self, node: yaml.Node, path: str) -> bool:
         if not isinstance(node, yaml.ScalarNode) or node.tag != _BOOL:
             self.fail(node, path, f"expected true or false, got {_got(node)}")
-        return _CONSTRUCT.construct_yaml_bool(node)
+        return self.construct(node, path, _CONSTRUCT.construct_yaml_bool)
+
+    def construct(
+        self, node: yaml.ScalarNode, path: str, read: Callable[[yaml.ScalarNode], T]
+    ) -> T:
+        """A tagged scalar's value; one YAML cannot read (`0x_`, `!!int abc`, `!!float ""`,
+        `!!bool maybe`, an int of over 4300 digits, one too large for a float) fails."""
+        try:
+            return read(node)
+        except (ValueError, KeyError, IndexError, OverflowError):
+            shown = node.value if len(node.value) <= 20 else f"{node.value[:20]}..."
+            self.fail(node, path, f"cannot read {shown!r} as {_KINDS.get(node.tag, node.tag)}")
 
     def choice(self, node: yaml.Node, path: str, choices: Sequence[str]) -> str:
         expected = f"one of {', '.join(choices)}"
@@ -691,10 +731,7 @@ class _Loader:
     def non_negative(self, node: yaml.Node, path: str) -> float:
         if not isinstance(node, yaml.ScalarNode) or node.tag not in (_INT, _FLOAT):
             self.fail(node, path, f"expected a number >= 0, got {_got(node)}")
-        if node.tag == _INT:
-            value = float(_CONSTRUCT.construct_yaml_int(node))
-        else:
-            value = _CONSTRUCT.construct_yaml_float(node)
+        value = self.construct(node, path, _read_number)
         if not math.isfinite(value) or value < 0:
             self.fail(node, path, f"must be >= 0 and finite, got {node.value}")
         return value
@@ -722,8 +759,31 @@ class _Loader:
             stacks.append(stack)
         return tuple(stacks)
 
+    def existing_stack(self, node: yaml.Node, path: str, entries: _Entries) -> Stack:
+        for key in _STACK_KEYS:
+            if key not in ("id", "install", "python") and key in entries:
+                problem = "an existing environment (install: false) installs nothing"
+                self.fail(entries[key][0], _child(path, key), problem)
+        stack_id = self.optional(entries, "id", path, self.identifier)
+        if stack_id is None:
+            self.fail(
+                node, _child(path, "id"), "an existing environment (install: false) needs an id"
+            )
+        where = _child(path, "python")
+        value = self.string(entries["python"][1], where, "the path of an interpreter")
+        python = Path(value).expanduser()
+        if not python.is_absolute():
+            python = (self.base / python).resolve()
+        return Stack(id=stack_id, python=str(python), transformers="", torch="", install=False)
+
     def stack(self, node: yaml.Node, path: str) -> Stack:
-        entries = self.mapping(node, path, _STACK_KEYS, ("python", "transformers", "torch"))
+        entries = self.mapping(node, path, _STACK_KEYS, ("python",))
+        install = self.optional(entries, "install", path, self.boolean)
+        if install is False:
+            return self.existing_stack(node, path, entries)
+        for key in ("transformers", "torch"):
+            if key not in entries:
+                self.fail(node, path, f"missing required key {key!r}")
         python = self.python(entries["python"][1], f"{path}.python")
         transformers = self.version(entries["transformers"][1], f"{path}.transformers", "4.46.3")
         torch = self.version(entries["torch"][1], f"{path}.torch", "2.5.1")
@@ -795,7 +855,14 @@ class _Loader:
         value = self.string(node, path, "a URL or a folder path")
         if _URL_RE.fullmatch(value):
             return value
-        return str((self.base / Path(value).expanduser()).resolve())
+        return self.folder(node, path, value)
+
+    def folder(self, node: yaml.Node, path: str, value: str) -> str:
+        """`value` made absolute, from the matrix file's folder; `~user` and NUL bytes fail."""
+        try:
+            return str((self.base / Path(value).expanduser()).resolve())
+        except (RuntimeError, ValueError, OSError) as exc:
+            self.fail(node, path, f"invalid folder path {value!r}: {exc}")
 
     def url(self, node: yaml.Node, path: str) -> str:
         value = self.string(node, path, "a URL")
@@ -866,7 +933,7 @@ class _Loader:
         node, where = entries[field][1], f"{path}.{field}"
         if source == "local":
             value = self.string(node, where, "a folder path")
-            return str((self.base / Path(value).expanduser()).resolve())
+            return self.folder(node, where, value)
         value = self.string(node, where, 'a Hub repo id like "gpt2" or "org/name"')
         if not _REPO_RE.fullmatch(value):
             self.fail(node, where, f"invalid Hub repo id {value!r}")
@@ -889,7 +956,7 @@ class _Loader:
     def lcmu(self, node: yaml.Node, path: str) -> bool | None:
         if isinstance(node, yaml.ScalarNode):
             if node.tag == _BOOL:
-                return _CONSTRUCT.construct_yaml_bool(node)
+                return self.construct(node, path, _CONSTRUCT.construct_yaml_bool)
             if node.tag == _STR and node.value == "omit":
                 return None
         raise self.error(node, path, f"expected omit, true or false, got {_got(node)}")

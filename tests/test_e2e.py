@@ -125,3 +125,31 @@ def test_a_stack_that_cannot_install_does_not_stop_the_other(tmp_path: Path) -> 
     bad = next(r for r in records if r["status"] == "install_error")
     assert "4.999.0" in bad["message"]
     assert len(records) == 2 * 4  # smoke: 1 repeat x 4 scenarios per stack
+
+
+def test_existing_environment_stack_with_nox_and_without(
+    stack_python: Path, tmp_path: Path
+) -> None:
+    # An interpreter that already has torch and transformers: nothing is installed.
+    stacks = f'  - {{id: existing, python: "{stack_python}", install: false}}\n'
+    proc, run_dir = _bench(tmp_path, stacks, "--profile", "smoke")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = results.read_run(run_dir)
+    assert len(records) == 4
+    assert {r["status"] for r in records} == {"ok"}
+    assert {r["stack_id"] for r in records} == {"existing"}
+    # The versions come from the environment itself, not from matrix.yaml.
+    assert {r["transformers_version"] for r in records} == {"5.24.0"}
+    assert not (run_dir / "raw" / "existing.install.log").exists()
+    # The same without nox, as on a machine that has no nox or uv (python -m harness bench).
+    out = tmp_path / "plain"
+    plain = subprocess.run(
+        [sys.executable, "-m", "harness", "bench", "--matrix", str(tmp_path / "matrix.yaml"),
+         "--profile", "smoke", "--out", str(out)],
+        capture_output=True, text=True, cwd=REPO, timeout=900, check=False,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert plain.returncode == 0, plain.stdout[-3000:] + plain.stderr[-3000:]
+    again = results.read_run(out)
+    assert [r["status"] for r in again] == ["ok"] * 4
+    assert "records: ok 4" in plain.stdout

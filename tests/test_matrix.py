@@ -747,7 +747,7 @@ ERRORS = [
     pytest.param(
         _stack(GOOD + ', torhc: "2.5.1"'),
         2,
-        "stacks[0].torhc: unknown key 'torhc' (did you mean 'torch'? allowed: id, python,",
+        "stacks[0].torhc: unknown key 'torhc' (did you mean 'torch'? allowed: id, install, python,",
         id="stack-unknown-key",
     ),
     pytest.param(
@@ -1409,3 +1409,25 @@ def test_compare_validation_error(tmp_path: Path, section: str, line: int, fragm
     assert "\n" not in message
     assert message.startswith(f"{path}:{line}: "), message
     assert fragment in message, message
+
+
+def test_existing_environment_stacks(tmp_path: Path) -> None:
+    text = REPO_MATRIX.read_text().replace(
+        "stacks:\n",
+        "stacks:\n  - {id: here, python: venv/bin/python, install: false}\n",
+        1,
+    )
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    here = load(path).stack("here")
+    assert here.install is False
+    assert here.python == str(tmp_path / "venv" / "bin" / "python")
+    path.write_text(text.replace("{id: here, ", "{"))
+    with pytest.raises(MatrixError, match=r"stacks\[0\]\.id: an existing environment .* needs an id"):
+        load(path)
+    path.write_text(text.replace("install: false}", "install: false, torch: '2.5.1'}"))
+    with pytest.raises(MatrixError, match=r"stacks\[0\]\.torch: an existing environment"):
+        load(path)
+    path.write_text(text.replace("install: false}", "install: true}"))
+    with pytest.raises(MatrixError, match="missing required key 'transformers'"):
+        load(path)
