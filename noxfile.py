@@ -17,7 +17,9 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from harness import bisect as bisect_cli
 from harness import bless, ci, cli, envs, golden, matrix, progress, results, runner
+from harness import compare as compare_cli
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = False
@@ -154,6 +156,26 @@ def golden_session(session: nox.Session) -> None:
         sys.exit(code)
     if code:
         session.error("blessing refused")
+
+
+@nox.session(name="compare", python=False, default=False)
+def compare_session(session: nox.Session) -> None:
+    """Upgrade verdicts: -- BASE CANDIDATE | --walk  [--run DIR] [--json F] [--markdown F]."""
+    code = compare_cli.main(session.posargs)
+    if code == cli.USAGE_EXIT:
+        sys.exit(code)
+    if code:
+        session.error("worse verdicts under the fail-on policy (see above)")
+
+
+@nox.session(name="bisect", python=False, default=False)
+def bisect_session(session: nox.Session) -> None:
+    """First transformers release where a metric flips: -- --good tf==A --bad tf==B ..."""
+    code = bisect_cli.main(session.posargs)
+    if code == cli.USAGE_EXIT:
+        sys.exit(code)
+    if code:
+        session.error("no single answer (see above)")
 
 
 @nox.session(name="ci-workflow", python=False)

@@ -375,12 +375,14 @@ def load(path: str | Path) -> Matrix:
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise MatrixError(f"{label}: no such file") from None
+        raise MatrixError(_one_line(f"{label}: no such file")) from None
     except UnicodeDecodeError as exc:
         line = exc.object[: exc.start].count(b"\n") + 1
-        raise MatrixError(f"{label}:{line}: not UTF-8 text") from None
+        raise MatrixError(_one_line(f"{label}:{line}: not UTF-8 text")) from None
     except OSError as exc:
-        raise MatrixError(f"{label}: cannot read: {exc.strerror or exc}") from None
+        raise MatrixError(_one_line(f"{label}: cannot read: {exc.strerror or exc}")) from None
+    except ValueError as exc:  # a NUL byte in the path
+        raise MatrixError(_one_line(f"{label}: cannot read: {exc}")) from None
     return _Loader(label, file.resolve().parent).document(text, file)
 
 
@@ -771,9 +773,12 @@ class _Loader:
             )
         where = _child(path, "python")
         value = self.string(entries["python"][1], where, "the path of an interpreter")
-        python = Path(value).expanduser()
-        if not python.is_absolute():
-            python = (self.base / python).resolve()
+        try:
+            python = Path(value).expanduser()
+            if not python.is_absolute():
+                python = (self.base / python).resolve()
+        except (RuntimeError, ValueError) as exc:  # ~unknown-user, a NUL byte
+            self.fail(entries["python"][1], where, f"invalid interpreter path {value!r}: {exc}")
         return Stack(id=stack_id, python=str(python), transformers="", torch="", install=False)
 
     def stack(self, node: yaml.Node, path: str) -> Stack:

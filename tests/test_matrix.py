@@ -1423,7 +1423,9 @@ def test_existing_environment_stacks(tmp_path: Path) -> None:
     assert here.install is False
     assert here.python == str(tmp_path / "venv" / "bin" / "python")
     path.write_text(text.replace("{id: here, ", "{"))
-    with pytest.raises(MatrixError, match=r"stacks\[0\]\.id: an existing environment .* needs an id"):
+    with pytest.raises(
+        MatrixError, match=r"stacks\[0\]\.id: an existing environment .* needs an id"
+    ):
         load(path)
     path.write_text(text.replace("install: false}", "install: false, torch: '2.5.1'}"))
     with pytest.raises(MatrixError, match=r"stacks\[0\]\.torch: an existing environment"):

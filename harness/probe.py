@@ -1,0 +1,161 @@
+"""Measuring one transformers release for a bisect: a fresh environment, one cell, records.
+
+Each probed release gets a fresh uv environment with the bisect's torch
+(harness.envs.install) and runs the one cell through the bench machinery
+(harness.runner.run_stack), so its records land in <run>/raw/<stack-id>.jsonl like any
+bench run's. A release already measured on this machine is not measured again: its latest
+records in the run folder are reused.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from harness import envs, results, runner, worker
+from harness.matrix import Cell, Stack
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+NUMERIC = (
+    "peak_mb", "anon_mb", "file_mb", "anon_peak_mb", "load_peak_mb", "load_anon_mb",
+    "load_file_mb", "peak_ratio", "load_s", "ttft_s", "tokens_per_s", "import_s",
+    "cuda_peak_mb", "cuda_reserved_peak_mb",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One release's records of the cell, reduced to what the metrics look at."""
+
+    version: str
+    status: str  # the worst over the repeats
+    message: str
+    value: float | None  # the metric's median over ok repeats (numeric metrics)
+    output: tuple[tuple[int, ...], ...] | None  # the ids of the first ok repeat
+    runs: int
+    cached: bool
+    seconds: float
+
+    def show(self, metric: str, *, brief: bool = False) -> str:
+        if metric == "status" or self.status != "ok":
+            text = self.status
+            if brief or not self.message or text == "ok":
+                return text
+            return f"{text} ({self.message[:90]})"
+        if metric == "output":
+            first = list(self.output[0][:6]) if self.output else []
+            return f"ok, ids {first}..."
+        return f"{metric} {self.value:.4g}" if self.value is not None else f"{metric} -"
+
+
+def reduce(
+    version: str,
+    records: Sequence[dict[str, Any]],
+    metric: str,
+    *,
+    cached: bool,
+    seconds: float,
+) -> Measurement:
+    worst = max(records, key=lambda r: (results.STATUSES.index(r["status"]), r["repeat"]))
+    ok = [r for r in records if r["status"] == "ok"]
+    value = results.median_or_none(r.get(metric) for r in ok) if metric in NUMERIC else None
+    output = tuple(tuple(ids) for ids in ok[0]["output_ids"]) if ok else None
+    return Measurement(version=version, status=worst["status"], message=worst.get("message") or "",
+                       value=value, output=output, runs=len(records), cached=cached,
+                       seconds=seconds)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What every probe installs and runs."""
+
+    cell: Cell  # its stack is a template: each probe swaps in its transformers version
+    metric: str
+    config: runner.RunConfig
+    envdir: Path
+    keep_envs: bool = False
+
+
+def probe_stack(template: Stack, version: str) -> Stack:
+    return Stack(
+        id=f"tf{version}-torch{template.torch}-py{template.python}",
+        python=template.python,
+        transformers=version,
+        torch=template.torch,
+        accelerate=template.accelerate,
+        pins=template.pins,
+        find_links=template.find_links,
+        index_url=template.index_url,
+        torch_backend=template.torch_backend,
+    )
+
+
+def host_fingerprint() -> str:
+    return results.machine_fingerprint(worker.environment()["machine"])
+
+
+def _same_machine(record: dict[str, Any], host: str) -> bool:
+    # The worker adds the GPU's name where there is one; the host's view has none.
+    machine = {k: v for k, v in (record.get("machine") or {}).items() if k != "gpu"}
+    return bool(machine) and results.machine_fingerprint(machine) == host
+
+
+def cached(spec: Spec, stack: Stack, host: str) -> list[dict[str, Any]]:
+    """This machine's latest records of the cell on this stack, if there are enough."""
+    path = spec.config.run_dir / "raw" / f"{stack.id}.jsonl"
+    if not path.exists():
+        return []
+    cell_id = spec.cell.id
+    found = [
+        r
+        for r in results.read(path)
+        if r.get("cell_id") == cell_id
+        and r.get("status") != "install_error"
+        and _same_machine(r, host)
+    ]
+    return found[-spec.config.repeats :] if len(found) >= spec.config.repeats else []
+
+
+def measure(spec: Spec, version: str, host: str) -> Measurement:
+    """Records of the cell on `version`, from the cache or from a fresh environment."""
+    stack = probe_stack(spec.cell.stack, version)
+    started = time.monotonic()
+    found = cached(spec, stack, host)
+    if found:
+        return reduce(version, found, spec.metric, cached=True, seconds=0.0)
+    cell = Cell(stack, spec.cell.model, spec.cell.scenario)
+    raw = spec.config.run_dir / "raw"
+    venv = spec.envdir / stack.id
+    shutil.rmtree(venv, ignore_errors=True)
+    uv = envs.find_uv()
+    made = subprocess.run(
+        [uv or "uv", "venv", "-q", "-p", stack.python, str(venv)],
+        capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    python = envs.venv_python(venv)
+    installed = (
+        envs.install(stack, python, raw / f"{stack.id}.install.log")
+        if made.returncode == 0
+        else envs.InstallResult(False, (), made.stdout + made.stderr)
+    )
+    try:
+        if installed.ok:
+            records = runner.run_stack(stack, [cell], python, spec.config)
+        else:
+            cfg = spec.config
+            records = results.install_error_records(
+                run_id=cfg.run_id, stack=stack, cells=[cell], repeats=cfg.repeats,
+                mode=cfg.mode, message=installed.message,
+            )  # fmt: skip
+            for record in records:
+                results.append(raw / f"{stack.id}.jsonl", record)
+    finally:
+        if not spec.keep_envs:
+            shutil.rmtree(venv, ignore_errors=True)
+    return reduce(version, records, spec.metric, cached=False, seconds=time.monotonic() - started)

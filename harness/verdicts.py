@@ -1,0 +1,307 @@
+"""Verdicts between two sets of records, cell by cell and metric by metric.
+
+Status and golden are categorical: a status leaving `ok`, or a golden going from a pass to
+`mismatch`/`stale`, is always `worse`. Where a case has no golden, the candidate's tokens
+are held against the base's, and the base's margins tell a near-tie flip (`drift`, same)
+from a real change (`worse`). Numbers go through harness.stats.
+
+Records of different machines are never pooled: they are compared machine by machine,
+and two sides with no machine in common are refused unless cross_machine is set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from harness import golden, stats
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from harness.matrix import CompareSettings
+
+VERDICTS = (*stats.VERDICTS, "n/a")
+# Rank of a status: a higher rank on the candidate is worse.
+_STATUS_RANK = {"ok": 0, "unsupported": 1}
+_FAILED_RANK = 2
+
+Record = dict[str, Any]
+
+
+class CompareError(Exception):
+    """Bad input: an unknown stack, a missing folder, records of unrelated machines."""
+
+
+# What a `fail_on` entry may name besides a metric (harness.matrix.FAIL_ON_CHOICES).
+CATEGORIES = ("memory", "time", "status", "golden")
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    label: str  # as a sentence says it
+    category: str  # memory or time: which threshold applies
+    higher_is_better: bool = False
+
+
+METRICS = (
+    Metric("peak_mb", "peak memory", "memory"),
+    Metric("anon_mb", "anonymous memory", "memory"),
+    Metric("load_s", "load time", "time"),
+    Metric("ttft_s", "time to first token", "time"),
+    Metric("tokens_per_s", "decode rate", "time", higher_is_better=True),
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One metric of one cell: both sides, the change, and the verdict with its reason."""
+
+    group: str  # "" or what separates rows of one comparison: a stack id, a machine
+    cell: str
+    metric: str
+    category: str  # memory, time, status or golden: what fail_on may name
+    better: str  # which way is better: lower, higher, ok, match
+    verdict: str
+    reason: str
+    base: float | str | None = None
+    candidate: float | str | None = None
+    n_base: int = 0
+    n_candidate: int = 0
+    change: float | None = None  # relative change of the medians
+    low: float | None = None  # its confidence interval
+    high: float | None = None
+    p_value: float | None = None  # Mann-Whitney U, two-sided
+
+
+@dataclass(frozen=True)
+class Comparison:
+    base: str
+    candidate: str
+    settings: CompareSettings
+    rows: tuple[Row, ...]
+    notes: tuple[str, ...]
+
+    def failures(self) -> list[Row]:
+        """`worse` rows that the fail-on policy names, by category or by metric."""
+        policy = set(self.settings.fail_on)
+        return [
+            r
+            for r in self.rows
+            if r.verdict == "worse" and (r.metric in policy or r.category in policy)
+        ]
+
+
+# ---------------------------------------------------------------- one pair of record sets
+
+
+def _status_rank(status: str) -> int:
+    return _STATUS_RANK.get(status, _FAILED_RANK)
+
+
+def _worst_status(records: Sequence[Record]) -> str:
+    return max((str(r["status"]) for r in records), key=lambda s: (_status_rank(s), s))
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One cell's records on both sides."""
+
+    group: str
+    cell: str
+    base: Sequence[Record]
+    cand: Sequence[Record]
+
+
+def _status_row(pair: Pair) -> Row:
+    b, c = _worst_status(pair.base), _worst_status(pair.cand)
+    rb, rc = _status_rank(b), _status_rank(c)
+    verdict = "worse" if rc > rb else "better" if rc < rb else "same"
+    reason = f"{b} -> {c}" if b != c else f"{b} on both"
+    if verdict == "worse" and b == "ok":
+        reason += ": a status leaving ok is always worse"
+    return Row(
+        group=pair.group, cell=pair.cell, metric="status", category="status", better="ok",
+        verdict=verdict, reason=reason, base=b, candidate=c,
+        n_base=len(pair.base), n_candidate=len(pair.cand),
+    )  # fmt: skip
+
+
+def _ok(records: Sequence[Record]) -> list[Record]:
+    return [r for r in records if r.get("status") == "ok"]
+
+
+def _worst_golden(records: Sequence[Record]) -> str | None:
+    verdicts = [str(r["golden"]) for r in records if r.get("golden")]
+    return max(verdicts, key=golden.SEVERITY.__getitem__) if verdicts else None
+
+
+def _output_verdict(base: Record, cand: Record, tolerance: float) -> tuple[str, str]:
+    """The candidate's outputs against the base's, the base's margins deciding near-ties."""
+    if list(base.get("prompts") or []) != list(cand.get("prompts") or []):
+        return "n/a", "the two sides ran different prompts"
+    reason = "identical token ids"
+    margins = base.get("margins") or []
+    for i, (ids_b, ids_c) in enumerate(zip(base["output_ids"], cand["output_ids"], strict=False)):
+        found = golden.compare(ids_c, ids_b, margins[i] if i < len(margins) else (), tolerance)
+        if found["verdict"] == "mismatch":
+            pos = found["position"]
+            return "worse", f"prompt {i + 1} differs from the base at new token {pos}"
+        if found["verdict"] == "drift":
+            reason = (
+                f"prompt {i + 1} flips a near-tie at token {found['position']} "
+                f"(base margin {found['reference_margin']:.3g} < {tolerance:g}): drift"
+            )
+    return "same", reason
+
+
+def _golden_row(pair: Pair, tolerance: float) -> Row:
+    ok_b, ok_c = _ok(pair.base), _ok(pair.cand)
+
+    def row(b: str | None, c: str | None, verdict: str, reason: str) -> Row:
+        return Row(
+            group=pair.group, cell=pair.cell, metric="golden", category="golden",
+            better="match", verdict=verdict, reason=reason, base=b, candidate=c,
+            n_base=len(ok_b), n_candidate=len(ok_c),
+        )  # fmt: skip
+
+    if not ok_b or not ok_c:
+        side = "base" if not ok_b else "candidate"
+        return row(None, None, "n/a", f"no ok records on the {side}: no output to judge")
+    gb, gc = _worst_golden(ok_b), _worst_golden(ok_c)
+    if gb and gc and "missing" not in (gb, gc):
+        bad_b, bad_c = gb in golden.FAILING, gc in golden.FAILING
+        if bad_c and not bad_b:
+            return row(gb, gc, "worse", f"golden {gb} -> {gc}: always worse")
+        if bad_b and not bad_c:
+            return row(gb, gc, "better", f"golden {gb} -> {gc}")
+        return row(gb, gc, "same", f"golden {gb} -> {gc}" if gb != gc else f"golden {gb}")
+    # No golden for this case: the candidate must say what the base says.
+    verdict, reason = _output_verdict(ok_b[0], ok_c[0], tolerance)
+    label = {"worse": "mismatch", "same": "same ids"}.get(verdict)
+    return row("reference", label, verdict, f"no golden; against the base's output: {reason}")
+
+
+def _values(records: Sequence[Record], name: str) -> list[float]:
+    out = []
+    for r in _ok(records):
+        value = r.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out.append(float(value))
+    return out
+
+
+def _metric_row(pair: Pair, metric: Metric, settings: CompareSettings) -> Row:
+    vb, vc = _values(pair.base, metric.name), _values(pair.cand, metric.name)
+    better = "higher" if metric.higher_is_better else "lower"
+    if not vb or not vc:
+        side = "base" if not vb else "candidate"
+        return Row(
+            group=pair.group, cell=pair.cell, metric=metric.name, category=metric.category,
+            better=better, verdict="n/a", reason=f"no ok measurement on the {side}",
+            n_base=len(vb), n_candidate=len(vc),
+        )  # fmt: skip
+    memory = metric.category == "memory"
+    floor = settings.memory_floor_mb if memory else 0.0
+    est = stats.estimate(vb, vc, alpha=settings.alpha, floor=floor)
+    found = stats.judge(
+        est,
+        threshold=settings.memory if memory else settings.time,
+        higher_is_better=metric.higher_is_better,
+        alpha=settings.alpha,
+        min_repeats=settings.min_repeats,
+        floor=floor,
+    )
+    return Row(
+        group=pair.group, cell=pair.cell, metric=metric.name, category=metric.category,
+        better=better, verdict=found.verdict, reason=found.reason, base=est.base,
+        candidate=est.candidate, n_base=len(vb), n_candidate=len(vc), change=est.change,
+        low=est.low, high=est.high, p_value=est.p_value,
+    )  # fmt: skip
+
+
+def _by_cell(records: Iterable[Record]) -> dict[str, list[Record]]:
+    cells: dict[str, list[Record]] = {}
+    for r in records:
+        cells.setdefault(str(r["cell_id"]), []).append(r)
+    return cells
+
+
+def _fingerprints(records: Iterable[Record]) -> set[str]:
+    return {str(r["machine_fingerprint"]) for r in records if r.get("machine_fingerprint")}
+
+
+def _machine_groups(
+    base: Sequence[Record], cand: Sequence[Record], *, cross_machine: bool, notes: list[str]
+) -> list[tuple[str, list[Record], list[Record]]]:
+    """Records split by machine; a record without one (an install error) joins every group."""
+    fb, fc = _fingerprints(base), _fingerprints(cand)
+    common = sorted(fb & fc)
+    if fb and fc and not common:
+        if not cross_machine:
+            raise CompareError(
+                f"the base was measured on machine {', '.join(sorted(fb))} and the candidate "
+                f"on {', '.join(sorted(fc))}: memory and times are not comparable across "
+                "machines; pass --cross-machine to compare anyway"
+            )
+        notes.append(
+            f"cross-machine: base from {', '.join(sorted(fb))}, candidate from "
+            f"{', '.join(sorted(fc))}; numbers compared anyway (--cross-machine)"
+        )
+        return [("", list(base), list(cand))]
+    for side, found, records in (("base", fb, base), ("candidate", fc, cand)):
+        for fp in sorted(found - set(common)) if common else ():
+            n = sum(1 for r in records if r.get("machine_fingerprint") == fp)
+            notes.append(f"{n} {side} records from machine {fp} left out: no counterpart there")
+    if len(common) <= 1:
+        keep = set(common)
+        return [
+            (
+                "",
+                [r for r in base if not keep or r.get("machine_fingerprint") in (*keep, None)],
+                [r for r in cand if not keep or r.get("machine_fingerprint") in (*keep, None)],
+            )
+        ]
+    notes.append(f"records from {len(common)} machines: compared machine by machine")
+    return [
+        (
+            f"machine {fp}",
+            [r for r in base if r.get("machine_fingerprint") in (fp, None)],
+            [r for r in cand if r.get("machine_fingerprint") in (fp, None)],
+        )
+        for fp in common
+    ]
+
+
+def compare_records(
+    base: Sequence[Record],
+    cand: Sequence[Record],
+    settings: CompareSettings,
+    *,
+    group: str = "",
+    tolerances: Mapping[str, float] | None = None,
+    cross_machine: bool = False,
+    notes: list[str] | None = None,
+) -> list[Row]:
+    """Rows for every cell both sides ran: status, golden, then the numeric metrics."""
+    notes = [] if notes is None else notes
+    tolerances = tolerances or {}
+    rows: list[Row] = []
+    for machine, rb, rc in _machine_groups(base, cand, cross_machine=cross_machine, notes=notes):
+        label = " ".join(part for part in (group, machine) if part)
+        cells_b, cells_c = _by_cell(rb), _by_cell(rc)
+        for side, mine, other in (("base", cells_b, cells_c), ("candidate", cells_c, cells_b)):
+            only = [c for c in mine if c not in other]
+            if only:
+                where = f" ({label})" if label else ""
+                notes.append(f"only on the {side}{where}, not compared: {', '.join(only)}")
+        for cell, b in cells_b.items():
+            if cell not in cells_c:
+                continue
+            pair = Pair(label, cell, b, cells_c[cell])
+            tolerance = float(tolerances.get(str(b[0].get("dtype")), 0.0))
+            rows.append(_status_row(pair))
+            rows.append(_golden_row(pair, tolerance))
+            rows.extend(_metric_row(pair, m, settings) for m in METRICS)
+    return rows
