@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import bisect as bisect_cli
 from harness import bless, ci, cli, envs, golden, matrix, progress, results, runner
 from harness import compare as compare_cli
+from harness import report as report_mod
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = False
@@ -144,6 +145,11 @@ def bench(session: nox.Session) -> None:
             ):  # fmt: skip
                 results.append(jsonl, record)
     code = cli.finish_run(cfg.run_dir, strict_golden=args.strict_golden)
+    try:
+        # Failed runs get a report too: that is when people need to look.
+        session.log(f"dashboard: {report_mod.build_reports([cfg.run_dir]).index_html}")
+    except report_mod.ReportError as exc:
+        session.warn(f"no report: {exc}")
     if code:
         session.error("some cells failed or changed their output (see above)")
 
@@ -156,6 +162,14 @@ def golden_session(session: nox.Session) -> None:
         sys.exit(code)
     if code:
         session.error("blessing refused")
+
+
+@nox.session(python=False, default=False)
+def report(session: nox.Session) -> None:
+    """Tables, charts, dashboard and claims of one or several runs (default reports/latest)."""
+    code = report_mod.main(session.posargs)
+    if code:
+        sys.exit(code)
 
 
 @nox.session(name="compare", python=False, default=False)

@@ -1,0 +1,263 @@
+"""Loading claims users have read, with the verdict this run's records give, per version.
+
+Only the claims and the method are written in advance; every verdict and number is computed
+from the tidy DataFrame of harness.report.to_frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+from packaging.version import InvalidVersion, Version
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+HOLDS = "holds"
+PARTLY = "partly holds"
+FAILS = "does not hold"
+NO_EVIDENCE = "no evidence in this run"
+# Below this the runtime's own overhead (allocator, imports) swamps the weights.
+MIN_WEIGHTS_MB = 64.0
+# "Halves" within measurement noise; under 10 % apart counts as "the same".
+HALF_AT_MOST = 0.6
+SAME_WITHIN = 0.1
+# RSS "shows the model" when it is within 25 % of the weights.
+CLOSE_LOW, CLOSE_HIGH = 0.8, 1.25
+PAIR = ["machine_fingerprint", "stack_id", "model", "device_map", "dtype", "checkpoint_format"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    version: str
+    verdict: str
+    evidence: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    key: str
+    statement: str
+    method: str
+    findings: tuple[Finding, ...]
+    # The versions the statement names, e.g. "5.5" for "the default in 5.5"; None: any.
+    about: str | None = None
+
+    def headline(self) -> str:
+        """The verdict for the versions the claim names, or for all of them."""
+        rows = [f for f in self.findings if self.about is None or _is(f.version, self.about)]
+        if not rows:
+            return f"{NO_EVIDENCE} (no transformers {self.about} stack)"
+        verdicts = {f.verdict for f in rows if f.verdict != NO_EVIDENCE}
+        if not verdicts:
+            return NO_EVIDENCE
+        return verdicts.pop() if len(verdicts) == 1 else "depends on the version"
+
+
+def _is(version: str, prefix: str) -> bool:
+    return version == prefix or version.startswith(prefix + ".")
+
+
+def _versions(df: pd.DataFrame) -> list[str]:
+    found = {str(v) for v in df["transformers_version"].dropna().unique()}
+
+    def key(v: str) -> tuple[int, Version | str]:
+        try:
+            return (0, Version(v))
+        except InvalidVersion:
+            return (1, v)
+
+    return sorted(found, key=key)
+
+
+def _big_ok(df: pd.DataFrame) -> pd.DataFrame:
+    ok = df.loc[(df["status"] == "ok") & (df["weights_mb"] >= MIN_WEIGHTS_MB)]
+    return ok.dropna(subset=["peak_mb"])
+
+
+def _arms(rows: pd.DataFrame) -> pd.DataFrame:
+    """Median peak per pairing key (columns: the low_cpu_mem_usage arms present)."""
+    return rows.pivot_table(
+        index=PAIR, columns="low_cpu_mem_usage", values="peak_mb", aggfunc="median"
+    )
+
+
+def _range(values: pd.Series[float], fmt: str = ".2f") -> str:
+    lo, hi = values.min(), values.max()
+    return f"{lo:{fmt}}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}} to {hi:{fmt}}"
+
+
+def _models(arms: pd.DataFrame) -> str:
+    return ", ".join(sorted({str(m) for m in arms.index.get_level_values("model")}))
+
+
+def halves(rows: pd.DataFrame) -> tuple[str, str]:
+    big = _big_ok(rows)
+    if big.empty:
+        return NO_EVIDENCE, f"no ok run of a model with {MIN_WEIGHTS_MB:.0f} MiB of weights or more"
+    arms = _arms(big)
+    if not {"true", "false"} <= set(arms.columns):
+        return NO_EVIDENCE, "no ok run with both low_cpu_mem_usage=true and =false to compare"
+    both = arms.dropna(subset=["true", "false"])
+    if both.empty:
+        return NO_EVIDENCE, "true and false never ran ok on the same model and scenario"
+    ratio = both["true"] / both["false"]
+    med = float(ratio.median())
+    evidence = (
+        f"peak with true / peak with false = {med:.2f} (median of {len(ratio)} pairs, "
+        f"range {_range(ratio)}; {_models(both)})"
+    )
+    if med <= HALF_AT_MOST:
+        return HOLDS, evidence
+    if med <= 1 - SAME_WITHIN:
+        return PARTLY, f"lowers the peak by {1 - med:.0%}, not by half: {evidence}"
+    return FAILS, evidence
+
+
+def default_true(rows: pd.DataFrame) -> tuple[str, str]:
+    big = _big_ok(rows)
+    arms = _arms(big) if not big.empty else pd.DataFrame()
+    if not {"true", "false", "omit"} <= set(arms.columns):
+        return NO_EVIDENCE, "omit, true and false did not all run ok on a model this size"
+    full = arms.dropna(subset=["true", "false", "omit"])
+    gap = (full["true"] - full["false"]).abs() / full[["true", "false"]].max(axis=1)
+    telling = full.loc[gap >= SAME_WITHIN]
+    if telling.empty:
+        return NO_EVIDENCE, (
+            f"true and false give the same peak (within {SAME_WITHIN:.0%}, {len(full)} pairs), "
+            "so memory cannot tell which one omitting picks"
+        )
+    like_true = (telling["omit"] - telling["true"]).abs() < (
+        telling["omit"] - telling["false"]
+    ).abs()
+    n, k = len(telling), int(like_true.sum())
+    evidence = (
+        f"omitting the keyword behaves like true in {k} of {n} pairs where true and false "
+        f"differ (omit/true peak {_range(telling['omit'] / telling['true'])}, "
+        f"omit/false {_range(telling['omit'] / telling['false'])})"
+    )
+    if k == n:
+        return HOLDS, evidence
+    return (FAILS if k == 0 else PARTLY), evidence
+
+
+def rss_shows_model(rows: pd.DataFrame) -> tuple[str, str]:
+    big = _big_ok(rows).dropna(subset=["load_rss_mb", "load_peak_mb", "weights_mb"])
+    big = big.loc[big["load_rss_mb"] > 0]
+    if big.empty:
+        return NO_EVIDENCE, f"no ok run of a model with {MIN_WEIGHTS_MB:.0f} MiB of weights or more"
+    # Per scenario: RSS after load over the weights, and the load's peak over that RSS.
+    ratios = pd.DataFrame(
+        {
+            "scenario": big["scenario"],
+            "after": big["load_rss_mb"] / big["weights_mb"],
+            "hidden": big["load_peak_mb"] / big["load_rss_mb"],
+        }
+    )
+    per = ratios.groupby("scenario").median()
+    good = per["after"].between(CLOSE_LOW, CLOSE_HIGH) & (per["hidden"] <= CLOSE_HIGH)
+    low, hidden = str(per["after"].idxmin()), str(per["hidden"].idxmax())
+    lowest, highest = float(per["after"].min()), float(per["hidden"].max())
+    evidence = (
+        f"true in {int(good.sum())} of {len(per)} scenarios ({len(big)} runs): RSS after load is "
+        f"{_range(per['after'])}x the weights (lowest {low}: {lowest:.2f}x) and "
+        f"the peak during load reaches {highest:.2f}x that RSS ({hidden})"
+    )
+    if good.all():
+        return HOLDS, evidence
+    return (FAILS if not good.any() else PARTLY), evidence
+
+
+def device_map_needs_accelerate(rows: pd.DataFrame) -> tuple[str, str]:
+    dm = rows.loc[(rows["device_map"] != "none") & (rows["status"] != "install_error")]
+    if dm.empty:
+        return NO_EVIDENCE, "no scenario with a device_map ran"
+    without = dm.loc[dm["accelerate_version"].isna()]
+    if without.empty:
+        versions = ", ".join(sorted({str(v) for v in dm["accelerate_version"].unique()}))
+        ok = int((dm["status"] == "ok").sum())
+        return NO_EVIDENCE, (
+            f"every run with a device_map had accelerate {versions} installed "
+            f"({ok} of {len(dm)} ok); no stack without it"
+        )
+    blamed = without["message"].fillna("").str.contains("accelerate", case=False)
+    loaded = int((without["status"] == "ok").sum())
+    if loaded:
+        return FAILS, f"{loaded} of {len(without)} runs with a device_map loaded without accelerate"
+    if blamed.any():
+        return HOLDS, (
+            f"{int(blamed.sum())} of {len(without)} runs with a device_map and no accelerate "
+            "failed naming accelerate"
+        )
+    return NO_EVIDENCE, "runs without accelerate failed for reasons that do not name it"
+
+
+@dataclass(frozen=True)
+class Check:
+    key: str
+    statement: str
+    method: str
+    about: str | None
+    verdict: Callable[[pd.DataFrame], tuple[str, str]]
+
+
+CHECKS = (
+    Check(
+        "halves",
+        "low_cpu_mem_usage=True halves peak RAM",
+        (
+            "Peak RSS with true over peak RSS with false, on the same stack, model, device_map, "
+            f"dtype and format; models with at least {MIN_WEIGHTS_MB:.0f} MiB of weights. At "
+            f"most {HALF_AT_MOST} holds; within {SAME_WITHIN:.0%} of 1 does not."
+        ),
+        None,
+        halves,
+    ),
+    Check(
+        "default",
+        "low_cpu_mem_usage=True is the default in transformers 5.5",
+        (
+            f"Where true and false give peaks more than {SAME_WITHIN:.0%} apart, whether "
+            "omitting the keyword lands nearer true or false."
+        ),
+        "5.5",
+        default_true,
+    ),
+    Check(
+        "rss",
+        "RSS after from_pretrained shows the model's memory",
+        (
+            "Per scenario, the RSS growth from just before from_pretrained to just after it "
+            "over the size of the parameters (within "
+            f"{CLOSE_LOW} to {CLOSE_HIGH} shows the model), and the peak during loading over "
+            f"that RSS (at most {CLOSE_HIGH}, else RSS hides the peak). Holds if every "
+            "scenario passes both."
+        ),
+        None,
+        rss_shows_model,
+    ),
+    Check(
+        "accelerate",
+        "device_map needs accelerate",
+        (
+            "Runs with a device_map on stacks without accelerate: loading anyway refutes it, "
+            "failing with a message naming accelerate supports it."
+        ),
+        None,
+        device_map_needs_accelerate,
+    ),
+)
+
+
+def evaluate(df: pd.DataFrame) -> tuple[Claim, ...]:
+    versions = _versions(df)
+    out = []
+    for check in CHECKS:
+        findings = []
+        for version in versions:
+            verdict, evidence = check.verdict(df.loc[df["transformers_version"] == version])
+            findings.append(Finding(version, verdict, evidence))
+        out.append(Claim(check.key, check.statement, check.method, tuple(findings), check.about))
+    return tuple(out)

@@ -1,0 +1,312 @@
+"""The static site of a run: index.html (charts, failures, results) and claims.html.
+
+It opens offline from file://: plotly.min.js is copied from the plotly package next to the
+pages. Every string from a record goes through html.escape; the figures travel as a JSON
+data block drawn by one fixed loader script, and a Content-Security-Policy allows only that
+script and plotly.min.js, so even a missed escape could not run an inline handler.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import plotly
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+
+from harness import results, tables
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    import pandas as pd
+    import plotly.graph_objects as go
+
+    from harness.claims import Claim
+
+PLOTLY_JS = "plotly.min.js"
+LOADER = """(function () {
+  var box = document.getElementById("figures");
+  if (typeof Plotly === "undefined") {
+    box.insertAdjacentText("beforebegin", "plotly.min.js is missing next to this page.");
+    return;
+  }
+  var figures = JSON.parse(box.textContent);
+  Object.keys(figures).forEach(function (name) {
+    var fig = figures[name];
+    Plotly.newPlot("chart-" + name, fig.data, fig.layout,
+                   {displaylogo: false, responsive: true});
+  });
+})();"""
+CHART_TEXT = {
+    "memory": ("Memory per stack",
+               ("Anonymous and file-backed RSS after generate (stacked), the peak as a diamond; "
+                "per low_cpu_mem_usage and dtype, model and checkpoint format.")),
+    "peak_ratio": ("Peak over weights",
+                   "Peak RSS over the size of the parameters. 1.0 is the floor: the weights."),
+    "speed": ("Load time and decode speed", "from_pretrained seconds and decode tokens/s."),
+    "compatibility": ("Compatibility",
+                      "Status and golden verdict per stack and scenario; hover for messages."),
+    "memory_vs_size": ("Memory against model size",
+                       "Peak memory across the model presets with a least-squares slope."),
+}  # fmt: skip
+STYLE = """body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1400px;padding:0 16px;
+color:#222}nav{display:flex;gap:16px;padding:10px 0;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:8px 0 20px;font-size:13px}td,th{border:1px solid #ddd;
+padding:3px 7px;text-align:left;vertical-align:top}th{background:#f4f4f4}
+td.n{text-align:right;font-variant-numeric:tabular-nums}.chart{min-height:300px}
+.v-holds{color:#1a7f37}.v-does-not-hold{color:#cf222e}.v-partly-holds{color:#9a6700}
+.v-no-evidence-in-this-run,.v-depends-on-the-version{color:#57606a}
+code,pre{font-family:ui-monospace,monospace;font-size:12px}pre{white-space:pre-wrap;margin:0}
+.msg{max-width:700px;word-break:break-word}"""
+
+
+@dataclass(frozen=True)
+class Site:
+    index: Path
+    claims: Path
+    plotly_js: Path
+
+
+def e(value: object) -> str:
+    """Escape anything for HTML text or a quoted attribute; NaN and None become empty."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return html.escape(str(value), quote=True)
+
+
+def _csp_hash(script: str) -> str:
+    digest = hashlib.sha256(script.encode()).digest()
+    return "'sha256-" + base64.b64encode(digest).decode() + "'"
+
+
+def _page(title: str, body: str, *, scripts: bool) -> str:
+    script_src = f"'self' file: {_csp_hash(LOADER)}" if scripts else "'none'"
+    csp = (
+        f"default-src 'none'; script-src {script_src}; style-src 'unsafe-inline'; "
+        "img-src data: blob:; font-src data:"
+    )
+    head_js = f'<script src="{PLOTLY_JS}"></script>' if scripts else ""
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
+        f"<title>{e(title)}</title><style>{STYLE}</style>{head_js}</head>\n<body>\n"
+        '<nav><a href="index.html">Dashboard</a><a href="claims.html">Claims</a>'
+        '<a href="summary.md">summary.md</a><a href="summary.csv">summary.csv</a>'
+        '<a href="results.parquet">results.parquet</a></nav>\n'
+        f"{body}\n</body></html>\n"
+    )
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[bool]) -> str:
+    """Cells must already be escaped HTML; header strings are escaped here."""
+    head = "".join(f"<th>{e(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f'<td class="n">{c}</td>' if n else f"<td>{c}</td>"
+            for c, n in zip(r, numeric, strict=True)
+        )
+        + "</tr>\n"
+        for r in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
+
+
+def _num(value: object, digits: int) -> str:
+    if not isinstance(value, (int, float)) or math.isnan(value):
+        return ""
+    return f"{value:.{digits}f}"
+
+
+def _header(df: pd.DataFrame) -> str:
+    counts = df["status"].value_counts()
+    status = ", ".join(
+        f"{counts[s]} {e(s)}" for s in sorted(counts.index, key=results.STATUSES.index)
+    )
+    machines = df.groupby("machine_fingerprint")["machine"].first()
+    machine_list = "; ".join(f"<code>{e(fp)}</code> {e(label)}" for fp, label in machines.items())
+    warn = (
+        "<p><strong>Records come from several machines:</strong> every table and chart keeps "
+        "them apart.</p>"
+        if len(machines) > 1
+        else ""
+    )
+    runs = ", ".join(e(r) for r in df["run_id"].unique())
+    return (
+        f"<h1>Load and generate report</h1><p>Runs {runs}: {len(df)} records, "
+        f"{df['stack_id'].nunique()} stacks, {df['model'].nunique()} models, "
+        f"{df['scenario'].nunique()} scenarios. Machine: {machine_list}.</p>"
+        f"<p>Status: {status}.</p>{warn}"
+    )
+
+
+def _problems(df: pd.DataFrame, *, failures: bool) -> str:
+    if failures:
+        rows = tables.failures(df)
+    else:
+        rank = {s: i for i, s in enumerate(tables.stack_order(df))}
+        rows = df.loc[df["status"] == "unsupported"].sort_values(
+            "stack_id", key=lambda col: col.map(rank), kind="stable"
+        )
+    if rows.empty:
+        return "<p>None.</p>"
+    # One row per message: a library refusal repeats across many cells and repeats.
+    keys = ["machine_fingerprint", "stack_id", "status", "golden", "message"]
+    body = []
+    for (fp, stack, status, golden, message), group in rows.groupby(keys, sort=False, dropna=False):
+        cells: dict[str, list[str]] = {}
+        notes: dict[str, str] = {}
+        for cell, repeat, detail in zip(
+            group["cell_id"], group["repeat"], group["golden_detail"], strict=True
+        ):
+            cells.setdefault(str(cell), []).append(str(repeat))
+            notes.setdefault(str(cell), tables.golden_note(detail))
+        listed = "<br>".join(
+            f"{e(cell)} #{e(','.join(reps))}" + (f" ({e(notes[cell])})" if notes[cell] else "")
+            for cell, reps in cells.items()
+        )
+        verdict = f"golden {e(golden)}" if isinstance(golden, str) else ""
+        trace = group["traceback"].dropna()
+        extra = (
+            f"<details><summary>traceback</summary><pre>{e(trace.iloc[0])}</pre></details>"
+            if len(trace)
+            else ""
+        )
+        body.append([f"<code>{e(fp)}</code>", e(stack), e(status), verdict, listed,
+                     f'<div class="msg">{e(message)}{extra}</div>'])  # fmt: skip
+    header = ["machine", "stack", "status", "golden", "cells #repeats", "message"]
+    return table(header, body, [False] * 6)
+
+
+def _summary_table(summary: pd.DataFrame) -> str:
+    metrics = (("load_s", 3), ("ttft_s", 3), ("tokens_per_s", 1), ("peak_mb", 1),
+               ("anon_mb", 1), ("file_mb", 1), ("peak_ratio", 2))  # fmt: skip
+    header = ["machine", "stack", "model", "scenario", "n", "status", "golden", "load s",
+              "ttft s", "tok/s", "peak MiB", "anon MiB", "file MiB", "peak/weights"]  # fmt: skip
+    rows = (
+        [f"<code>{e(r['machine_fingerprint'])}</code>", e(r["stack_id"]), e(r["model"]),
+         e(r["scenario"]), str(int(r["n"])), e(r["statuses"]), e(r["golden"]) or "-"]
+        + [_num(r[f"{m}_median"], d) for m, d in metrics]
+        for r in summary.to_dict("records")
+    )  # fmt: skip
+    return table(header, rows, [False] * 4 + [True] + [False] * 2 + [True] * len(metrics))
+
+
+def _slopes_table(slopes: pd.DataFrame) -> str:
+    if slopes.empty:
+        return "<p>No slope: the reference scenario ran ok for fewer than two model sizes.</p>"
+    rows = (
+        [f"<code>{e(r.machine_fingerprint)}</code>", e(r.stack_id), str(r.models),
+         _num(r.mib_per_m_params, 2), _num(r.intercept_mb, 1), _num(r.r2, 3)]
+        for r in slopes.itertuples()
+    )  # fmt: skip
+    header = ["machine", "stack", "models", "MiB per M params", "intercept MiB", "r²"]
+    return table(header, rows, [False, False, True, True, True, True])
+
+
+def figures_json(figures: dict[str, go.Figure]) -> str:
+    """All figures as one JSON object, safe inside a <script> data block."""
+    parts = [
+        f"{json.dumps(name)}:{pio.to_json(fig, validate=False, engine='json')}"
+        for name, fig in figures.items()
+    ]
+    text = "{" + ",".join(parts) + "}"
+    # <, > and & only occur inside JSON strings, where the \\u escapes mean the same.
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def render_index(
+    df: pd.DataFrame, summary: pd.DataFrame, figures: dict[str, go.Figure], slopes: pd.DataFrame
+) -> str:
+    charts = []
+    for name in figures:
+        title, text = CHART_TEXT.get(name, (name, ""))
+        extra = _slopes_table(slopes) if name == "memory_vs_size" else ""
+        charts.append(
+            f"<section><h2>{e(title)}</h2><p>{e(text)}</p>"
+            f'<div class="chart" id="chart-{e(name)}" data-chart="{e(name)}"></div>'
+            f"{extra}</section>"
+        )
+    body = (
+        _header(df)
+        + "<h2>Failures</h2>"
+        + _problems(df, failures=True)
+        + "<h2>Refused by the library (unsupported)</h2>"
+        + _problems(df, failures=False)
+        + "".join(charts)
+        + "<h2>Results</h2><p>Medians over the ok repeats; memory in MiB above the RSS "
+        "just before from_pretrained.</p>"
+        + _summary_table(summary)
+        + f'<script type="application/json" id="figures">{figures_json(figures)}</script>'
+        + f"<script>{LOADER}</script>"
+    )
+    return _page("Load and generate report", body, scripts=True)
+
+
+def _verdict_class(verdict: str) -> str:
+    return "v-" + "-".join(verdict.split(" (", maxsplit=1)[0].split())
+
+
+def render_claims(df: pd.DataFrame, claims: Sequence[Claim]) -> str:
+    sections = []
+    for claim in claims:
+        head = claim.headline()
+        rows = (
+            [e(f.version), f'<span class="{_verdict_class(f.verdict)}">{e(f.verdict)}</span>',
+             e(f.evidence)]
+            for f in claim.findings
+        )  # fmt: skip
+        findings = (
+            table(["transformers", "verdict", "evidence"], rows, [False] * 3)
+            if claim.findings
+            else f"<p>{e('no evidence in this run: no record names a transformers version')}</p>"
+        )
+        sections.append(
+            f'<section id="claim-{e(claim.key)}"><h2>“{e(claim.statement)}”</h2>'
+            f'<p>Verdict: <strong class="{_verdict_class(head)}">'
+            f"{e(head)}</strong></p><p>Method: {e(claim.method)}</p>{findings}</section>"
+        )
+    runs = ", ".join(e(r) for r in df["run_id"].unique())
+    body = (
+        f"<h1>Loading claims, measured</h1><p>Verdicts computed from the {len(df)} records of "
+        f"runs {runs}, per transformers version.</p>" + "".join(sections)
+    )
+    return _page("Loading claims, measured", body, scripts=False)
+
+
+def _copy_plotly_js(out: Path) -> Path:
+    target = out / PLOTLY_JS
+    shipped = Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
+    if shipped.is_file():
+        if not target.is_file() or target.stat().st_size != shipped.stat().st_size:
+            shutil.copyfile(shipped, target)
+    else:
+        target.write_text(get_plotlyjs(), encoding="utf-8")
+    return target
+
+
+def write_site(
+    out: Path,
+    *,
+    df: pd.DataFrame,
+    summary: pd.DataFrame,
+    figures: dict[str, Any],
+    claims: Sequence[Claim],
+    slopes: pd.DataFrame,
+) -> Site:
+    out.mkdir(parents=True, exist_ok=True)
+    js = _copy_plotly_js(out)
+    index = out / "index.html"
+    index.write_text(render_index(df, summary, figures, slopes), encoding="utf-8")
+    claims_page = out / "claims.html"
+    claims_page.write_text(render_claims(df, claims), encoding="utf-8")
+    return Site(index, claims_page, js)

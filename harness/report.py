@@ -1,0 +1,310 @@
+"""Reports of one or several runs: summary.md, and the pipeline that writes every file.
+
+`python -m harness.report [RUN_DIR ...] [--out DIR] [--png]` writes results.parquet,
+summary.csv, summary.md, index.html and claims.html into the first run folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import pandas as pd
+
+from harness import claims, dashboard, plots, results
+from harness.tables import (
+    GOLDEN_FAILING,
+    METRICS,
+    SHOWN,
+    failures,
+    model_order,
+    plural,
+    stack_order,
+    summarize,
+    to_frame,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Hashable, Iterable, Sequence
+
+USAGE_EXIT = 2
+DEFAULT_RUN = Path(__file__).resolve().parent.parent / "reports" / "latest"
+# A GitHub PR comment holds 65,536 characters; leave room for a bot's own header.
+MARKDOWN_BUDGET = 60_000
+MESSAGE_CHARS = 160
+TIMES, DASH = "\N{MULTIPLICATION SIGN}", "\N{EN DASH}"
+
+
+class ReportError(Exception):
+    """Bad input (a missing folder, no records): one line on stderr, exit code 2."""
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """What build_reports wrote; `png_note` says why PNGs were asked for but not written."""
+
+    out_dir: Path
+    parquet: Path
+    csv: Path
+    markdown: Path
+    index_html: Path
+    claims_html: Path
+    plotly_js: Path
+    pngs: tuple[Path, ...] = ()
+    png_note: str | None = None
+
+
+# ---------------------------------------------------------------- loading
+
+
+def load_records(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
+    records: list[dict[str, Any]] = []
+    seen: set[Path] = set()
+    for run_dir in run_dirs:
+        if not run_dir.is_dir():
+            raise ReportError(f"{run_dir}: no such run folder")
+        if run_dir.resolve() in seen:  # reports/latest and its target are one run
+            continue
+        seen.add(run_dir.resolve())
+        try:
+            found = results.read_run(run_dir)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ReportError(f"{run_dir}: unreadable record file ({exc})") from None
+        if not found:
+            raise ReportError(f"{run_dir}: no records in {run_dir / 'raw'}/*.jsonl")
+        records.extend(found)
+    if not records:
+        raise ReportError("no run folders given")
+    return records
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def md_cell(text: object, limit: int = MESSAGE_CHARS) -> str:
+    """Record text made safe for a table cell: no HTML, no pipes, one line."""
+    if text is None or (isinstance(text, float) and math.isnan(text)):
+        return ""
+    one_line = " ".join(str(text).split())
+    if len(one_line) > limit:
+        one_line = one_line[: limit - 1] + "…"
+    return html.escape(one_line, quote=False).replace("|", "\\|")
+
+
+def _num(value: object, digits: int) -> str:
+    if value is None or not isinstance(value, (int, float)) or math.isnan(value):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _spread(row: dict[Hashable, Any], metric: str) -> str:
+    digits = METRICS[metric]
+    median = _num(row[f"{metric}_median"], digits)
+    low, high = _num(row[f"{metric}_min"], digits), _num(row[f"{metric}_max"], digits)
+    return median if low == high else f"{median} ({low}{DASH}{high})"
+
+
+def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines.extend("| " + " | ".join(row) + " |" for row in rows)
+    return lines
+
+
+def _failure_rows(df: pd.DataFrame) -> pd.DataFrame:
+    bad = failures(df)
+    keys = ["machine_fingerprint", "stack_id", "cell_id", "status", "message"]
+    return bad.groupby(keys, sort=False, dropna=False)["repeat"].count().reset_index()
+
+
+def _machines(df: pd.DataFrame) -> str:
+    labels = df.groupby("machine_fingerprint")["machine"].first()
+    return ", ".join(
+        f"`{fp}` ({md_cell(label)})" if isinstance(label, str) else f"`{fp}`"
+        for fp, label in labels.items()
+    )
+
+
+def _md_header(df: pd.DataFrame, several: bool) -> list[str]:
+    counts = df["status"].value_counts()
+    status = " · ".join(
+        f"{counts[s]} {s}" for s in sorted(counts.index, key=results.STATUSES.index)
+    )
+    runs = ", ".join(md_cell(r) for r in df["run_id"].unique())
+    sizes = (
+        f"{plural(df['stack_id'].nunique(), 'stack')} · {plural(df['model'].nunique(), 'model')}"
+        f" · {plural(df['scenario'].nunique(), 'scenario')} · {plural(len(df), 'record')}"
+    )
+    lines = [
+        "## Load and generate report",
+        "",
+        f"Runs {runs} · {sizes} · {'machines' if several else 'machine'} {_machines(df)}",
+        "",
+        f"**Status:** {status}",
+        "",
+    ]
+    if several:
+        lines += ["**Several machines:** their rows are kept apart, never averaged.", ""]
+    return lines
+
+
+def _md_stacks(df: pd.DataFrame) -> list[str]:
+    counts = pd.DataFrame(
+        {
+            "stack_id": df["stack_id"],
+            "ok": df["status"] == "ok",
+            "unsupported": df["status"] == "unsupported",
+            "failed": ~df["status"].isin(results.GOOD_STATUSES),
+            "golden": df["golden"].isin(GOLDEN_FAILING),
+        }
+    ).groupby("stack_id")
+    sums, sizes = counts.sum().to_dict("index"), counts.size().to_dict()
+    firsts = df.groupby("stack_id")[["transformers_version", "torch_version"]].first()
+    versions = firsts.to_dict("index")
+    rows = [
+        [md_cell(stack), md_cell(versions[stack]["transformers_version"]) or "-",
+         md_cell(versions[stack]["torch_version"]) or "-", str(sizes[stack]),
+         *(str(int(sums[stack][c])) for c in ("ok", "unsupported", "failed", "golden"))]
+        for stack in stack_order(df)
+    ]  # fmt: skip
+    header = ["stack", "transformers", "torch", "records", "ok", "unsupported", "failed",
+              "golden fails"]  # fmt: skip
+    return [*_table(header, rows), ""]
+
+
+def _md_failures(df: pd.DataFrame, several: bool) -> list[str]:
+    failures = _failure_rows(df)
+    lines = [f"### Failures ({int(failures['repeat'].sum())})", ""]
+    if failures.empty:
+        return [*lines, "None: every record is ok or unsupported.", ""]
+    rows = [
+        [*([f"`{r.machine_fingerprint}`"] if several else []), md_cell(r.stack_id),
+         md_cell(r.cell_id), md_cell(r.status), str(r.repeat), md_cell(r.message)]
+        for r in failures.itertuples()
+    ]  # fmt: skip
+    head = [*(["machine"] if several else []), "stack", "cell", "status", "runs", "message"]
+    return [*lines, *_table(head, rows), ""]
+
+
+def _md_results(summary: pd.DataFrame, several: bool, budget: int) -> list[str]:
+    header = [*(["machine"] if several else []), "stack", "model", "scenario", "n", "status",
+              "golden", "load s", "ttft s", "tok/s", "peak MiB", "anon MiB", "file MiB",
+              "peak/weights"]  # fmt: skip
+    body = []
+    for row in summary.to_dict("records"):
+        cells = [f"`{row['machine_fingerprint']}`"] if several else []
+        cells += [md_cell(row["stack_id"]), md_cell(row["model"]), md_cell(row["scenario"]),
+                  str(row["n"]), md_cell(row["statuses"]),
+                  md_cell(row["golden"]) or "-"]  # fmt: skip
+        cells += [_spread(row, m) for m in SHOWN]
+        body.append(cells)
+    lines = [
+        "### Results",
+        "",
+        (
+            f"Medians over the ok repeats, min{DASH}max in brackets. Memory is MiB above the "
+            "RSS just before `from_pretrained`; anon and file split the RSS after generate; "
+            "peak/weights is the peak over the size of the parameters."
+        ),
+        "",
+        f"<details><summary>{len(summary)} rows: stack {TIMES} model {TIMES} scenario</summary>",
+        "",
+    ]
+    table = _table(header, body)
+    used = sum(len(x) + 1 for x in lines) + 100
+    kept = 2
+    while kept < len(table) and used + len(table[kept]) + 1 < budget:
+        used += len(table[kept]) + 1
+        kept += 1
+    lines += table[:kept]
+    if kept < len(table):
+        lines += ["", f"… {len(table) - kept} more rows in summary.csv"]
+    return [*lines, "", "</details>", ""]
+
+
+def render_markdown(df: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """GitHub-flavoured markdown that fits a PR comment; the long table folds away."""
+    several = df["machine_fingerprint"].unique().size > 1
+    lines = _md_header(df, several) + _md_stacks(df) + _md_failures(df, several)
+    budget = MARKDOWN_BUDGET - sum(len(x) + 1 for x in lines)
+    return "\n".join(lines + _md_results(summary, several, budget))
+
+
+# ---------------------------------------------------------------- files
+
+
+def _write_tables(df: pd.DataFrame, summary: pd.DataFrame, out: Path) -> tuple[Path, ...]:
+    out.mkdir(parents=True, exist_ok=True)
+    parquet, csv, md = out / "results.parquet", out / "summary.csv", out / "summary.md"
+    df.to_parquet(parquet, index=False)
+    summary.to_csv(csv, index=False, float_format="%.6g")
+    text = render_markdown(df, summary)
+    md.write_text(text, encoding="utf-8")
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        with Path(step_summary).open("a", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    return parquet, csv, md
+
+
+def build_reports(
+    run_dirs: Sequence[Path], out_dir: Path | None = None, *, png: bool = False
+) -> ReportPaths:
+    """Load, summarize and write every report of the given runs; raises ReportError."""
+    if not run_dirs:
+        raise ReportError("no run folders given")
+    df = to_frame(load_records(run_dirs))
+    out = out_dir if out_dir is not None else run_dirs[0]
+    summary = summarize(df)
+    parquet, csv, md = _write_tables(df, summary, out)
+    figures = plots.all_figures(df, stacks=stack_order(df), models=model_order(df))
+    site = dashboard.write_site(
+        out,
+        df=df,
+        summary=summary,
+        figures=figures,
+        claims=claims.evaluate(df),
+        slopes=plots.size_slopes(df),
+    )
+    pngs: tuple[Path, ...] = ()
+    note = None
+    if png:
+        pngs, note = plots.export_pngs(figures, out / "png")
+    return ReportPaths(out, parquet, csv, md, site.index, site.claims, site.plotly_js, pngs, note)
+
+
+# ---------------------------------------------------------------- command line
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ReportError(message)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _Parser(prog="python -m harness.report", description=__doc__)
+    parser.add_argument("run_dirs", nargs="*", type=Path, metavar="RUN_DIR")
+    parser.add_argument("--out", type=Path, default=None, help="folder (default: first run)")
+    parser.add_argument("--png", action="store_true", help="also export each chart as PNG")
+    try:
+        ns = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        paths = build_reports(ns.run_dirs or [DEFAULT_RUN], ns.out, png=ns.png)
+    except ReportError as exc:
+        print(f"harness.report: error: {exc}", file=sys.stderr)
+        return USAGE_EXIT
+    if paths.png_note:
+        print(paths.png_note, file=sys.stderr)
+    print(f"report: {paths.index_html}")
+    print(f"summary: {paths.markdown}")
+    if paths.pngs:
+        print(f"png: {len(paths.pngs)} charts in {paths.pngs[0].parent}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
