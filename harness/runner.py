@@ -100,8 +100,10 @@ class Attempt:
     def fit(self, uncapped: dict[str, Any]) -> fit_mod.FitResult:
         """Smallest cap that still loads and generates, bisected within 5%."""
         peaks = [p.get("hwm_mb") or 0.0 for p in (uncapped.get("phases") or {}).values()]
-        # A fresh interpreter's whole peak (imports included) brackets the search.
-        peak = max([*peaks, 64.0]) * MIB
+        # The uncapped whole-process peak bounds it from above; from below only a floor
+        # does, because a cgroup can reclaim clean file pages (an mmapped checkpoint) and a
+        # run may fit well under its own peak RSS.
+        peak = max([*peaks, FIT_FLOOR_MB]) * MIB
 
         def run_once(cap: int) -> bool:
             status, message, result = self.fresh(cap)
@@ -111,7 +113,7 @@ class Attempt:
                 return False
             raise FitError(f"{status} at a {cap / MIB:.0f} MiB cap: {message}")
 
-        return fit_mod.fit(run_once, int(peak * 0.5), int(peak * 1.5))
+        return fit_mod.fit(run_once, int(FIT_FLOOR_MB * MIB), int(peak * 1.5))
 
 
 class FitError(Exception):
@@ -139,6 +141,7 @@ def _fit_record(
 
 
 MIB = 1024 * 1024
+FIT_FLOOR_MB = 64.0
 
 
 def default_cache_dir() -> Path:
