@@ -50,7 +50,9 @@ def no_leftover_groups() -> Iterator[None]:
     )
 
     def ours() -> set[Path]:
-        return {g for d in own.values() if d.is_dir() for g in d.glob(budget.GROUP_PREFIX + "*")}
+        # Only this process's groups: a bench running beside the tests makes its own.
+        mine = f"{budget.GROUP_PREFIX}{os.getpid()}-*"
+        return {g for d in own.values() if d.is_dir() for g in d.glob(mine)}
 
     before = ours()
     yield
