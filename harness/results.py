@@ -153,6 +153,7 @@ def build_record(
         "baseline": result.get("baseline"),
         "wall_s": round(outcome.wall_s, 3),
         "prefault": result.get("prefault"),
+        "pickle_load": result.get("pickle_load"),
         "budget_method": result.get("budget_method"),
         "budget_mb": result.get("budget_mb"),
     }

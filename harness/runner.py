@@ -356,7 +356,9 @@ def run_stack(
                     emit(cell, repeat, results.Outcome(status, message, result, wall), stack_env)
                     if cfg.fit and status == "ok":
                         results.append(
-                            raw / f"{stack.id}.fit.jsonl", _fit_record(cfg, cell, run, result)
+                            # Apart from raw/: one record per (cell, repeat) stays true there.
+                            cfg.run_dir / "fit" / f"{stack.id}.jsonl",
+                            _fit_record(cfg, cell, run, result),
                         )
         finally:
             if server is not None:

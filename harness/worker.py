@@ -260,6 +260,36 @@ def known_rejection(
     return None
 
 
+def guard_torch_load(torch_mod: Any) -> dict[str, Any]:
+    """Make pickle checkpoints load with weights_only=True wherever torch supports it.
+
+    Returns a dict the record keeps as `pickle_load`: "weights_only" when every torch.load
+    ran restricted, "unsafe" when torch has no weights_only or a caller turned it off.
+    """
+    import inspect  # noqa: PLC0415 - only runs with .bin checkpoints
+
+    state: dict[str, Any] = {"pickle_load": "weights_only", "calls": 0}
+    original = torch_mod.load
+    try:
+        supported = "weights_only" in inspect.signature(original).parameters
+    except (TypeError, ValueError):
+        supported = False
+    if not supported:
+        state["pickle_load"] = "unsafe"
+        return state
+
+    def load(*args: Any, **kwargs: Any) -> Any:
+        state["calls"] += 1
+        if kwargs.get("weights_only") is False:
+            state["pickle_load"] = "unsafe"
+        else:
+            kwargs["weights_only"] = True
+        return original(*args, **kwargs)
+
+    torch_mod.load = load
+    return state
+
+
 # ---------------------------------------------------------------- environment
 
 
@@ -419,6 +449,7 @@ class Run:
         baseline = self.memory.snapshot()
         result["baseline"] = baseline
 
+        pickle_state = guard_torch_load(torch) if job["checkpoint_format"] == "bin" else None
         started = self._begin("load")
         try:
             model = AutoModelForCausalLM.from_pretrained(job["model_path"], **kwargs)
@@ -434,6 +465,8 @@ class Run:
             result["traceback"] = traceback.format_exc(limit=8)
             return result
         self._end("load", started)
+        if pickle_state is not None:
+            result["pickle_load"] = pickle_state["pickle_load"]
         model.eval()
         params = {id(p): p for p in model.parameters()}
         result["params"] = sum(p.numel() for p in params.values())

@@ -99,6 +99,9 @@ def test_two_real_stacks_measure_tiny_gpt2(tmp_path: Path) -> None:
         assert all(len(ids) == 12 for ids in r["output_ids"])
         assert all(len(m) == 12 for m in r["margins"])
         assert r["memory_method"] == "clear_refs"
+        # Pickle checkpoints are loaded restricted; safetensors need no guard.
+        expected = "weights_only" if r["checkpoint_format"] == "bin" else None
+        assert r["pickle_load"] == expected
     # Greedy text of a trained model is the same on both versions.
     texts = {tuple(r["output_text"]) for r in records}
     assert len(texts) == 1, texts

@@ -133,3 +133,27 @@ def test_environment_reads_installed_versions() -> None:
     assert env["versions"]["python"].count(".") == 2
     assert env["machine"]["cores"] >= 1
     assert any(p.lower().startswith("pyyaml==") for p in worker.installed_packages())
+
+
+def _load_with(weights_only_param: bool) -> types.SimpleNamespace:
+    def load(path: str, weights_only: bool = False) -> tuple[str, bool]:
+        return path, weights_only
+
+    def old_load(path: str) -> tuple[str, None]:
+        return path, None
+
+    return types.SimpleNamespace(load=load if weights_only_param else old_load)
+
+
+def test_pickle_loads_are_restricted_where_torch_can() -> None:
+    torch_like = _load_with(weights_only_param=True)
+    state = worker.guard_torch_load(torch_like)
+    assert torch_like.load("ckpt.bin") == ("ckpt.bin", True)
+    assert state == {"pickle_load": "weights_only", "calls": 1}
+    torch_like.load("ckpt.bin", weights_only=False)  # a caller turning it off is recorded
+    assert state["pickle_load"] == "unsafe"
+
+
+def test_pickle_loads_on_a_torch_without_weights_only_are_recorded_unsafe() -> None:
+    state = worker.guard_torch_load(_load_with(weights_only_param=False))
+    assert state["pickle_load"] == "unsafe"
