@@ -9,6 +9,7 @@ import argparse
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -92,7 +93,7 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if value <= 0:
+    if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
 
@@ -440,5 +441,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"{ns.run_dir}: no such run folder")
         return finish_run(ns.run_dir)
     except (UsageError, matrix_mod.MatrixError, golden.GoldenError) as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
+        # One line, whatever the user's input held (a path with a newline, say).
+        print(f"harness: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
         return USAGE_EXIT

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -776,7 +777,9 @@ class _Loader:
         try:
             python = Path(value).expanduser()
             if not python.is_absolute():
-                python = (self.base / python).resolve()
+                # normpath, not resolve(): a venv's bin/python is a symlink to the base
+                # interpreter, and following it would leave the environment behind.
+                python = Path(os.path.normpath(self.base / python))
         except (RuntimeError, ValueError) as exc:  # ~unknown-user, a NUL byte
             self.fail(entries["python"][1], where, f"invalid interpreter path {value!r}: {exc}")
         return Stack(id=stack_id, python=str(python), transformers="", torch="", install=False)

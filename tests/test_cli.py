@@ -35,6 +35,8 @@ def test_bench_options_parse() -> None:
         (["--repeats", "0"], "positive integer"),
         (["--repeats", "two"], "positive integer"),
         (["--timeout", "-1"], "positive number"),
+        (["--timeout", "nan"], "positive number"),
+        (["--timeout", "inf"], "positive number"),
         (["--mode", "thread"], "invalid choice"),
         (["--bogus"], "unrecognized arguments"),
     ],

@@ -1422,6 +1422,10 @@ def test_existing_environment_stacks(tmp_path: Path) -> None:
     here = load(path).stack("here")
     assert here.install is False
     assert here.python == str(tmp_path / "venv" / "bin" / "python")
+    # A venv's python is a symlink: the path must stay inside the venv, not follow it.
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "venv" / "bin" / "python").symlink_to("/usr/bin/python3")
+    assert load(path).stack("here").python == str(tmp_path / "venv" / "bin" / "python")
     path.write_text(text.replace("{id: here, ", "{"))
     with pytest.raises(
         MatrixError, match=r"stacks\[0\]\.id: an existing environment .* needs an id"
