@@ -201,13 +201,14 @@ def ci_workflow(session: nox.Session) -> None:
     parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--profile", default="default")
     parser.add_argument("--out", type=Path, default=Path(".github/workflows/bench.yml"))
-    parser.add_argument("--cpu-runner", default=ci.DEFAULT_CPU_RUNNER)
-    parser.add_argument("--gpu-runner", default=",".join(ci.DEFAULT_GPU_RUNNER))
+    parser.add_argument("--cpu-runner", default=None, help="labels, comma-separated")
+    parser.add_argument("--gpu-runner", default=None, help="labels, comma-separated")
     ns = parser.parse_args(session.posargs)
     try:
         data = ci.workflow(
-            MATRIX, profile=ns.profile, shards=ns.shards, cpu_runner=ns.cpu_runner,
-            gpu_runner=tuple(ns.gpu_runner.split(",")),
+            MATRIX, profile=ns.profile, shards=ns.shards,
+            cpu_runner=ns.cpu_runner.split(",") if ns.cpu_runner else None,
+            gpu_runner=ns.gpu_runner.split(",") if ns.gpu_runner else None,
         )  # fmt: skip
     except matrix.MatrixError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)

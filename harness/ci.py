@@ -20,8 +20,6 @@ if TYPE_CHECKING:
     from harness.matrix import Cell, Matrix
 
 _SHARD = re.compile(r"([0-9]+)/([0-9]+)")
-DEFAULT_CPU_RUNNER = "ubuntu-latest"
-DEFAULT_GPU_RUNNER = ("self-hosted", "gpu")
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -42,6 +40,10 @@ def shard(cells: Sequence[Cell], index: int, count: int) -> list[Cell]:
     return [c for i, c in enumerate(ordered) if i % count == index - 1]
 
 
+def _runs_on(labels: Sequence[str]) -> str | list[str]:
+    return labels[0] if len(labels) == 1 else list(labels)
+
+
 def _needs_gpu(cells: Sequence[Cell], stack_id: str) -> bool:
     return any(c.stack.id == stack_id and c.scenario.device_map in ("cuda", "auto") for c in cells)
 
@@ -51,17 +53,19 @@ def workflow(
     *,
     profile: str = "default",
     shards: int = 1,
-    cpu_runner: str = DEFAULT_CPU_RUNNER,
-    gpu_runner: Sequence[str] = DEFAULT_GPU_RUNNER,
+    cpu_runner: Sequence[str] | None = None,
+    gpu_runner: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """The workflow as a mapping (dump it with yaml.safe_dump)."""
+    """The workflow as a mapping (dump it with yaml.safe_dump); labels default to matrix.ci."""
+    cpu = _runs_on(cpu_runner or matrix.ci.cpu_runner)
+    gpu = _runs_on(gpu_runner or matrix.ci.gpu_runner)
     cells = matrix.cells(profile)
     stack_ids = [s.id for s in matrix.stacks if any(c.stack.id == s.id for c in cells)]
     include = [
         {
             "stack": sid,
             "shard": f"{i}/{shards}",
-            "runner": list(gpu_runner) if _needs_gpu(cells, sid) else cpu_runner,
+            "runner": gpu if _needs_gpu(cells, sid) else cpu,
         }
         for sid in stack_ids
         for i in range(1, shards + 1)
@@ -115,7 +119,7 @@ def workflow(
             "publish": {
                 "needs": "bench",
                 "if": "always()",
-                "runs-on": cpu_runner,
+                "runs-on": cpu,
                 "permissions": {"pages": "write", "id-token": "write"},
                 "environment": {
                     "name": "github-pages",

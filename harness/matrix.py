@@ -66,7 +66,7 @@ _DTYPE_SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
 _FORMAT_SHORT = {"safetensors": "st", "bin": "bin"}
 
 _TOP_KEYS = (
-    "settings", "stacks", "models", "scenarios", "exclude", "include", "profiles", "compare",
+    "settings", "stacks", "models", "scenarios", "exclude", "include", "profiles", "compare", "ci",
 )  # fmt: skip
 _SETTINGS_KEYS = ("repeats", "timeout_s", "mode", "max_new_tokens", "golden_tolerance")
 # Logit margins (top-1 minus top-2) below which a first differing token is float noise.
@@ -228,6 +228,14 @@ class CompareSettings:
 
 
 @dataclass(frozen=True)
+class CISettings:
+    """Runner labels for the workflow `nox -s ci-workflow` writes."""
+
+    cpu_runner: tuple[str, ...] = ("ubuntu-latest",)
+    gpu_runner: tuple[str, ...] = ("self-hosted", "gpu")
+
+
+@dataclass(frozen=True)
 class Axes:
     """Scenario axes; an empty tuple (or None for max_new_tokens) means "not given here"."""
 
@@ -315,6 +323,7 @@ class Matrix:
     include: tuple[Rule, ...] = ()  # top-level rules, applied in every profile
     exclude: tuple[Rule, ...] = ()
     compare: CompareSettings = CompareSettings()
+    ci: CISettings = CISettings()
 
     def stack(self, stack_id: str) -> Stack:
         for stack in self.stacks:
@@ -511,6 +520,7 @@ class _Loader:
         exclude = self.rules(top.get("exclude"), "exclude", refs, include=False)
         profiles, lines = self.profiles(top["profiles"][1], stack_ids, model_ids)
         compare = self.compare(top.get("compare"))
+        ci = self.ci(top.get("ci"))
         matrix = Matrix(
             path=file,
             settings=settings,
@@ -521,6 +531,7 @@ class _Loader:
             include=include,
             exclude=exclude,
             compare=compare,
+            ci=ci,
         )
         for name, key_node in lines.items():
             if not matrix.cells(name):
@@ -697,6 +708,17 @@ class _Loader:
         return self.choice(node, path, MODES)
 
     # ---- compare
+
+    def ci(self, pair: tuple[yaml.Node, yaml.Node] | None) -> CISettings:
+        if pair is None or _is_null(pair[1]):
+            return CISettings()
+        entries = self.mapping(pair[1], "ci", ("cpu_runner", "gpu_runner"))
+        default = CISettings()
+        labels = {}
+        for key in ("cpu_runner", "gpu_runner"):
+            # A runner is one label or a list of labels, as `runs-on` takes them.
+            labels[key] = self.values(entries, key, "ci", self.string) or getattr(default, key)
+        return CISettings(cpu_runner=labels["cpu_runner"], gpu_runner=labels["gpu_runner"])
 
     def compare(self, pair: tuple[yaml.Node, yaml.Node] | None) -> CompareSettings:
         if pair is None or _is_null(pair[1]):

@@ -76,3 +76,27 @@ def test_workflow_passes_the_github_workflow_schema(tmp_path: Path) -> None:
     proc = subprocess.run([tool, "--builtin-schema", "vendor.github-workflows", str(broken)],
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert proc.returncode != 0  # the check really checks
+
+
+def test_runner_labels_come_from_matrix_yaml(tmp_path: Path) -> None:
+    assert MATRIX.ci.cpu_runner == ("ubuntu-latest",)
+    assert MATRIX.ci.gpu_runner == ("self-hosted", "gpu")
+    text = (
+        (REPO / "matrix.yaml")
+        .read_text()
+        .replace("cpu_runner: ubuntu-latest", "cpu_runner: [self-hosted, linux, big]")
+    )
+    text = text.replace("device_map: [none, cpu]", "device_map: [none, cuda]", 1)
+    path = tmp_path / "matrix.yaml"
+    path.write_text(text)
+    custom = matrix.load(path)
+    data = ci.workflow(custom)
+    runners = {
+        j["stack"]: j["runner"] for j in data["jobs"]["bench"]["strategy"]["matrix"]["include"]
+    }
+    # Every stack runs cuda cells in this matrix, so every job asks for the GPU labels.
+    assert set(map(tuple, runners.values())) == {("self-hosted", "gpu")}
+    assert data["jobs"]["publish"]["runs-on"] == ["self-hosted", "linux", "big"]
+    path.write_text(text.replace("gpu_runner: [self-hosted, gpu]", "gpu_runner: 7"))
+    with pytest.raises(matrix.MatrixError, match=r"ci\.gpu_runner"):
+        matrix.load(path)
