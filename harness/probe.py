@@ -9,6 +9,7 @@ records in the run folder are reused.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import time
@@ -83,17 +84,8 @@ class Spec:
 
 
 def probe_stack(template: Stack, version: str) -> Stack:
-    return Stack(
-        id=f"tf{version}-torch{template.torch}-py{template.python}",
-        python=template.python,
-        transformers=version,
-        torch=template.torch,
-        accelerate=template.accelerate,
-        pins=template.pins,
-        find_links=template.find_links,
-        index_url=template.index_url,
-        torch_backend=template.torch_backend,
-    )
+    stack_id = f"tf{version}-torch{template.torch}-py{template.python}"
+    return dataclasses.replace(template, id=stack_id, transformers=version)
 
 
 def host_fingerprint() -> str:
