@@ -17,7 +17,7 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import bisect as bisect_cli
+from harness import bisection as bisect_cli
 from harness import bless, ci, cli, envs, golden, matrix, progress, results, runner
 from harness import compare as compare_cli
 from harness import report as report_mod

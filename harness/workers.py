@@ -26,7 +26,8 @@ WORKER = Path(__file__).with_name("worker.py")
 PRESETS = Path(__file__).parent / "fixtures" / "presets.py"
 FIXTURES = Path(__file__).parent / "fixtures"
 # -I keeps the script's folder off sys.path: harness/ must never shadow a stdlib module in
-# the target environment (a harness/bisect.py once replaced `bisect` there). -u: unbuffered.
+# the target environment (a harness/bisect.py once replaced `bisect` there; it is
+# harness/bisection.py now). -u: unbuffered.
 ISOLATED = ("-I", "-u")
 # The worker's environment is an allow-list: tokens and the like never reach a record.
 ENV_ALLOW = (
