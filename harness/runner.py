@@ -27,6 +27,7 @@ from harness.workers import (
     WorkerStartError,
     classify,
     log_tail,
+    phase_note,
     run_fresh,
     worker_env,
 )
@@ -90,30 +91,33 @@ class Attempt:
         status, message, result = classify(exit_, self.out, self.timeout_s, self.phase_file)
         result = {**result, **fields}
         if status == "killed" and reason:
-            during = message.split(" during ")[1].split(" ")[0] if " during " in message else ""
-            where = f" during {during}" if during else ""
             method = fields["budget_method"]
+            where = phase_note(self.phase_file)
             message = f"killed by the memory budget ({cap / MIB:.0f} MiB, {method}){where}"
             result["reason"] = reason
         return status, message, result
 
-    def fit(self, uncapped: dict[str, Any]) -> fit_mod.FitResult:
-        """Smallest cap that still loads and generates, bisected within 5%."""
+    def fit(self, uncapped: dict[str, Any]) -> tuple[fit_mod.FitResult, str | None]:
+        """Smallest cap that still loads and generates, within 5%; and how caps were enforced."""
         peaks = [p.get("hwm_mb") or 0.0 for p in (uncapped.get("phases") or {}).values()]
         # The uncapped whole-process peak bounds it from above; from below only a floor
         # does, because a cgroup can reclaim clean file pages (an mmapped checkpoint) and a
         # run may fit well under its own peak RSS.
         peak = max([*peaks, FIT_FLOOR_MB]) * MIB
 
+        methods: list[str] = []
+
         def run_once(cap: int) -> bool:
             status, message, result = self.fresh(cap)
+            methods.append(result["budget_method"])
             if status == "ok":
                 return True
             if result.get("reason") == "memory_budget":
                 return False
             raise FitError(f"{status} at a {cap / MIB:.0f} MiB cap: {message}")
 
-        return fit_mod.fit(run_once, int(FIT_FLOOR_MB * MIB), int(peak * 1.5))
+        found = fit_mod.fit(run_once, int(FIT_FLOOR_MB * MIB), int(peak * 1.5))
+        return found, methods[-1] if methods else None
 
 
 class FitError(Exception):
@@ -132,11 +136,9 @@ def _fit_record(
         "transformers_version": (uncapped.get("env") or {}).get("versions", {}).get("transformers"),
     }  # fmt: skip
     try:
-        found = run.fit(uncapped)
+        found, method = run.fit(uncapped)
     except FitError as exc:
         return {**base, "fit_status": "error", "message": str(exc)}
-    with budget.Budget.create(64 * MIB, "probe") as limit:
-        method = limit.method  # the method the probes used
     return {**base, **found.to_record(), "budget_method": method, "message": ""}
 
 

@@ -236,7 +236,7 @@ def run_fresh(
     return Exit(code=code)
 
 
-def _phase(path: Path | None) -> str:
+def phase_note(path: Path | None) -> str:
     """The phase the worker last announced, as ' during load', or ''."""
     try:
         text = path.read_text(encoding="utf-8").split() if path else []
@@ -250,7 +250,7 @@ def classify(
 ) -> tuple[str, str, dict[str, Any]]:
     """Status, message and the worker's result (possibly empty) for one run."""
     result: dict[str, Any] = {}
-    during = _phase(phase_file)
+    during = phase_note(phase_file)
     if out.exists():
         try:
             result = json.loads(out.read_text(encoding="utf-8"))

@@ -281,3 +281,22 @@ def test_memory_budget_generous_cap_and_oom_under_a_small_one(
     assert "killed by the memory budget (400 MiB" in killed["message"]
     assert by_model["tiny-gpt2"]["status"] == "ok"  # the next cell is not affected
     assert _budget_groups() == before  # no cgroup left behind
+
+
+def test_fit_finds_the_smallest_cap_of_a_real_run(
+    test_stack: Stack, stack_python: Path, tmp_path: Path
+) -> None:
+    before = _budget_groups()
+    cells = _cells(test_stack, _model("tiny-gpt2"))
+    cfg = _config(tmp_path, "fit", repeats=1, mode="fresh", fit=True)
+    runner.run_stack(test_stack, cells, stack_python, cfg)
+    assert [r["status"] for r in _expect_one_each(cfg, cells)] == ["ok"]
+    (found,) = results.read(cfg.run_dir / "fit" / f"{test_stack.id}.jsonl")
+    assert found["fit_status"] == "fit", found
+    assert found["budget_method"] in ("cgroup-v2", "cgroup-v1", "systemd-run", "watchdog")
+    # Bisected to 5%: the smallest cap that worked sits just above one that did not.
+    assert found["fit_below_mb"] < found["fit_mb"] <= found["fit_below_mb"] * 1.05 + 1
+    probes = found["fit_probes"]
+    assert any(p["ok"] for p in probes)
+    assert not all(p["ok"] for p in probes)
+    assert _budget_groups() == before
