@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from harness import envs
 from harness.matrix import Stack
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 WHEELHOUSE = Path("/opt/wheels")
 TEST_STACK = Stack(
@@ -38,3 +45,58 @@ def stack_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = envs.install(TEST_STACK, python, venv / "install.log")
     assert result.ok, result.message
     return python
+
+
+# ---------------------------------------------------------------- nox on a small matrix
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_PROMPTS: list[str] = json.loads(
+    (REPO / "harness" / "fixtures" / "tiny_gpt2" / "manifest.json").read_text()
+)["prompts"]
+TINY_MATRIX = """\
+settings: {settings}
+stacks:
+{stacks}
+models:
+  tiny-gpt2: {{source: embedded, prompts: {prompts}}}
+scenarios:
+  low_cpu_mem_usage: [omit, true]
+  device_map: [none]
+  dtype: [float32]
+  checkpoint_format: [safetensors, bin]
+profiles:
+  smoke: {{models: [tiny-gpt2], repeats: 1}}
+  default: {{models: [tiny-gpt2]}}
+  full: {{models: [tiny-gpt2]}}
+"""
+
+
+@dataclass(frozen=True)
+class NoxBench:
+    """`nox -s bench` on a tiny-gpt2 matrix in a tmp folder: the command, its env, the files."""
+
+    cmd: list[str]
+    env: dict[str, str]
+    matrix: Path
+    run_dir: Path
+
+
+@pytest.fixture
+def nox_bench(tmp_path: Path) -> Callable[[str, str], NoxBench]:
+    def make(stacks: str, settings: str) -> NoxBench:
+        matrix = tmp_path / "matrix.yaml"
+        text = TINY_MATRIX.format(
+            settings=settings, stacks=stacks, prompts=json.dumps(TINY_PROMPTS)
+        )
+        matrix.write_text(text)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NOX_")}
+        env.update({"HARNESS_MATRIX": str(matrix), "HARNESS_CACHE": str(tmp_path / "cache"),
+                    "HF_HUB_OFFLINE": "1"})  # fmt: skip
+        if WHEELHOUSE.is_dir():
+            # The local CPU build of torch 2.13 instead of a 3 GB CUDA build.
+            env.setdefault("UV_FIND_LINKS", str(WHEELHOUSE))
+        cmd = [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "-s", "bench",
+               "--envdir", str(tmp_path / "envs")]  # fmt: skip
+        return NoxBench(cmd=cmd, env=env, matrix=matrix, run_dir=tmp_path / "run")
+
+    return make

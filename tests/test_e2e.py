@@ -7,11 +7,11 @@ run with HF_HUB_OFFLINE=1.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,7 +20,6 @@ from harness import results
 pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parent.parent
-WHEELHOUSE = Path("/opt/wheels")
 GOOD_STACKS = """\
   - {python: "3.11", transformers: "4.57.6", torch: "2.13.0"}
   - {python: "3.11", transformers: "5.24.0", torch: "2.13.0"}
@@ -28,54 +27,21 @@ GOOD_STACKS = """\
 BAD_STACK = """\
   - {python: "3.11", transformers: "4.999.0", torch: "2.13.0", id: does-not-exist}
 """
-MATRIX = """\
-settings: {{repeats: 2, timeout_s: 300, max_new_tokens: 12}}
-stacks:
-{stacks}
-models:
-  tiny-gpt2:
-    source: embedded
-    prompts: {prompts}
-scenarios:
-  low_cpu_mem_usage: [omit, true]
-  device_map: [none]
-  dtype: [float32]
-  checkpoint_format: [safetensors, bin]
-profiles:
-  smoke: {{models: [tiny-gpt2], repeats: 1}}
-  default: {{models: [tiny-gpt2]}}
-  full: {{models: [tiny-gpt2]}}
-"""
-
-
-def _prompts() -> list[str]:
-    manifest = REPO / "harness" / "fixtures" / "tiny_gpt2" / "manifest.json"
-    prompts: list[str] = json.loads(manifest.read_text())["prompts"]
-    return prompts
+SETTINGS = "{repeats: 2, timeout_s: 300, max_new_tokens: 12}"
 
 
 def _bench(
-    tmp_path: Path, stacks: str, *extra: str
+    nox_bench: Any, stacks: str, *extra: str
 ) -> tuple[subprocess.CompletedProcess[str], Path]:
-    matrix = tmp_path / "matrix.yaml"
-    matrix.write_text(MATRIX.format(stacks=stacks, prompts=json.dumps(_prompts())))
-    run_dir = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOX_")}
-    env["HARNESS_MATRIX"] = str(matrix)
-    env["HF_HUB_OFFLINE"] = "1"
-    if WHEELHOUSE.is_dir() and "UV_FIND_LINKS" not in env:
-        # The local CPU build of torch 2.13 instead of a 3 GB CUDA build.
-        env["UV_FIND_LINKS"] = str(WHEELHOUSE)
-    cmd = [
-        sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "-s", "bench",
-        "--envdir", str(tmp_path / "envs"), "--", "--out", str(run_dir), *extra,
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800, check=False)
-    return proc, run_dir
+    bench = nox_bench(stacks, SETTINGS)
+    proc = subprocess.run([*bench.cmd, "--", "--out", str(bench.run_dir), *extra],
+                          capture_output=True, text=True, env=bench.env, timeout=1800,
+                          check=False)  # fmt: skip
+    return proc, bench.run_dir
 
 
-def test_two_real_stacks_measure_tiny_gpt2(tmp_path: Path) -> None:
-    proc, run_dir = _bench(tmp_path, GOOD_STACKS, "--profile", "default")
+def test_two_real_stacks_measure_tiny_gpt2(nox_bench: Any) -> None:
+    proc, run_dir = _bench(nox_bench, GOOD_STACKS, "--profile", "default")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     records = results.read_run(run_dir)
     # 2 stacks x 4 scenarios x 2 repeats, one record each, no more
@@ -115,9 +81,9 @@ def test_two_real_stacks_measure_tiny_gpt2(tmp_path: Path) -> None:
     assert "records: ok 16" in proc.stdout
 
 
-def test_a_stack_that_cannot_install_does_not_stop_the_other(tmp_path: Path) -> None:
+def test_a_stack_that_cannot_install_does_not_stop_the_other(nox_bench: Any) -> None:
     stacks = BAD_STACK + GOOD_STACKS.splitlines(keepends=True)[1]
-    proc, run_dir = _bench(tmp_path, stacks, "--profile", "smoke")
+    proc, run_dir = _bench(nox_bench, stacks, "--profile", "smoke")
     # Install errors fail the run, but only after the good stack has finished.
     assert proc.returncode != 0
     records = results.read_run(run_dir)
@@ -131,11 +97,11 @@ def test_a_stack_that_cannot_install_does_not_stop_the_other(tmp_path: Path) -> 
 
 
 def test_existing_environment_stack_with_nox_and_without(
-    stack_python: Path, tmp_path: Path
+    stack_python: Path, tmp_path: Path, nox_bench: Any
 ) -> None:
     # An interpreter that already has torch and transformers: nothing is installed.
     stacks = f'  - {{id: existing, python: "{stack_python}", install: false}}\n'
-    proc, run_dir = _bench(tmp_path, stacks, "--profile", "smoke")
+    proc, run_dir = _bench(nox_bench, stacks, "--profile", "smoke")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     records = results.read_run(run_dir)
     assert len(records) == 4

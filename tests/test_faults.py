@@ -192,34 +192,10 @@ def test_import_failure_is_a_record(tmp_path: Path) -> None:
     assert all("import failed" in r["message"] and "torch" in r["message"] for r in records)
 
 
-MATRIX = """\
-settings: {{repeats: 3, timeout_s: 120, max_new_tokens: 8}}
-stacks:
-  - {{python: "3.11", transformers: "5.24.0", torch: "2.13.0", accelerate: "1.15.0"}}
-models:
-  tiny-gpt2: {{source: embedded, prompts: {prompts}}}
-scenarios:
-  low_cpu_mem_usage: [omit, true]
-  device_map: [none]
-  dtype: [float32]
-  checkpoint_format: [safetensors, bin]
-profiles:
-  smoke: {{models: [tiny-gpt2], repeats: 1}}
-  default: {{models: [tiny-gpt2]}}
-  full: {{models: [tiny-gpt2]}}
-"""
-
-
-def test_ctrl_c_then_resume_runs_only_the_missing_cells(tmp_path: Path) -> None:
-    matrix = tmp_path / "matrix.yaml"
-    matrix.write_text(MATRIX.format(prompts=json.dumps(list(PROMPTS))))
-    run_dir = tmp_path / "run"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOX_")}
-    env.update({"HARNESS_MATRIX": str(matrix), "HARNESS_CACHE": str(tmp_path / "cache")})
-    if Path("/opt/wheels").is_dir():
-        env.setdefault("UV_FIND_LINKS", "/opt/wheels")
-    nox = [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "-s", "bench",
-           "--envdir", str(tmp_path / "envs")]  # fmt: skip
+def test_ctrl_c_then_resume_runs_only_the_missing_cells(tmp_path: Path, nox_bench: Any) -> None:
+    stacks = '  - {python: "3.11", transformers: "5.24.0", torch: "2.13.0", accelerate: "1.15.0"}'
+    bench = nox_bench(stacks, "{repeats: 3, timeout_s: 120, max_new_tokens: 8}")
+    matrix, run_dir, env, nox = bench.matrix, bench.run_dir, bench.env, bench.cmd
     proc = subprocess.Popen([*nox, "--", "--out", str(run_dir)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
     jsonl = run_dir / "raw" / "tf5.24.0-torch2.13.0-py3.11.jsonl"
