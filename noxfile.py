@@ -45,29 +45,12 @@ def _bench_args(session: nox.Session) -> cli.BenchArgs:
         sys.exit(cli.USAGE_EXIT)
 
 
-def _judge() -> golden.Judge:
+def _config(args: cli.BenchArgs) -> runner.RunConfig:
     try:
-        return golden.Judge.open(golden.GOLDENS, MATRIX.settings.golden_tolerance)
+        return cli.run_config(args, MATRIX, RUN_ID)
     except golden.GoldenError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         sys.exit(cli.USAGE_EXIT)
-
-
-def _config(args: cli.BenchArgs) -> runner.RunConfig:
-    run_id = args.run_id or RUN_ID
-    return runner.RunConfig(
-        run_id=run_id,
-        run_dir=cli.run_dir_for(args, run_id),
-        # Capped runs are charged from their first page on: a fresh interpreter each.
-        mode="fresh" if args.memory_budget or args.fit else args.mode or MATRIX.settings.mode,
-        timeout_s=args.timeout_s or MATRIX.settings.timeout_s,
-        repeats=args.repeats or MATRIX.repeats(args.profile),
-        cache_dir=runner.default_cache_dir(),
-        judge=_judge(),
-        resume=args.resume,
-        memory_budget=args.memory_budget,
-        fit=args.fit,
-    )
 
 
 def bench_stack_impl(session: nox.Session, stack: matrix.Stack) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from rich.console import Console
 from rich.table import Table
 
-from harness import budget, ci, golden, results
+from harness import budget, ci, golden, results, runner
 from harness import matrix as matrix_mod
 
 if TYPE_CHECKING:
@@ -177,7 +177,11 @@ def ensure_writable(run_dir: Path) -> None:
 
 
 def parse_bench_args(argv: Sequence[str], matrix: matrix_mod.Matrix) -> BenchArgs:
-    ns = bench_parser().parse_args(list(argv))
+    return bench_args(bench_parser().parse_args(list(argv)), matrix)
+
+
+def bench_args(ns: argparse.Namespace, matrix: matrix_mod.Matrix) -> BenchArgs:
+    """Checked bench options from parsed ones (nox's posargs or `python -m harness bench`)."""
     if ns.resume is not None:
         return _resumed(ns, matrix)
     args = BenchArgs(
@@ -202,6 +206,24 @@ def parse_bench_args(argv: Sequence[str], matrix: matrix_mod.Matrix) -> BenchArg
     except matrix_mod.MatrixError as exc:
         raise UsageError(str(exc)) from None
     return args
+
+
+def run_config(args: BenchArgs, matrix: matrix_mod.Matrix, run_id: str) -> runner.RunConfig:
+    """How this invocation runs; raises GoldenError for a broken expectations file."""
+    run_id = args.run_id or run_id
+    return runner.RunConfig(
+        run_id=run_id,
+        run_dir=run_dir_for(args, run_id),
+        # Capped runs are charged from their first page on: a fresh interpreter each.
+        mode="fresh" if args.memory_budget or args.fit else args.mode or matrix.settings.mode,
+        timeout_s=args.timeout_s or matrix.settings.timeout_s,
+        repeats=args.repeats or matrix.repeats(args.profile),
+        cache_dir=runner.default_cache_dir(),
+        judge=golden.Judge.open(golden.GOLDENS, matrix.settings.golden_tolerance),
+        resume=args.resume,
+        memory_budget=args.memory_budget,
+        fit=args.fit,
+    )
 
 
 def select(
@@ -360,34 +382,17 @@ def finish_run(
 # ---------------------------------------------------------------- python -m harness
 
 
-def bench_existing(argv: Sequence[str]) -> int:
+def bench_existing(ns: argparse.Namespace) -> int:
     """`python -m harness bench`: for machines without nox or uv (a GPU box, a team's image)."""
-    from harness import progress, runner  # noqa: PLC0415 - only this command runs workers
+    from harness import progress  # noqa: PLC0415 - only this command draws progress
 
-    rest = list(argv[1:])
-    matrix_path = DEFAULT_MATRIX
-    if "--matrix" in rest:
-        at = rest.index("--matrix")
-        if at + 1 >= len(rest):
-            raise UsageError("--matrix needs a path")
-        matrix_path = Path(rest[at + 1])
-        del rest[at : at + 2]
-    m = matrix_mod.load(matrix_path)
-    args = parse_bench_args(rest, m)
-    run_id = args.run_id or new_run_id()
-    run_dir = run_dir_for(args, run_id)
+    m = matrix_mod.load(ns.matrix)
+    args = bench_args(ns, m)
+    cfg = run_config(args, m, new_run_id())
+    run_dir = cfg.run_dir
     ensure_writable(run_dir)
-    write_manifest(run_dir, matrix_path, args, run_id)
+    write_manifest(run_dir, ns.matrix, args, cfg.run_id, mode=cfg.mode, repeats=cfg.repeats)
     point_latest(run_dir)
-    judge = golden.Judge.open(golden.GOLDENS, m.settings.golden_tolerance)
-    fresh = bool(args.memory_budget or args.fit)
-    cfg = runner.RunConfig(
-        run_id=run_id, run_dir=run_dir,
-        mode="fresh" if fresh else args.mode or m.settings.mode,
-        timeout_s=args.timeout_s or m.settings.timeout_s,
-        repeats=args.repeats or m.repeats(args.profile), cache_dir=runner.default_cache_dir(),
-        judge=judge, resume=args.resume, memory_budget=args.memory_budget, fit=args.fit,
-    )  # fmt: skip
     ran = False
     for stack in m.stacks:
         cells = select(m, args, stack.id)
@@ -427,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{ns.matrix}: ok, {len(m.stacks)} stacks, {len(m.models)} models")
             return 0
         if ns.command == "bench":
-            return bench_existing(sys.argv[1:] if argv is None else list(argv))
+            return bench_existing(ns)
         if ns.command == "cells":
             m = matrix_mod.load(ns.matrix)
             try:
