@@ -27,9 +27,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from harness import golden, releases, runner
+from harness import golden, releases, runner, usage
 from harness.matrix import Cell, Matrix, MatrixError, Scenario, Stack
 from harness.matrix import load as load_matrix
 from harness.probe import NUMERIC, Measurement, Spec, host_fingerprint, measure
@@ -153,11 +153,6 @@ def search(count: int, verdict: Callable[[int], str]) -> Search:
 # ---------------------------------------------------------------- command line
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise BisectError(message)
-
-
 def _end(text: str) -> str:
     match = _END.fullmatch(text.strip())
     if match is None:
@@ -165,8 +160,8 @@ def _end(text: str) -> str:
     return match["version"]
 
 
-def parser() -> _Parser:
-    p = _Parser(prog="nox -s bisect --", description=__doc__.splitlines()[0])
+def parser() -> usage.Parser:
+    p = usage.Parser(prog="nox -s bisect --", description=__doc__.splitlines()[0])
     p.add_argument("--good", type=_end, required=True, help="tf==VERSION that behaves as before")
     p.add_argument("--bad", type=_end, required=True, help="tf==VERSION that behaves differently")
     p.add_argument("--model", required=True, help="a model id of matrix.yaml")
@@ -333,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec, ns, threshold = build(sys.argv[1:] if argv is None else argv)
         spec.config.run_dir.mkdir(parents=True, exist_ok=True)
         run(spec, ns, threshold)
-    except (BisectError, MatrixError, releases.ReleasesError) as exc:
+    except (BisectError, usage.UsageError, MatrixError, releases.ReleasesError) as exc:
         print(f"harness bisect: error: {exc}", file=sys.stderr)
         return USAGE_EXIT
     except Undecided as exc:

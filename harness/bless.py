@@ -6,34 +6,25 @@ status is not ok, and refuses when the ok records of a case disagree.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from harness import golden, results
+from harness import golden, results, usage
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-USAGE_EXIT = 2
+USAGE_EXIT = usage.USAGE_EXIT
+UsageError = usage.UsageError
 REFUSED_EXIT = 1
 REPORTS = golden.REPO / "reports"
 
 
 class BlessError(Exception):
     """Blessing was refused; nothing is written."""
-
-
-class UsageError(Exception):
-    """Bad arguments: one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
 
 
 @dataclass(frozen=True)
@@ -134,7 +125,7 @@ def _change(new: golden.Golden, root: Path) -> Change:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _Parser(prog="nox -s golden --")
+    parser = usage.Parser(prog="nox -s golden --")
     parser.add_argument("--from", dest="stack", required=True, help="the stack id to bless from")
     parser.add_argument("--models", default=None, help="model ids, comma-separated")
     parser.add_argument("--run", type=Path, default=REPORTS / "latest", help="run folder")

@@ -14,30 +14,22 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from harness import budget, ci, golden, results, runner
+from harness import budget, ci, golden, results, runner, usage
 from harness import matrix as matrix_mod
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-USAGE_EXIT = 2
+USAGE_EXIT = usage.USAGE_EXIT
+UsageError = usage.UsageError
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MATRIX = REPO / "matrix.yaml"
 REPORTS = REPO / "reports"
-
-
-class UsageError(Exception):
-    """A mistake in what the user typed or wrote; shown as one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(message)
 
 
 @dataclass(frozen=True)
@@ -98,8 +90,8 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def bench_parser() -> _Parser:
-    p = _Parser(prog="nox -s bench --", add_help=False)
+def bench_parser() -> usage.Parser:
+    p = usage.Parser(prog="nox -s bench --", add_help=False)
     p.add_argument("--profile", default="default", help="smoke, default or full")
     p.add_argument("--models", type=_ids, default=None, help="model ids, comma-separated")
     p.add_argument("--stacks", type=_ids, default=None, help="stack ids, comma-separated")
@@ -410,7 +402,7 @@ def bench_existing(ns: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _Parser(prog="python -m harness")
+    parser = usage.Parser(prog="python -m harness")
     sub = parser.add_subparsers(dest="command", required=True)
     p_val = sub.add_parser("validate", help="check matrix.yaml")
     p_val.add_argument("matrix", nargs="?", type=Path, default=DEFAULT_MATRIX)

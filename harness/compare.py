@@ -15,9 +15,9 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING
 
-from harness import compare_render, results, walk
+from harness import compare_render, results, usage, walk
 from harness.matrix import (
     DEFAULT_GOLDEN_TOLERANCE,
     FAIL_ON_CHOICES,
@@ -107,11 +107,6 @@ def compare_sides(
 # ---------------------------------------------------------------- command line
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise CompareError(message)
-
-
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -177,8 +172,8 @@ class Args:
         )
 
 
-def parser() -> _Parser:
-    p = _Parser(prog="nox -s compare --", description=__doc__.splitlines()[0])
+def parser() -> usage.Parser:
+    p = usage.Parser(prog="nox -s compare --", description=__doc__.splitlines()[0])
     p.add_argument("base", nargs="?", help="stack id, run folder or .jsonl")
     p.add_argument("candidate", nargs="?", help="stack id, run folder or .jsonl")
     p.add_argument("--run", type=Path, default=DEFAULT_RUN, help="run folder for stack ids")
@@ -249,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # --metrics narrows what is compared, and so what can fail.
         rows = tuple(r for r in comparison.rows if args.shown(r))
         comparison = dataclasses.replace(comparison, rows=rows)
-    except (CompareError, MatrixError) as exc:
+    except (CompareError, usage.UsageError, MatrixError) as exc:
         print(f"harness compare: error: {exc}", file=sys.stderr)
         return USAGE_EXIT
     compare_render.emit(out, comparison)

@@ -6,18 +6,17 @@ summary.csv, summary.md, index.html and claims.html into the first run folder.
 
 from __future__ import annotations
 
-import argparse
 import html
 import math
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from harness import claims, dashboard, plots, results
+from harness import claims, dashboard, plots, results, usage
 from harness.tables import (
     GOLDEN_FAILING,
     METRICS,
@@ -281,20 +280,15 @@ def build_reports(
 # ---------------------------------------------------------------- command line
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        raise ReportError(message)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _Parser(prog="python -m harness.report", description=__doc__)
+    parser = usage.Parser(prog="python -m harness.report", description=__doc__)
     parser.add_argument("run_dirs", nargs="*", type=Path, metavar="RUN_DIR")
     parser.add_argument("--out", type=Path, default=None, help="folder (default: first run)")
     parser.add_argument("--png", action="store_true", help="also export each chart as PNG")
     try:
         ns = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
         paths = build_reports(ns.run_dirs or [DEFAULT_RUN], ns.out, png=ns.png)
-    except ReportError as exc:
+    except (ReportError, usage.UsageError) as exc:
         print(f"harness.report: error: {exc}", file=sys.stderr)
         return USAGE_EXIT
     if paths.png_note:
