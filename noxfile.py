@@ -17,10 +17,15 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import bisection as bisect_cli
-from harness import bless, ci, cli, envs, golden, matrix, progress, results, runner
-from harness import compare as compare_cli
-from harness import report as report_mod
+from harness import records
+from harness.commands import cli
+from harness.config import matrix
+from harness.decide import bisect as bisect_cli
+from harness.decide import compare as compare_cli
+from harness.golden import store as golden
+from harness.golden import bless
+from harness.measure import envs, progress, runner, shards
+from harness.report import build as report_mod
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_missing_interpreters = False
@@ -80,11 +85,11 @@ def bench_stack_impl(session: nox.Session, stack: matrix.Stack) -> None:
         installed = envs.install(stack, python, cfg.run_dir / "raw" / f"{stack.id}.install.log")
     if not installed.ok:
         session.warn(f"install failed for {stack.id}: {installed.message}")
-        for record in results.install_error_records(
+        for record in records.install_error_records(
             run_id=cfg.run_id, stack=stack, cells=cells, repeats=cfg.repeats, mode=cfg.mode,
             message=installed.message,
         ):  # fmt: skip
-            results.append(cfg.run_dir / "raw" / f"{stack.id}.jsonl", record)
+            records.append(cfg.run_dir / "raw" / f"{stack.id}.jsonl", record)
         return
     with progress.reporter(stack.id) as report:
         runner.run_stack(stack, cells, python, cfg, progress=report)
@@ -121,12 +126,12 @@ def bench(session: nox.Session) -> None:
         jsonl = cfg.run_dir / "raw" / f"{stack.id}.jsonl"
         if not jsonl.exists():
             # nox skipped the session (e.g. its interpreter is missing): say so in records.
-            for record in results.install_error_records(
+            for record in records.install_error_records(
                 run_id=cfg.run_id, stack=stack, cells=cells, repeats=cfg.repeats, mode=cfg.mode,
                 message=f"no environment: nox skipped bench-{stack.id} "
                 f"(is python{stack.python} installed?)",
             ):  # fmt: skip
-                results.append(jsonl, record)
+                records.append(jsonl, record)
     code = cli.finish_run(cfg.run_dir, strict_golden=args.strict_golden)
     try:
         # Failed runs get a report too: that is when people need to look.
@@ -188,7 +193,7 @@ def ci_workflow(session: nox.Session) -> None:
     parser.add_argument("--gpu-runner", default=None, help="labels, comma-separated")
     ns = parser.parse_args(session.posargs)
     try:
-        data = ci.workflow(
+        data = shards.workflow(
             MATRIX, profile=ns.profile, shards=ns.shards,
             cpu_runner=ns.cpu_runner.split(",") if ns.cpu_runner else None,
             gpu_runner=ns.gpu_runner.split(",") if ns.gpu_runner else None,
@@ -196,7 +201,7 @@ def ci_workflow(session: nox.Session) -> None:
     except matrix.MatrixError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         sys.exit(cli.USAGE_EXIT)
-    session.log(f"wrote {ci.write_workflow(ns.out, data)}")
+    session.log(f"wrote {shards.write_workflow(ns.out, data)}")
 
 
 @nox.session(python=False)

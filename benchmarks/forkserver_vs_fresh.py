@@ -21,8 +21,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import runner
-from harness.matrix import Cell, Model, Scenario, Stack
+from harness.config.matrix import Cell, Model, Scenario, Stack
+from harness.measure import runner
 
 MEMORY_FIELDS = ("load_peak_mb", "peak_mb", "anon_mb", "file_mb")
 

@@ -2,7 +2,7 @@
 
 The records are real ones (a committed default-profile subset by default) replicated over
 more stacks and repeats, with every metric jittered by up to ±5 %. They are written as a
-run folder first, so the time covers everything `python -m harness.report` does: reading
+run folder first, so the time covers everything `python -m harness.report.build` does: reading
 the JSON lines, the DataFrame, parquet, csv, markdown, the five figures and both pages.
 
 Usage:
@@ -25,7 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import claims, dashboard, plots, report, results, tables
+from harness import records as rec
+from harness.report import build, claims, dashboard, plots, tables
 
 TARGET_S = 3.0
 DEFAULT_SOURCE = Path(__file__).resolve().parent.parent / "tests" / "data" / "run-default"
@@ -77,13 +78,13 @@ def _phases(run_dir: Path, out: Path) -> dict[str, float]:
         times[name] = now - t
         t = now
 
-    df = tables.to_frame(report.load_records([run_dir]))
+    df = tables.to_frame(build.load_records([run_dir]))
     lap("read + DataFrame")
     summary = tables.summarize(df)
     lap("summary")
     df.to_parquet(out / "results.parquet", index=False)
     summary.to_csv(out / "summary.csv", index=False)
-    (out / "summary.md").write_text(report.render_markdown(df, summary), encoding="utf-8")
+    (out / "summary.md").write_text(build.render_markdown(df, summary), encoding="utf-8")
     lap("parquet + csv + md")
     figures = plots.all_figures(df, tables.stack_order(df), tables.model_order(df))
     lap("figures")
@@ -99,7 +100,7 @@ def main() -> int:
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    source = results.read_run(args.source)
+    source = rec.read_run(args.source)
     if not source:
         print(f"no records in {args.source}", file=sys.stderr)
         return 2
@@ -107,11 +108,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = Path(tmp) / "run"
         _write(run_dir, records)
-        report.build_reports([run_dir], Path(tmp) / "warm")  # imports and first-use caches
+        build.build_reports([run_dir], Path(tmp) / "warm")  # imports and first-use caches
         rounds, cpu = [], []
         for i in range(args.rounds):
             started, cpu_started = time.perf_counter(), time.process_time()
-            paths = report.build_reports([run_dir], Path(tmp) / f"round{i}")
+            paths = build.build_reports([run_dir], Path(tmp) / f"round{i}")
             rounds.append(time.perf_counter() - started)
             cpu.append(time.process_time() - cpu_started)
         breakdown = _phases(run_dir, paths.out_dir)

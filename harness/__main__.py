@@ -1,5 +1,5 @@
 """`python -m harness validate|cells|summary`."""
 
-from harness.cli import main
+from harness.commands.cli import main
 
 raise SystemExit(main())

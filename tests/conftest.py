@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness import envs
-from harness.matrix import Stack
+from harness.config.matrix import Stack
+from harness.measure import envs
 
 if TYPE_CHECKING:
     from collections.abc import Callable

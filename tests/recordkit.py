@@ -40,7 +40,7 @@ def make_record(
     run_id: str = "20260101-000000",
     **extra: Any,
 ) -> dict[str, Any]:
-    """A record shaped like harness.results.build_record's; memory defaults to the weights."""
+    """A record shaped like harness.records.build_record's; memory defaults to the weights."""
     weights = params * 4 / MIB
     peak = weights if peak is None else peak
     load_rss = weights if load_rss is None else load_rss

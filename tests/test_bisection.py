@@ -1,4 +1,4 @@
-"""harness.bisection, harness.releases and harness.probe: listing, ordering, bisection, caching.
+"""harness.decide.bisect, harness.decide.releases and harness.measure.probe: listing, ordering, bisection, caching.
 
 The unit tests need no stack and no index (pip is replaced by canned output). The one
 end-to-end test bisects real transformers releases on torch 2.13 CPU.
@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 
-from harness import bisection, probe, releases, results
-from harness.matrix import Cell, Model, Scenario, Stack
-from harness.probe import Measurement
+from harness import records
+from harness.config.matrix import Cell, Model, Scenario, Stack
+from harness.decide import bisect, releases
+from harness.measure import probe
+from harness.measure.probe import Measurement
 
 PIP_INDEX = """\
 WARNING: pip index is currently an experimental command.
@@ -127,7 +129,7 @@ def test_listing_says_why_when_the_index_is_unreachable(tmp_path: Path) -> None:
 @pytest.mark.parametrize("count", [2, 3, 5, 8, 40, 41])
 def test_search_finds_every_flip_in_log_steps(count: int) -> None:
     for flip in range(1, count):
-        found = bisection.search(count, lambda i, flip=flip: "bad" if i >= flip else "good")
+        found = bisect.search(count, lambda i, flip=flip: "bad" if i >= flip else "good")
         assert (found.last_good, found.first_bad) == (flip - 1, flip)
         assert found.untestable == ()
         assert len(found.probes) <= max(0, (count - 2).bit_length())
@@ -135,13 +137,13 @@ def test_search_finds_every_flip_in_log_steps(count: int) -> None:
 
 def test_search_steps_around_unmeasurable_releases() -> None:
     # 0 good .. 9 bad; releases 4 and 5 cannot be installed; the flip is at 7.
-    found = bisection.search(10, lambda i: "skip" if i in (4, 5) else "bad" if i >= 7 else "good")
+    found = bisect.search(10, lambda i: "skip" if i in (4, 5) else "bad" if i >= 7 else "good")
     assert (found.last_good, found.first_bad, found.untestable) == (6, 7, ())
     assert ("skip" in {v for _, v in found.probes}) is True
 
 
 def test_search_reports_a_range_when_skips_hide_the_answer() -> None:
-    found = bisection.search(6, lambda i: "skip" if i in (2, 3) else "bad" if i >= 3 else "good")
+    found = bisect.search(6, lambda i: "skip" if i in (2, 3) else "bad" if i >= 3 else "good")
     assert (found.last_good, found.first_bad, found.untestable) == (1, 4, (2, 3))
 
 
@@ -154,7 +156,7 @@ def m(
 
 
 def test_status_criterion() -> None:
-    rule = bisection.criterion("status", m("a", "unsupported"), m("b", "ok"), 0.0)
+    rule = bisect.criterion("status", m("a", "unsupported"), m("b", "ok"), 0.0)
     assert rule.verdict(m("x", "unsupported")) == "good"
     assert rule.verdict(m("x", "ok")) == "bad"
     # Neither end's behaviour: an import error or an install failure is skipped.
@@ -163,18 +165,18 @@ def test_status_criterion() -> None:
 
 
 def test_output_criterion() -> None:
-    rule = bisection.criterion("output", m("a", output=((1, 2),)), m("b", output=((1, 3),)), 0.0)
+    rule = bisect.criterion("output", m("a", output=((1, 2),)), m("b", output=((1, 3),)), 0.0)
     assert rule.verdict(m("x", output=((1, 2),))) == "good"
     assert rule.verdict(m("x", output=((9, 9),))) == "bad"
     assert rule.verdict(m("x", "error")) == "skip"
 
 
 def test_numeric_criterion_follows_the_direction_of_the_bad_end() -> None:
-    falls = bisection.criterion("peak_mb", m("a", value=100.0), m("b", value=50.0), 0.05)
+    falls = bisect.criterion("peak_mb", m("a", value=100.0), m("b", value=50.0), 0.05)
     assert falls.verdict(m("x", value=97.0)) == "good"
     assert falls.verdict(m("x", value=90.0)) == "bad"
     assert falls.verdict(m("x", value=120.0)) == "good"  # the other way is not this change
-    rises = bisection.criterion("load_s", m("a", value=1.0), m("b", value=2.0), 0.1)
+    rises = bisect.criterion("load_s", m("a", value=1.0), m("b", value=2.0), 0.1)
     assert rises.verdict(m("x", value=1.05)) == "good"
     assert rises.verdict(m("x", value=1.5)) == "bad"
 
@@ -197,19 +199,17 @@ def test_numeric_criterion_follows_the_direction_of_the_bad_end() -> None:
 def test_criterion_needs_ends_that_differ(
     metric: str, good: Measurement, bad: Measurement, fragment: str
 ) -> None:
-    with pytest.raises(bisection.Undecided, match=fragment):
-        bisection.criterion(metric, good, bad, 0.05)
+    with pytest.raises(bisect.Undecided, match=fragment):
+        bisect.criterion(metric, good, bad, 0.05)
 
 
 def test_parse_scenario_and_ends() -> None:
-    assert bisection.parse_scenario("st/fp32/lcmu=false/dm=cpu", 20) == Scenario(
+    assert bisect.parse_scenario("st/fp32/lcmu=false/dm=cpu", 20) == Scenario(
         False, "cpu", "float32", "safetensors", 20
     )
-    assert (
-        bisection.parse_scenario("bin/bf16/lcmu=omit/dm=none", 7).id == "bin/bf16/lcmu=omit/dm=none"
-    )
-    assert bisection._end("tf==4.51.0") == bisection._end("transformers==4.51.0") == "4.51.0"
-    assert bisection._end("4.51.0") == "4.51.0"
+    assert bisect.parse_scenario("bin/bf16/lcmu=omit/dm=none", 7).id == "bin/bf16/lcmu=omit/dm=none"
+    assert bisect._end("tf==4.51.0") == bisect._end("transformers==4.51.0") == "4.51.0"
+    assert bisect._end("4.51.0") == "4.51.0"
 
 
 # ---------------------------------------------------------------- the command, measuring faked
@@ -242,7 +242,7 @@ def test_bad_input_is_one_line_and_exit_2(
     tmp_path: Path, argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _seed_listing(tmp_path)
-    assert bisection.main([*ARGS, "--run", str(tmp_path), *argv]) == 2
+    assert bisect.main([*ARGS, "--run", str(tmp_path), *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("harness bisect: error: ")
     assert err.count("\n") == 1, err
@@ -260,9 +260,9 @@ def test_main_bisects_with_measurements_faked(
         status = "ok" if tuple(map(int, version.split("."))) >= (4, 51) else "unsupported"
         return m(version, status)
 
-    monkeypatch.setattr(bisection, "measure", fake)
-    monkeypatch.setattr(bisection, "host_fingerprint", lambda: "h")
-    assert bisection.main([*ARGS, "--run", str(tmp_path)]) == 0
+    monkeypatch.setattr(bisect, "measure", fake)
+    monkeypatch.setattr(bisect, "host_fingerprint", lambda: "h")
+    assert bisect.main([*ARGS, "--run", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "first bad: transformers 4.51.0 (ok); last good: 4.50.3 (unsupported)" in out
     assert probed[:2] == ["4.46.3", "4.57.6"]
@@ -275,9 +275,9 @@ def test_main_says_when_the_ends_agree(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _seed_listing(tmp_path)
-    monkeypatch.setattr(bisection, "measure", lambda _s, v, _h: m(v, "ok"))
-    monkeypatch.setattr(bisection, "host_fingerprint", lambda: "h")
-    assert bisection.main([*ARGS, "--run", str(tmp_path)]) == 1
+    monkeypatch.setattr(bisect, "measure", lambda _s, v, _h: m(v, "ok"))
+    monkeypatch.setattr(bisect, "host_fingerprint", lambda: "h")
+    assert bisect.main([*ARGS, "--run", str(tmp_path)]) == 1
     assert "no single answer: the ends agree on status" in capsys.readouterr().out
 
 
@@ -288,7 +288,7 @@ def _spec(run: Path, repeats: int = 2) -> probe.Spec:
     model = Model("tiny-gpt2", "embedded", "tiny-gpt2", ("hi",))
     stack = Stack("template", "3.11", "4.46.3", "2.13.0")
     cell = Cell(stack, model, Scenario(False, "cpu", "float32", "safetensors", 20))
-    from harness.runner import RunConfig
+    from harness.measure.runner import RunConfig
 
     config = RunConfig("r", run, "forkserver", 60, repeats, run / "cache")
     return probe.Spec(cell, "status", config, run / "envs")
@@ -300,12 +300,12 @@ def test_cached_records_are_reused_only_from_this_machine(tmp_path: Path) -> Non
     assert stack.id == "tf4.51.0-torch2.13.0-py3.11"
     assert stack.transformers == "4.51.0"
     here = {"cpu": "Here", "cores": 2, "mem_total_mb": 1.0, "arch": "x86_64"}
-    host = results.machine_fingerprint(here)
+    host = records.machine_fingerprint(here)
     path = tmp_path / "raw" / f"{stack.id}.jsonl"
 
     def add(**kw: Any) -> None:
         base = {"cell_id": spec.cell.id, "status": "ok", "repeat": 0, "machine": here}
-        results.append(path, {**base, **kw})
+        records.append(path, {**base, **kw})
 
     add(machine={"cpu": "Elsewhere"})
     add(cell_id="tiny-gpt2/st/fp32/lcmu=omit/dm=none")
@@ -321,20 +321,20 @@ def test_measure_reuses_the_cache_without_installing(tmp_path: Path) -> None:
     spec = _spec(tmp_path, repeats=1)
     stack = probe.probe_stack(spec.cell.stack, "4.51.0")
     here = {"cpu": "Here"}
-    results.append(
+    records.append(
         tmp_path / "raw" / f"{stack.id}.jsonl",
         {"cell_id": spec.cell.id, "status": "unsupported", "repeat": 0, "machine": here,
          "message": "device_map requires low_cpu_mem_usage=True"},
     )  # fmt: skip
-    found = probe.measure(spec, "4.51.0", results.machine_fingerprint(here))
+    found = probe.measure(spec, "4.51.0", records.machine_fingerprint(here))
     assert (found.status, found.cached, found.runs) == ("unsupported", True, 1)
     assert not (tmp_path / "envs").exists()
 
 
 def test_host_fingerprint_matches_what_a_worker_records() -> None:
-    from harness import worker
+    from harness.target import worker
 
-    assert probe.host_fingerprint() == results.machine_fingerprint(worker.environment()["machine"])
+    assert probe.host_fingerprint() == records.machine_fingerprint(worker.environment()["machine"])
 
 
 # ---------------------------------------------------------------- end to end
@@ -356,7 +356,7 @@ def test_bisect_finds_451_where_device_map_stops_needing_low_cpu_mem_usage(
     run = tmp_path / "run"
     argv = [*ARGS, "--torch", "2.13.0", "--run", str(run), "--envdir", str(tmp_path / "envs")]
     started = time.monotonic()
-    assert bisection.main(argv) == 0, capsys.readouterr().out
+    assert bisect.main(argv) == 0, capsys.readouterr().out
     first = capsys.readouterr().out
     took = time.monotonic() - started
     assert "first bad: transformers 4.51.0 (ok); last good: 4.50.3 (unsupported" in first
@@ -379,7 +379,7 @@ def test_bisect_finds_451_where_device_map_stops_needing_low_cpu_mem_usage(
     assert bad["torch_version"].startswith("2.13.0")
     # A re-run measures nothing: every release comes from the run folder.
     again = time.monotonic()
-    assert bisection.main(argv) == 0
+    assert bisect.main(argv) == 0
     second = capsys.readouterr().out
     assert "first bad: transformers 4.51.0" in second
     assert "0 measured" in second

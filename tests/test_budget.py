@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness import budget
-from harness.budget import MIB, Budget, BudgetError, classify_kill, parse_size
+from harness.measure import budget
+from harness.measure.budget import MIB, Budget, BudgetError, classify_kill, parse_size
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import ci, cli, matrix
+from harness.commands import cli
+from harness.config import matrix
+from harness.measure import shards
 
 REPO = Path(__file__).resolve().parent.parent
 MATRIX = matrix.load(REPO / "matrix.yaml")
@@ -21,20 +23,22 @@ MATRIX = matrix.load(REPO / "matrix.yaml")
 def test_shards_cover_the_real_matrix_exactly_once(profile: str, count: int) -> None:
     cells = MATRIX.cells(profile)
     every = [(c.stack.id, c.id) for c in cells]
-    shards = [[(c.stack.id, c.id) for c in ci.shard(cells, i, count)] for i in range(1, count + 1)]
-    union = [key for part in shards for key in part]
+    parts = [
+        [(c.stack.id, c.id) for c in shards.shard(cells, i, count)] for i in range(1, count + 1)
+    ]
+    union = [key for part in parts for key in part]
     assert sorted(union) == sorted(every)  # covered
     assert len(set(union)) == len(union)  # no overlap
-    assert max(map(len, shards)) - min(map(len, shards)) <= 1  # balanced
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1  # balanced
     # Deterministic: the same split from a shuffled input.
-    again = ci.shard(list(reversed(cells)), 1, count)
-    assert [(c.stack.id, c.id) for c in again] == shards[0]
+    again = shards.shard(list(reversed(cells)), 1, count)
+    assert [(c.stack.id, c.id) for c in again] == parts[0]
 
 
 def test_bench_shard_option_selects_the_slice() -> None:
     args = cli.parse_bench_args(["--profile", "default", "--shard", "2/3"], MATRIX)
     picked = cli.select(MATRIX, args)
-    assert picked == ci.shard(MATRIX.cells("default"), 2, 3)
+    assert picked == shards.shard(MATRIX.cells("default"), 2, 3)
     per_stack = [c for s in MATRIX.stacks for c in cli.select(MATRIX, args, s.id)]
     assert sorted(c.id + c.stack.id for c in per_stack) == sorted(c.id + c.stack.id for c in picked)
 
@@ -42,20 +46,20 @@ def test_bench_shard_option_selects_the_slice() -> None:
 @pytest.mark.parametrize("text", ["0/3", "4/3", "1/0", "a/b", "3", "1/3/2"])
 def test_bad_shards(text: str) -> None:
     with pytest.raises(ValueError, match="shard"):
-        ci.parse_shard(text)
+        shards.parse_shard(text)
     with pytest.raises(cli.UsageError):
         cli.parse_bench_args(["--shard", text], MATRIX)
 
 
 def test_workflow_matrix_is_the_stacks_of_matrix_yaml(tmp_path: Path) -> None:
-    data = ci.workflow(MATRIX, shards=2)
+    data = shards.workflow(MATRIX, shards=2)
     include = data["jobs"]["bench"]["strategy"]["matrix"]["include"]
     assert sorted({j["stack"] for j in include}) == sorted(s.id for s in MATRIX.stacks)
     assert sorted((j["stack"], j["shard"]) for j in include) == sorted(
         (s.id, f"{i}/2") for s in MATRIX.stacks for i in (1, 2)
     )
     assert data["jobs"]["publish"]["needs"] == "bench"
-    path = ci.write_workflow(tmp_path / "bench.yml", data)
+    path = shards.write_workflow(tmp_path / "bench.yml", data)
     assert (
         yaml.safe_load(path.read_text())["jobs"]["bench"]["strategy"]["matrix"]["include"]
         == include
@@ -67,7 +71,7 @@ def test_workflow_passes_the_github_workflow_schema(tmp_path: Path) -> None:
     tool = shutil.which("check-jsonschema") or str(
         Path(sys.executable).with_name("check-jsonschema")
     )
-    path = ci.write_workflow(tmp_path / "bench.yml", ci.workflow(MATRIX, shards=3))
+    path = shards.write_workflow(tmp_path / "bench.yml", shards.workflow(MATRIX, shards=3))
     proc = subprocess.run([tool, "--builtin-schema", "vendor.github-workflows", str(path)],
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -90,7 +94,7 @@ def test_runner_labels_come_from_matrix_yaml(tmp_path: Path) -> None:
     path = tmp_path / "matrix.yaml"
     path.write_text(text)
     custom = matrix.load(path)
-    data = ci.workflow(custom)
+    data = shards.workflow(custom)
     runners = {
         j["stack"]: j["runner"] for j in data["jobs"]["bench"]["strategy"]["matrix"]["include"]
     }

@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from recordkit import DEFAULT, SMOKE, make_record
 
-from harness import claims, results, tables
+from harness import records as rec
+from harness.report import claims, tables
 
 W = 124_000_000 * 4 / 2**20  # MiB of float32 weights of the default synthetic model
 
@@ -95,14 +96,14 @@ def test_findings_are_per_transformers_version() -> None:
 
 
 def test_the_smoke_run_has_no_evidence_for_any_claim() -> None:
-    for claim in claims.evaluate(tables.to_frame(results.read_run(SMOKE))):
+    for claim in claims.evaluate(tables.to_frame(rec.read_run(SMOKE))):
         assert {f.verdict for f in claim.findings} == {claims.NO_EVIDENCE}, claim.key
         assert claim.headline().startswith(claims.NO_EVIDENCE)
 
 
 def test_a_real_default_run_decides_the_memory_claims() -> None:
     found = {c.key: {f.version: f for f in c.findings} for c in
-             claims.evaluate(tables.to_frame(results.read_run(DEFAULT)))}  # fmt: skip
+             claims.evaluate(tables.to_frame(rec.read_run(DEFAULT)))}  # fmt: skip
     # transformers 4.46 materialises a second copy of the weights without the keyword.
     assert found["halves"]["4.46.3"].verdict == claims.HOLDS
     assert "= 0.53 (median of 2 pairs" in found["halves"]["4.46.3"].evidence

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from harness import cli, matrix, results
+from harness import records as rec
+from harness.commands import cli
+from harness.config import matrix
 
 REPO = Path(__file__).resolve().parent.parent
 MATRIX = matrix.load(REPO / "matrix.yaml")
@@ -68,7 +70,7 @@ def test_summary_rows_take_medians_over_ok_repeats() -> None:
 @pytest.mark.parametrize(("statuses", "code"), [(["ok", "unsupported"], 0), (["ok", "timeout"], 1)])
 def test_finish_run_exit_code(tmp_path: Path, statuses: list[str], code: int) -> None:
     for i, status in enumerate(statuses):
-        results.append(tmp_path / "raw" / "s.jsonl", _record(f"s{i}", status, 1.0))
+        rec.append(tmp_path / "raw" / "s.jsonl", _record(f"s{i}", status, 1.0))
     with (tmp_path / "out.txt").open("w") as fh:
         assert cli.finish_run(tmp_path, Console(file=fh, width=200)) == code
     assert "records:" in (tmp_path / "out.txt").read_text()

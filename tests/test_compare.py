@@ -1,4 +1,4 @@
-"""harness.compare (+ verdicts, stats, walk, compare_render) on committed record fixtures.
+"""harness.decide.compare (+ verdicts, stats, walk, compare_render) on committed record fixtures.
 
 tests/data/compare/make_fixtures.py writes the fixtures and says what each holds: a 2x
 memory change, a golden mismatch, a near-tie flip, a status change and noisy repeats.
@@ -15,8 +15,10 @@ from typing import Any
 
 import pytest
 
-from harness import compare, compare_render, envs, matrix, runner, stats, verdicts, walk
-from harness.matrix import FAIL_ON_CHOICES, CompareSettings
+from harness.config import matrix
+from harness.config.matrix import FAIL_ON_CHOICES, CompareSettings
+from harness.decide import compare, render, stats, verdicts, walk
+from harness.measure import envs, runner
 
 DATA = Path(__file__).parent / "data" / "compare"
 WALK = DATA / "walk"
@@ -322,7 +324,7 @@ def test_terminal_table_shows_what_changed(
 
 def test_json_is_complete(tmp_path: Path) -> None:
     _, data = run(tmp_path, B, C, "--run", str(WALK))
-    assert data["json_version"] == compare_render.JSON_VERSION
+    assert data["json_version"] == render.JSON_VERSION
     assert (data["base"], data["candidate"]) == (B, C)
     # six cells x (status, golden, five numbers)
     assert len(data["rows"]) == 6 * 7

@@ -11,7 +11,7 @@ import plotly
 import pytest
 from recordkit import DEFAULT, HANDMADE, make_record, write_run
 
-from harness import dashboard, report
+from harness.report import build, dashboard
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -37,7 +37,7 @@ def _figures(index: str) -> dict[str, Any]:
 
 
 def test_site_works_offline_with_the_shipped_plotly(tmp_path: Path) -> None:
-    paths = report.build_reports([HANDMADE], tmp_path)
+    paths = build.build_reports([HANDMADE], tmp_path)
     index = paths.index_html.read_text(encoding="utf-8")
     shipped = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
     assert paths.plotly_js.read_bytes() == shipped.read_bytes()
@@ -50,7 +50,7 @@ def test_site_works_offline_with_the_shipped_plotly(tmp_path: Path) -> None:
 
 
 def test_csp_allows_only_the_loader_and_plotly(tmp_path: Path) -> None:
-    index = report.build_reports([HANDMADE], tmp_path).index_html.read_text(encoding="utf-8")
+    index = build.build_reports([HANDMADE], tmp_path).index_html.read_text(encoding="utf-8")
     scripts = re.findall(r"<script>(.*?)</script>", index, re.DOTALL)
     assert scripts == [dashboard.LOADER]
     assert f"script-src 'self' file: {dashboard._csp_hash(dashboard.LOADER)};" in index
@@ -60,7 +60,7 @@ def test_csp_allows_only_the_loader_and_plotly(tmp_path: Path) -> None:
 
 
 def test_every_failure_is_listed_with_its_message(tmp_path: Path) -> None:
-    index = report.build_reports([HANDMADE], tmp_path).index_html.read_text(encoding="utf-8")
+    index = build.build_reports([HANDMADE], tmp_path).index_html.read_text(encoding="utf-8")
     failures = index.split("<h2>Failures</h2>")[1].split("<h2>")[0]
     # One row per message: the error, and the install error of both of its cells.
     assert failures.count("<tr>") == 1 + 2
@@ -74,7 +74,7 @@ def test_every_failure_is_listed_with_its_message(tmp_path: Path) -> None:
 
 
 def test_record_strings_are_text_never_markup(tmp_path: Path) -> None:
-    paths = report.build_reports([HANDMADE], tmp_path)
+    paths = build.build_reports([HANDMADE], tmp_path)
     for page in (paths.index_html, paths.claims_html, paths.markdown):
         text = page.read_text(encoding="utf-8")
         assert "<img" not in text.lower(), page.name
@@ -88,7 +88,7 @@ def test_record_strings_are_text_never_markup(tmp_path: Path) -> None:
 def test_names_from_records_are_escaped_in_attributes_and_tables(tmp_path: Path) -> None:
     evil = '"><svg onload=alert(1)>'  # no slash: it is also a file name
     run = write_run(tmp_path / "run", [make_record(stack=evil, model=evil, run_id=evil)])
-    paths = report.build_reports([run])
+    paths = build.build_reports([run])
     for page in (paths.index_html, paths.claims_html):
         text = page.read_text(encoding="utf-8")
         assert "<svg" not in text
@@ -102,7 +102,7 @@ def test_claims_page_shows_verdicts_computed_from_the_records(tmp_path: Path) ->
         records = [make_record(lcmu=False, peak=2 * weights),
                    make_record(lcmu=True, peak=true_peak)]  # fmt: skip
         run = write_run(tmp_path / f"run{true_peak}", records)
-        text = report.build_reports([run]).claims_html.read_text(encoding="utf-8")
+        text = build.build_reports([run]).claims_html.read_text(encoding="utf-8")
         return text.split('id="claim-halves"')[1].split("</section>")[0]
 
     halved, same = page(weights), page(2 * weights)
@@ -113,7 +113,7 @@ def test_claims_page_shows_verdicts_computed_from_the_records(tmp_path: Path) ->
 
 
 def test_claims_page_lists_every_claim_per_version(tmp_path: Path) -> None:
-    text = report.build_reports([HANDMADE], tmp_path).claims_html.read_text(encoding="utf-8")
+    text = build.build_reports([HANDMADE], tmp_path).claims_html.read_text(encoding="utf-8")
     for statement in ("low_cpu_mem_usage=True halves peak RAM",
                       "low_cpu_mem_usage=True is the default in transformers 5.5",
                       "RSS after from_pretrained shows the model&#x27;s memory",
@@ -159,7 +159,7 @@ def _open(browser: Any, page_path: Path) -> tuple[Any, list[str]]:
 
 @pytest.mark.browser
 def test_dashboard_of_a_real_run_draws_every_chart(browser: Any, tmp_path: Path) -> None:
-    paths = report.build_reports([DEFAULT], tmp_path)
+    paths = build.build_reports([DEFAULT], tmp_path)
     page, problems = _open(browser, paths.index_html)
     drawn = page.evaluate(
         """() => [...document.querySelectorAll('[data-chart]')].map(d => [
@@ -193,7 +193,7 @@ def _open_claims(browser: Any, page_path: Path) -> tuple[Any, list[str]]:
 
 @pytest.mark.browser
 def test_an_xss_message_renders_as_text_in_page_and_hover(browser: Any, tmp_path: Path) -> None:
-    paths = report.build_reports([HANDMADE], tmp_path)
+    paths = build.build_reports([HANDMADE], tmp_path)
     page, problems = _open(browser, paths.index_html)
     assert page.evaluate("document.querySelectorAll('img').length") == 0
     assert XSS in page.inner_text("body")

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from harness import results
+from harness import records as rec
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +43,7 @@ def _bench(
 def test_two_real_stacks_measure_tiny_gpt2(nox_bench: Any) -> None:
     proc, run_dir = _bench(nox_bench, GOOD_STACKS, "--profile", "default")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    records = results.read_run(run_dir)
+    records = rec.read_run(run_dir)
     # 2 stacks x 4 scenarios x 2 repeats, one record each, no more
     assert len(records) == 16
     assert {r["status"] for r in records} == {"ok"}
@@ -52,7 +52,7 @@ def test_two_real_stacks_measure_tiny_gpt2(nox_bench: Any) -> None:
         r["torch_version"].startswith("2.13.0") for r in records
     )
     for r in records:
-        assert r["schema_version"] == results.SCHEMA_VERSION
+        assert r["schema_version"] == rec.SCHEMA_VERSION
         assert r["params"] > 100_000
         assert r["param_bytes"] == 4 * r["params"]
         assert r["peak_mb"] > 0
@@ -86,7 +86,7 @@ def test_a_stack_that_cannot_install_does_not_stop_the_other(nox_bench: Any) -> 
     proc, run_dir = _bench(nox_bench, stacks, "--profile", "smoke")
     # Install errors fail the run, but only after the good stack has finished.
     assert proc.returncode != 0
-    records = results.read_run(run_dir)
+    records = rec.read_run(run_dir)
     by_stack: dict[str, set[str]] = {}
     for r in records:
         by_stack.setdefault(r["stack_id"], set()).add(r["status"])
@@ -103,7 +103,7 @@ def test_existing_environment_stack_with_nox_and_without(
     stacks = f'  - {{id: existing, python: "{stack_python}", install: false}}\n'
     proc, run_dir = _bench(nox_bench, stacks, "--profile", "smoke")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    records = results.read_run(run_dir)
+    records = rec.read_run(run_dir)
     assert len(records) == 4
     assert {r["status"] for r in records} == {"ok"}
     assert {r["stack_id"] for r in records} == {"existing"}
@@ -119,6 +119,6 @@ def test_existing_environment_stack_with_nox_and_without(
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )  # fmt: skip
     assert plain.returncode == 0, plain.stdout[-3000:] + plain.stderr[-3000:]
-    again = results.read_run(out)
+    again = rec.read_run(out)
     assert [r["status"] for r in again] == ["ok"] * 4
     assert "records: ok 4" in plain.stdout

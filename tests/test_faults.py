@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from harness import results, runner
-from harness.matrix import Cell, Model, Scenario, Stack
+from harness import records as rec
+from harness.config.matrix import Cell, Model, Scenario, Stack
+from harness.measure import runner
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +54,7 @@ def _keys(records: list[dict[str, Any]]) -> list[tuple[str, int]]:
 
 
 def _on_disk(cfg: runner.RunConfig) -> list[dict[str, Any]]:
-    return results.read_run(cfg.run_dir)
+    return rec.read_run(cfg.run_dir)
 
 
 def _expect_one_each(cfg: runner.RunConfig, cells: list[Cell]) -> list[dict[str, Any]]:
@@ -208,13 +209,13 @@ def test_ctrl_c_then_resume_runs_only_the_missing_cells(tmp_path: Path, nox_benc
     proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers to the foreground process
     proc.communicate(timeout=120)
     assert proc.returncode != 0
-    interrupted = results.read_run(run_dir)
+    interrupted = rec.read_run(run_dir)
     assert 4 <= len(interrupted) < 12
     assert not list((tmp_path / "run" / "raw").glob("*.phase"))
     resumed = subprocess.run([*nox, "--", "--resume", str(run_dir)], env=env, capture_output=True,
                              text=True, timeout=900, check=False)  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    records = results.read_run(run_dir)
+    records = rec.read_run(run_dir)
     cells = subprocess.run(
         [sys.executable, "-m", "harness", "cells", "--matrix", str(matrix), "--profile", "default"],
         capture_output=True, text=True, check=True, cwd=REPO,
@@ -267,7 +268,7 @@ def test_fit_finds_the_smallest_cap_of_a_real_run(
     cfg = _config(tmp_path, "fit", repeats=1, mode="fresh", fit=True)
     runner.run_stack(test_stack, cells, stack_python, cfg)
     assert [r["status"] for r in _expect_one_each(cfg, cells)] == ["ok"]
-    (found,) = results.read(cfg.run_dir / "fit" / f"{test_stack.id}.jsonl")
+    (found,) = rec.read(cfg.run_dir / "fit" / f"{test_stack.id}.jsonl")
     assert found["fit_status"] == "fit", found
     assert found["budget_method"] in ("cgroup-v2", "cgroup-v1", "systemd-run", "watchdog")
     # Bisected to 5%: the smallest cap that worked sits just above one that did not.

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from harness import budget, fit
+from harness.measure import budget, fit
 
 MIB = fit.MIB
 

@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
-from harness import bless, golden, runner
-from harness.matrix import Cell, Model, Scenario, Stack
+from harness.config.matrix import Cell, Model, Scenario, Stack
+from harness.golden import bless
+from harness.golden import store as golden
+from harness.measure import runner
 
 TOL = {"float32": 0.01, "bfloat16": 0.5, "float16": 0.1}
 FIXTURE = Path(__file__).resolve().parent.parent / "harness" / "fixtures" / "tiny_gpt2"

@@ -6,14 +6,15 @@ from typing import Any
 
 from recordkit import HANDMADE, make_record
 
-from harness import heatmap, results, tables
+from harness import records
+from harness.report import heatmap, tables
 
 A = "tf4.46.3-torch2.5.1-py3.11"
 B = "tf5.5.4-torch2.5.1-py3.11"
 
 
 def _handmade() -> tuple[Any, list[str], list[str]]:
-    df = tables.to_frame(results.read_run(HANDMADE))
+    df = tables.to_frame(records.read_run(HANDMADE))
     return df, tables.stack_order(df), tables.model_order(df)
 
 

@@ -1,4 +1,4 @@
-"""harness.matrix: loading the real matrix.yaml, expanding cells, and every validation error."""
+"""harness.config.matrix: loading the real matrix.yaml, expanding cells, and every validation error."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.matrix import (
+from harness.config.matrix import (
     FAIL_ON_CHOICES,
     PRESETS,
     Cell,

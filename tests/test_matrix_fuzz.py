@@ -2,7 +2,7 @@
 
 Every kind of mistake in `KINDS` starts from the real matrix.yaml, its structure (dumped
 back with PyYAML) or its text (comments kept), and breaks one thing; hypothesis draws which
-stack, model, profile, key and bad value. Whatever it draws, `harness.matrix.load` must raise
+stack, model, profile, key and bad value. Whatever it draws, `harness.config.matrix.load` must raise
 `MatrixError` (nothing else may escape) whose text is one line,
 ``<file>:<line>: <key.path>: <problem>``, with the line inside the offending key or value and
 the key path naming it (``YAML syntax error`` in its place for text YAML cannot parse).
@@ -30,8 +30,9 @@ from hypothesis import strategies as st
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from harness import cli, matrix, matrix_schema
-from harness.matrix import MatrixError, load
+from harness.commands import cli
+from harness.config import loader, matrix
+from harness.config.matrix import MatrixError, load
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -527,12 +528,12 @@ def unknown_key(
 
 @kind("unknown key: top level")
 def _(data: st.DataObject) -> Case:
-    return unknown_key(data, fresh(), (), matrix_schema._TOP_KEYS)
+    return unknown_key(data, fresh(), (), loader._TOP_KEYS)
 
 
 @kind("unknown key: settings")
 def _(data: st.DataObject) -> Case:
-    return unknown_key(data, fresh(), ("settings",), matrix_schema._SETTINGS_KEYS)
+    return unknown_key(data, fresh(), ("settings",), loader._SETTINGS_KEYS)
 
 
 @kind("unknown key: settings.golden_tolerance")
@@ -542,28 +543,28 @@ def _(data: st.DataObject) -> Case:
 
 @kind("unknown key: stacks[i]")
 def _(data: st.DataObject) -> Case:
-    return unknown_key(data, fresh(), ("stacks", stack_index(data)), matrix_schema._STACK_KEYS)
+    return unknown_key(data, fresh(), ("stacks", stack_index(data)), loader._STACK_KEYS)
 
 
 @kind("unknown key: models.<id>")
 def _(data: st.DataObject) -> Case:
-    return unknown_key(data, fresh(), ("models", model_id(data)), matrix_schema._MODEL_KEYS)
+    return unknown_key(data, fresh(), ("models", model_id(data)), loader._MODEL_KEYS)
 
 
 @kind("unknown key: scenarios")
 def _(data: st.DataObject) -> Case:
-    return unknown_key(data, fresh(), ("scenarios",), matrix_schema._SCENARIO_KEYS)
+    return unknown_key(data, fresh(), ("scenarios",), loader._SCENARIO_KEYS)
 
 
 @kind("unknown key: profiles.<name>")
 def _(data: st.DataObject) -> Case:
-    return unknown_key(data, fresh(), ("profiles", profile_name(data)), matrix_schema._PROFILE_KEYS)
+    return unknown_key(data, fresh(), ("profiles", profile_name(data)), loader._PROFILE_KEYS)
 
 
 @kind("unknown key: profiles.<name>.scenarios")
 def _(data: st.DataObject) -> Case:
     at = ("profiles", profile_name(data), "scenarios")
-    return unknown_key(data, fresh(), at, matrix_schema._SCENARIO_KEYS)
+    return unknown_key(data, fresh(), at, loader._SCENARIO_KEYS)
 
 
 @kind("unknown key: an include or exclude rule")
@@ -571,7 +572,7 @@ def _(data: st.DataObject) -> Case:
     doc = fresh()
     where = slot(data, [("include",), ("exclude",), ("profiles", "<p>", "include"), ("profiles", "<p>", "exclude")])  # fmt: skip
     put(doc, where, [{"model": "tiny-gpt2"}])
-    return unknown_key(data, doc, (*where, 0), matrix_schema._RULE_KEYS)
+    return unknown_key(data, doc, (*where, 0), loader._RULE_KEYS)
 
 
 @kind("model key not allowed for its source")
@@ -579,8 +580,8 @@ def _(data: st.DataObject) -> Case:
     doc = fresh()
     name = model_id(data)
     source = BASE["models"][name]["source"]
-    allowed = matrix_schema._SOURCE_KEYS[source]
-    key = data.draw(st.sampled_from([k for k in matrix_schema._MODEL_KEYS if k not in allowed]))
+    allowed = loader._SOURCE_KEYS[source]
+    key = data.draw(st.sampled_from([k for k in loader._MODEL_KEYS if k not in allowed]))
     doc["models"][name][key] = "x"
     return structural(doc, ("models", name, key), "not allowed for source", exact=True)
 
@@ -818,10 +819,10 @@ def _(data: st.DataObject) -> Case:
     i = stack_index(data)
     key = data.draw(st.sampled_from(["index_url", "torch_backend"]))
     if key == "index_url":
-        pattern = matrix_schema._URL_RE
+        pattern = loader._URL_RE
         fixed = ["pypi.org/simple", "not a url", "http//x", "://x", "https:// spaced"]
     else:
-        pattern = matrix_schema._TORCH_BACKEND_RE
+        pattern = loader._TORCH_BACKEND_RE
         fixed = ["cuda12", "gpu", "rocm", "cu", "CPU", "cu12.4", "metal"]
     bad = data.draw(
         st.one_of(st.sampled_from(fixed), st.text(max_size=10)).filter(
@@ -840,7 +841,7 @@ def _(data: st.DataObject) -> Case:
         st.one_of(
             st.sampled_from(["a/b", "has space", "-lead", ".hidden", "x:y", "é", "a\tb"]),
             ANY_KEY,
-        ).filter(lambda t: matrix_schema._ID_RE.fullmatch(t) is None),
+        ).filter(lambda t: loader._ID_RE.fullmatch(t) is None),
         label="id",
     )
     where = data.draw(st.sampled_from(["stack id", "model id", "profile name"]))
@@ -1212,7 +1213,7 @@ def _(data: st.DataObject) -> Case:
     doc = fresh()
     bad = data.draw(
         st.one_of(st.sampled_from(["a/b/c", "has space", "-x", "org/", "/name"]), st.text(max_size=10))
-        .filter(lambda t: t.strip() and matrix_schema._REPO_RE.fullmatch(t) is None),
+        .filter(lambda t: t.strip() and loader._REPO_RE.fullmatch(t) is None),
         label="repo",
     )  # fmt: skip
     entry = with_model(doc, "extra", HUB_MODEL)
@@ -1267,7 +1268,7 @@ def _(data: st.DataObject) -> Case:
     stack = doc["stacks"][i] = dict(EXISTING)
     how = data.draw(st.sampled_from(["install-only key", "no id", "bad python"]), label="how")
     if how == "install-only key":
-        keys = [k for k in matrix_schema._STACK_KEYS if k not in ("id", "install", "python")]
+        keys = [k for k in loader._STACK_KEYS if k not in ("id", "install", "python")]
         key = data.draw(st.sampled_from(keys), label="key")
         stack[key] = "1.0"
         return structural(doc, ("stacks", i, key), "installs nothing", exact=True)
@@ -1289,13 +1290,13 @@ def _(data: st.DataObject) -> Case:
 
 @kind("unknown key: compare")
 def _(data: st.DataObject) -> Case:
-    return unknown_key(data, fresh(), ("compare",), matrix_schema._COMPARE_KEYS)
+    return unknown_key(data, fresh(), ("compare",), loader._COMPARE_KEYS)
 
 
 @kind("compare: bad threshold or fail_on")
 def _(data: st.DataObject) -> Case:
     doc = fresh()
-    key = data.draw(st.sampled_from(matrix_schema._COMPARE_KEYS), label="key")
+    key = data.draw(st.sampled_from(loader._COMPARE_KEYS), label="key")
     if key in ("memory", "time", "alpha"):
         bad = NOT_NUMBER if key != "alpha" else st.one_of(NOT_NUMBER, st.floats(min_value=1))
     elif key == "min_repeats":

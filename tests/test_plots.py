@@ -8,7 +8,8 @@ import pytest
 from recordkit import DEFAULT, HANDMADE, make_record
 from scipy import stats
 
-from harness import plots, results, tables
+from harness import records as rec
+from harness.report import plots, tables
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -22,7 +23,7 @@ XSS = "<img src=x onerror=alert(1)>"
 
 
 def _handmade() -> tuple[pd.DataFrame, list[str], list[str]]:
-    df = tables.to_frame(results.read_run(HANDMADE))
+    df = tables.to_frame(rec.read_run(HANDMADE))
     return df, tables.stack_order(df), tables.model_order(df)
 
 
@@ -130,7 +131,7 @@ def test_reference_scenario_prefers_the_default_load() -> None:
 
 
 def test_every_figure_of_a_real_run_has_series() -> None:
-    df = tables.to_frame(results.read_run(DEFAULT))
+    df = tables.to_frame(rec.read_run(DEFAULT))
     figures = plots.all_figures(df, tables.stack_order(df), tables.model_order(df))
     assert list(figures) == ["memory", "peak_ratio", "speed", "compatibility", "memory_vs_size"]
     for name, fig in figures.items():

@@ -6,8 +6,8 @@ import io
 import sys
 from typing import TYPE_CHECKING
 
-from harness import progress
-from harness.matrix import Cell, Model, Scenario, Stack
+from harness.config.matrix import Cell, Model, Scenario, Stack
+from harness.measure import progress
 
 if TYPE_CHECKING:
     import pytest

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 from recordkit import HANDMADE, SMOKE, copy_run, make_record, write_run
 
-from harness import plots, report, results, tables
+from harness import records as rec
+from harness.report import build, plots, tables
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -26,13 +27,13 @@ def _no_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_summary_md_is_exact(tmp_path: Path) -> None:
-    paths = report.build_reports([HANDMADE], tmp_path)
+    paths = build.build_reports([HANDMADE], tmp_path)
     assert paths.markdown.read_text(encoding="utf-8") == EXPECTED_MD
 
 
 def test_every_file_lands_in_the_first_run_folder(tmp_path: Path) -> None:
     run = copy_run(HANDMADE, tmp_path / "run")
-    paths = report.build_reports([run])
+    paths = build.build_reports([run])
     assert paths.out_dir == run
     for path in (paths.parquet, paths.csv, paths.markdown, paths.index_html,
                  paths.claims_html, paths.plotly_js):  # fmt: skip
@@ -55,18 +56,18 @@ def test_markdown_is_appended_to_the_github_step_summary(
     step = tmp_path / "step_summary.md"
     step.write_text("earlier step\n", encoding="utf-8")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step))
-    report.build_reports([HANDMADE], tmp_path / "out")
+    build.build_reports([HANDMADE], tmp_path / "out")
     assert step.read_text(encoding="utf-8") == "earlier step\n" + EXPECTED_MD + "\n"
 
 
 def test_records_of_several_machines_are_never_pooled(tmp_path: Path) -> None:
     other = [
         {**r, "run_id": "20260102-000000", "machine_fingerprint": "bbbbbbbbbbbb"}
-        for r in results.read_run(HANDMADE)
+        for r in rec.read_run(HANDMADE)
         if r["machine_fingerprint"]
     ]
     run2 = write_run(tmp_path / "run2", other)
-    paths = report.build_reports([HANDMADE, run2], tmp_path / "out")
+    paths = build.build_reports([HANDMADE, run2], tmp_path / "out")
     summary = pd.read_csv(paths.csv)
     assert len(summary) == 6 + 4
     assert set(summary["machine_fingerprint"]) == {"aaaaaaaaaaaa", "bbbbbbbbbbbb"}
@@ -77,9 +78,9 @@ def test_records_of_several_machines_are_never_pooled(tmp_path: Path) -> None:
 
 
 def test_repeats_of_several_runs_on_one_machine_are_pooled(tmp_path: Path) -> None:
-    again = [{**r, "run_id": "20260102-000000"} for r in results.read_run(HANDMADE)]
+    again = [{**r, "run_id": "20260102-000000"} for r in rec.read_run(HANDMADE)]
     run2 = write_run(tmp_path / "run2", again)
-    summary = pd.read_csv(report.build_reports([HANDMADE, run2], tmp_path / "out").csv)
+    summary = pd.read_csv(build.build_reports([HANDMADE, run2], tmp_path / "out").csv)
     assert len(summary) == 6
     assert set(summary["runs"]) == {2}
 
@@ -87,7 +88,7 @@ def test_repeats_of_several_runs_on_one_machine_are_pooled(tmp_path: Path) -> No
 def test_the_same_run_given_twice_is_read_once(tmp_path: Path) -> None:
     run = copy_run(HANDMADE, tmp_path / "run")
     (tmp_path / "latest").symlink_to(run.name)
-    assert len(report.load_records([tmp_path / "latest", run])) == 10
+    assert len(build.load_records([tmp_path / "latest", run])) == 10
 
 
 def test_markdown_stays_within_a_pr_comment() -> None:
@@ -95,20 +96,20 @@ def test_markdown_stays_within_a_pr_comment() -> None:
                            message="x" * 200, status="error" if i % 7 == 0 else "ok")
                for i in range(400) for r in range(2)]  # fmt: skip
     df = tables.to_frame(records)
-    text = report.render_markdown(df, tables.summarize(df))
-    assert len(text) <= report.MARKDOWN_BUDGET
+    text = build.render_markdown(df, tables.summarize(df))
+    assert len(text) <= build.MARKDOWN_BUDGET
     assert "more rows in summary.csv" in text
     assert text.endswith("</details>\n")
 
 
 def test_md_cell_makes_record_text_inert() -> None:
-    assert report.md_cell("a|b <script>\nc") == "a\\|b &lt;script&gt; c"
-    assert report.md_cell(None) == ""
-    assert report.md_cell("x" * 500, limit=10) == "x" * 9 + "…"
+    assert build.md_cell("a|b <script>\nc") == "a\\|b &lt;script&gt; c"
+    assert build.md_cell(None) == ""
+    assert build.md_cell("x" * 500, limit=10) == "x" * 9 + "…"
 
 
 def test_real_smoke_run(tmp_path: Path) -> None:
-    paths = report.build_reports([SMOKE], tmp_path)
+    paths = build.build_reports([SMOKE], tmp_path)
     text = paths.markdown.read_text(encoding="utf-8")
     assert "4 stacks · 1 model · 2 scenarios · 8 records" in text
     assert "### Failures (0)" in text
@@ -118,7 +119,7 @@ def test_real_smoke_run(tmp_path: Path) -> None:
 
 
 def test_cli_writes_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert report.main([str(HANDMADE), "--out", str(tmp_path)]) == 0
+    assert build.main([str(HANDMADE), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"report: {tmp_path / 'index.html'}" in out
     assert (tmp_path / "summary.md").exists()
@@ -135,11 +136,11 @@ def test_cli_writes_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_cli_bad_input_is_one_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], fragment: str
 ) -> None:
-    code = report.main([a.format(tmp=tmp_path) for a in args])
+    code = build.main([a.format(tmp=tmp_path) for a in args])
     err = capsys.readouterr().err
-    assert code == report.USAGE_EXIT
+    assert code == build.USAGE_EXIT
     assert err.count("\n") == 1
-    assert err.startswith("harness.report: error: ")
+    assert err.startswith("harness.report.build: error: ")
     assert fragment in err
 
 
@@ -149,7 +150,7 @@ def test_cli_torn_record_file_is_bad_input(
     raw = tmp_path / "run" / "raw"
     raw.mkdir(parents=True)
     (raw / "s.jsonl").write_text("{not json\n", encoding="utf-8")
-    assert report.main([str(tmp_path / "run")]) == report.USAGE_EXIT
+    assert build.main([str(tmp_path / "run")]) == build.USAGE_EXIT
     assert "unreadable record file" in capsys.readouterr().err
 
 
@@ -157,7 +158,7 @@ def test_png_without_an_exporter_says_so_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(plots, "has_image_exporter", lambda: False)
-    assert report.main([str(HANDMADE), "--out", str(tmp_path), "--png"]) == 0
+    assert build.main([str(HANDMADE), "--out", str(tmp_path), "--png"]) == 0
     err = capsys.readouterr().err
     assert err == "PNG export skipped: no image exporter installed (pip install kaleido)\n"
     assert not (tmp_path / "png").exists()
@@ -166,14 +167,14 @@ def test_png_without_an_exporter_says_so_in_one_line(
 
 def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.report", str(tmp_path / "nope")],
+        [sys.executable, "-m", "harness.report.build", str(tmp_path / "nope")],
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert proc.stderr == f"harness.report: error: {tmp_path / 'nope'}: no such run folder\n"
+    assert proc.stderr == f"harness.report.build: error: {tmp_path / 'nope'}: no such run folder\n"
 
 
 def test_report_paths_are_frozen(tmp_path: Path) -> None:
-    paths = report.build_reports([HANDMADE], tmp_path)
+    paths = build.build_reports([HANDMADE], tmp_path)
     with pytest.raises(AttributeError):
         paths.markdown = tmp_path  # type: ignore[misc]

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from harness import results
-from harness.matrix import Cell, Model, Scenario, Stack
+from harness import records
+from harness.config.matrix import Cell, Model, Scenario, Stack
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -48,7 +48,7 @@ WORKER_RESULT = {
 
 
 def test_memory_fields_are_relative_to_pre_load_rss() -> None:
-    fields = results.memory_fields(WORKER_RESULT)
+    fields = records.memory_fields(WORKER_RESULT)
     assert fields["load_peak_mb"] == 8.0
     assert fields["peak_mb"] == 8.0  # max hwm over load..generate minus baseline rss
     assert fields["anon_mb"] == 2.0
@@ -59,13 +59,13 @@ def test_memory_fields_are_relative_to_pre_load_rss() -> None:
 
 
 def test_memory_fields_survive_a_failed_load() -> None:
-    fields = results.memory_fields({"status": "error", "phases": {}})
+    fields = records.memory_fields({"status": "error", "phases": {}})
     assert set(fields.values()) == {None}
 
 
 def test_build_record_has_the_documented_fields() -> None:
-    outcome = results.Outcome("ok", "", WORKER_RESULT, 1.25)
-    record = results.build_record(run_id="r1", cell=CELL, repeat=2, mode="forkserver",
+    outcome = records.Outcome("ok", "", WORKER_RESULT, 1.25)
+    record = records.build_record(run_id="r1", cell=CELL, repeat=2, mode="forkserver",
                                   outcome=outcome, env=None)  # fmt: skip
     required = {
         "schema_version", "run_id", "stack_id", "python_version", "torch_version",
@@ -88,15 +88,15 @@ def test_build_record_has_the_documented_fields() -> None:
 def test_append_and_read_skip_a_torn_last_line(tmp_path: Path) -> None:
     path = tmp_path / "raw" / "s.jsonl"
     for i in range(3):
-        results.append(path, {"i": i, "status": "ok"})
+        records.append(path, {"i": i, "status": "ok"})
     with path.open("a") as fh:
         fh.write('{"i": 3, "sta')  # a crash in the middle of a write
-    with pytest.warns(results.TornLineWarning, match="partial last line"):
-        assert [r["i"] for r in results.read(path)] == [0, 1, 2]
+    with pytest.warns(records.TornLineWarning, match="partial last line"):
+        assert [r["i"] for r in records.read(path)] == [0, 1, 2]
 
 
 def test_install_error_records_cover_every_cell_and_repeat() -> None:
-    recs = results.install_error_records(run_id="r", stack=STACK, cells=[CELL], repeats=3,
+    recs = records.install_error_records(run_id="r", stack=STACK, cells=[CELL], repeats=3,
                                          mode="forkserver", message="No solution found")  # fmt: skip
     assert [r["repeat"] for r in recs] == [0, 1, 2]
     assert {r["status"] for r in recs} == {"install_error"}
@@ -109,4 +109,4 @@ def test_install_error_records_cover_every_cell_and_repeat() -> None:
     [(["ok", "unsupported"], 0), (["ok", "error", "timeout", "killed", "install_error"], 4)],
 )
 def test_failed_ignores_ok_and_unsupported(statuses: list[str], bad: int) -> None:
-    assert len(results.failed({"status": s} for s in statuses)) == bad
+    assert len(records.failed({"status": s} for s in statuses)) == bad

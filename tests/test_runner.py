@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import runner
-from harness.matrix import Cell, Model, Scenario, Stack
+from harness.config.matrix import Cell, Model, Scenario, Stack
+from harness.measure import runner
 
 STACK = Stack(
     id="host-python", python="3.11", transformers="4.46.3", torch="2.5.1", accelerate=None,

@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING
 import pytest
 from recordkit import HANDMADE, SMOKE, make_record
 
-from harness import results, tables
+from harness import records
+from harness.report import tables
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
 def _frame() -> pd.DataFrame:
-    return tables.to_frame(results.read_run(HANDMADE))
+    return tables.to_frame(records.read_run(HANDMADE))
 
 
 def test_frame_has_one_row_per_record_and_cell_id_labels() -> None:
@@ -58,7 +59,7 @@ def test_load_rss_is_relative_to_the_pre_load_baseline() -> None:
 
 
 def test_stacks_are_ordered_by_version_not_by_name() -> None:
-    df = tables.to_frame(results.read_run(SMOKE))
+    df = tables.to_frame(records.read_run(SMOKE))
     assert tables.stack_order(df) == [
         "tf4.46.3-torch2.5.1-py3.11",
         "tf4.57.6-torch2.8.0-py3.11",

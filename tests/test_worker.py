@@ -6,7 +6,7 @@ import types
 
 import pytest
 
-from harness import worker
+from harness.target import worker
 
 FAKE_TORCH = types.SimpleNamespace(float32="f32", bfloat16="bf16", float16="f16")
 

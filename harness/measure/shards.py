@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
-    from harness.matrix import Cell, Matrix
+    from harness.config.matrix import Cell, Matrix
 
 _SHARD = re.compile(r"([0-9]+)/([0-9]+)")
 

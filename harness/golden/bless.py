@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import golden, results, usage
+from harness import paths, usage
+from harness import records as rec
+from harness.golden import store as golden
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
 USAGE_EXIT = usage.USAGE_EXIT
 UsageError = usage.UsageError
 REFUSED_EXIT = 1
-REPORTS = golden.REPO / "reports"
+REPORTS = paths.REPORTS
 
 
 class BlessError(Exception):
@@ -65,7 +67,7 @@ def plan(
         groups.setdefault((r["model"], r["dtype"], int(r["max_new_tokens"])), []).append(r)
     changes: list[Change] = []
     for (model, dtype, n), group in sorted(groups.items()):
-        bad = [r for r in group if r["status"] not in results.GOOD_STATUSES]
+        bad = [r for r in group if r["status"] not in rec.GOOD_STATUSES]
         if bad:
             r = bad[0]
             raise BlessError(
@@ -136,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not (ns.run / "raw").is_dir():
             raise UsageError(f"{ns.run}: no such run folder")
         models = [m for m in ns.models.split(",") if m] if ns.models else None
-        changes = plan(results.read_run(ns.run), ns.stack, models, ns.goldens)
+        changes = plan(rec.read_run(ns.run), ns.stack, models, ns.goldens)
     except UsageError as exc:
         print(f"harness: error: {exc}", file=sys.stderr)
         return USAGE_EXIT

@@ -1,8 +1,8 @@
 """Measuring one transformers release for a bisect: a fresh environment, one cell, records.
 
 Each probed release gets a fresh uv environment with the bisect's torch
-(harness.envs.install) and runs the one cell through the bench machinery
-(harness.runner.run_stack), so its records land in <run>/raw/<stack-id>.jsonl like any
+(harness.measure.envs.install) and runs the one cell through the bench machinery
+(harness.measure.runner.run_stack), so its records land in <run>/raw/<stack-id>.jsonl like any
 bench run's. A release already measured on this machine is not measured again: its latest
 records in the run folder are reused.
 """
@@ -16,8 +16,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from harness import envs, results, runner, worker
-from harness.matrix import Cell, Stack
+from harness import records as rec
+from harness.config.matrix import Cell, Stack
+from harness.measure import envs, runner
+from harness.target import worker
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -63,9 +65,9 @@ def reduce(
     cached: bool,
     seconds: float,
 ) -> Measurement:
-    worst = max(records, key=lambda r: (results.STATUSES.index(r["status"]), r["repeat"]))
+    worst = max(records, key=lambda r: (rec.STATUSES.index(r["status"]), r["repeat"]))
     ok = [r for r in records if r["status"] == "ok"]
-    value = results.median_or_none(r.get(metric) for r in ok) if metric in NUMERIC else None
+    value = rec.median_or_none(r.get(metric) for r in ok) if metric in NUMERIC else None
     output = tuple(tuple(ids) for ids in ok[0]["output_ids"]) if ok else None
     return Measurement(version=version, status=worst["status"], message=worst.get("message") or "",
                        value=value, output=output, runs=len(records), cached=cached,
@@ -89,13 +91,13 @@ def probe_stack(template: Stack, version: str) -> Stack:
 
 
 def host_fingerprint() -> str:
-    return results.machine_fingerprint(worker.environment()["machine"])
+    return rec.machine_fingerprint(worker.environment()["machine"])
 
 
 def _same_machine(record: dict[str, Any], host: str) -> bool:
     # The worker adds the GPU's name where there is one; the host's view has none.
     machine = {k: v for k, v in (record.get("machine") or {}).items() if k != "gpu"}
-    return bool(machine) and results.machine_fingerprint(machine) == host
+    return bool(machine) and rec.machine_fingerprint(machine) == host
 
 
 def cached(spec: Spec, stack: Stack, host: str) -> list[dict[str, Any]]:
@@ -106,7 +108,7 @@ def cached(spec: Spec, stack: Stack, host: str) -> list[dict[str, Any]]:
     cell_id = spec.cell.id
     found = [
         r
-        for r in results.read(path)
+        for r in rec.read(path)
         if r.get("cell_id") == cell_id
         and r.get("status") != "install_error"
         and _same_machine(r, host)
@@ -141,12 +143,12 @@ def measure(spec: Spec, version: str, host: str) -> Measurement:
             records = runner.run_stack(stack, [cell], python, spec.config)
         else:
             cfg = spec.config
-            records = results.install_error_records(
+            records = rec.install_error_records(
                 run_id=cfg.run_id, stack=stack, cells=[cell], repeats=cfg.repeats,
                 mode=cfg.mode, message=installed.message,
             )  # fmt: skip
             for record in records:
-                results.append(raw / f"{stack.id}.jsonl", record)
+                rec.append(raw / f"{stack.id}.jsonl", record)
     finally:
         if not spec.keep_envs:
             shutil.rmtree(venv, ignore_errors=True)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from harness.tables import golden_note, per_machine
+from harness.report.tables import golden_note, per_machine
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -14,17 +14,18 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from harness import results
+from harness import paths, records
 
 if TYPE_CHECKING:
-    from harness.budget import Budget
+    from pathlib import Path
 
-WORKER = Path(__file__).with_name("worker.py")
-PRESETS = Path(__file__).parent / "fixtures" / "presets.py"
-FIXTURES = Path(__file__).parent / "fixtures"
+    from harness.measure.budget import Budget
+
+WORKER = paths.WORKER
+PRESETS = paths.PRESETS
+FIXTURES = paths.FIXTURES
 # -I keeps the script's folder off sys.path: harness/ must never shadow a stdlib module in
 # the target environment (a harness/bisect.py once replaced `bisect` there; it is
 # harness/bisection.py now). -u: unbuffered.
@@ -271,6 +272,6 @@ def classify(
         note = exit_.note or f"worker exited with code {exit_.code}{during} and wrote no result"
         return "error", note, result
     status = str(result.get("status", "error"))
-    if status not in results.STATUSES:
+    if status not in records.STATUSES:
         return "error", f"worker reported unknown status {status!r}", result
     return status, str(result.get("message", "")), result

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from pathlib import Path
 
-    from harness.matrix import Cell, Stack
+    from harness.config.matrix import Cell, Stack
 
 SCHEMA_VERSION = 1
 MIB = 1024 * 1024

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from harness.matrix import Stack
+    from harness.config.matrix import Stack
 
 # Enough of the installer's output to explain a failed solve in a record.
 MESSAGE_TAIL = 1500

@@ -19,17 +19,19 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from harness import budget, ci, golden, results, runner, usage
-from harness import matrix as matrix_mod
+from harness import paths, usage
+from harness import records as rec
+from harness.config import matrix as matrix_mod
+from harness.golden import store as golden
+from harness.measure import budget, runner, shards
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 USAGE_EXIT = usage.USAGE_EXIT
 UsageError = usage.UsageError
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_MATRIX = REPO / "matrix.yaml"
-REPORTS = REPO / "reports"
+DEFAULT_MATRIX = paths.DEFAULT_MATRIX
+REPORTS = paths.REPORTS
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,7 @@ def _size(text: str) -> int:
 
 def _shard(text: str) -> tuple[int, int]:
     try:
-        return ci.parse_shard(text)
+        return shards.parse_shard(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -225,7 +227,7 @@ def select(
     cells = matrix.cells(args.profile, models=args.models, stacks=args.stacks)
     if args.shard is not None:
         # Sharded over the whole selection, so N machines cover it exactly once.
-        cells = ci.shard(cells, *args.shard)
+        cells = shards.shard(cells, *args.shard)
     return [c for c in cells if stack_id is None or c.stack.id == stack_id]
 
 
@@ -257,7 +259,7 @@ def write_manifest(
     data.update(
         {
             "run_id": run_id,
-            "schema_version": results.SCHEMA_VERSION,
+            "schema_version": rec.SCHEMA_VERSION,
             "command": sys.argv,
             "matrix": str(matrix_path),
             "matrix_sha256": hashlib.sha256(matrix_path.read_bytes()).hexdigest(),
@@ -289,7 +291,7 @@ def summary_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((r["stack_id"], r["cell_id"]), []).append(r)
     rows = []
     for (stack, cell), group in groups.items():
-        statuses = sorted({r["status"] for r in group}, key=results.STATUSES.index)
+        statuses = sorted({r["status"] for r in group}, key=rec.STATUSES.index)
         ok = [r for r in group if r["status"] == "ok"]
         texts = ok[0]["output_text"] if ok else []
         message = next((r["message"] for r in group if r["status"] != "ok"), "")
@@ -299,13 +301,13 @@ def summary_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "cell": cell,
                 "runs": len(group),
                 "status": "/".join(statuses),
-                "load_s": results.median_or_none(r["load_s"] for r in ok),
-                "ttft_s": results.median_or_none(r["ttft_s"] for r in ok),
-                "tokens_per_s": results.median_or_none(r["tokens_per_s"] for r in ok),
-                "peak_mb": results.median_or_none(r["peak_mb"] for r in ok),
-                "anon_mb": results.median_or_none(r["anon_mb"] for r in ok),
-                "file_mb": results.median_or_none(r["file_mb"] for r in ok),
-                "peak_ratio": results.median_or_none(r["peak_ratio"] for r in ok),
+                "load_s": rec.median_or_none(r["load_s"] for r in ok),
+                "ttft_s": rec.median_or_none(r["ttft_s"] for r in ok),
+                "tokens_per_s": rec.median_or_none(r["tokens_per_s"] for r in ok),
+                "peak_mb": rec.median_or_none(r["peak_mb"] for r in ok),
+                "anon_mb": rec.median_or_none(r["anon_mb"] for r in ok),
+                "file_mb": rec.median_or_none(r["file_mb"] for r in ok),
+                "peak_ratio": rec.median_or_none(r["peak_ratio"] for r in ok),
                 "text": (texts[0] if texts else message)[:40],
             }
         )
@@ -337,13 +339,13 @@ def finish_run(
     run_dir: Path, console: Console | None = None, *, strict_golden: bool = False
 ) -> int:
     """Print the summary; exit code 1 on a status other than ok/unsupported or a failing golden."""
-    records = results.read_run(run_dir)
+    records = rec.read_run(run_dir)
     console = console or Console(width=200)
     if not records:
         console.print(f"no records in {run_dir}")
         return 1
     print_summary(records, console)
-    bad = results.failed(records)
+    bad = rec.failed(records)
     for r in bad[:20]:
         line = f"  {r['status']}: {r['stack_id']} {r['cell_id']} #{r['repeat']}: {r['message']}"
         console.print(line, markup=False)
@@ -376,7 +378,7 @@ def finish_run(
 
 def bench_existing(ns: argparse.Namespace) -> int:
     """`python -m harness bench`: for machines without nox or uv (a GPU box, a team's image)."""
-    from harness import progress  # noqa: PLC0415 - only this command draws progress
+    from harness.measure import progress  # noqa: PLC0415 - only this command draws progress
 
     m = matrix_mod.load(ns.matrix)
     args = bench_args(ns, m)

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 from packaging.version import InvalidVersion, Version
 
-from harness.verdicts import METRICS, Record, Row, compare_records
+from harness.decide.verdicts import METRICS, Record, Row, compare_records
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from harness.matrix import CompareSettings
+    from harness.config.matrix import CompareSettings
 
 _STACK_ID = re.compile(r"tf(?P<tf>[^-]+)-torch(?P<torch>[^-]+)")
 

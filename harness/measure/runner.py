@@ -7,7 +7,6 @@ becomes a record, and the run goes on.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 import time
@@ -15,9 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from harness import budget, golden, results
-from harness import fit as fit_mod
-from harness.workers import (
+from harness import paths
+from harness import records as rec
+from harness.golden import store as golden
+from harness.measure import budget
+from harness.measure import fit as fit_mod
+from harness.measure.spawn import (
     FIXTURES,
     ISOLATED,
     PRESETS,
@@ -35,7 +37,7 @@ from harness.workers import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from harness.matrix import Cell, Model, Stack
+    from harness.config.matrix import Cell, Model, Stack
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def _fit_record(
     cfg: RunConfig, cell: Cell, run: Attempt, uncapped: dict[str, Any]
 ) -> dict[str, Any]:
     base: dict[str, Any] = {
-        "schema_version": results.SCHEMA_VERSION, "run_id": cfg.run_id, "stack_id": cell.stack.id,
+        "schema_version": rec.SCHEMA_VERSION, "run_id": cfg.run_id, "stack_id": cell.stack.id,
         "cell_id": cell.id, "model": cell.model.id, "scenario": cell.scenario.id,
         "low_cpu_mem_usage": cell.scenario.low_cpu_mem_usage,
         "device_map": cell.scenario.device_map,
@@ -146,9 +148,7 @@ MIB = 1024 * 1024
 FIT_FLOOR_MB = 64.0
 
 
-def default_cache_dir() -> Path:
-    env = os.environ.get("HARNESS_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "harness"
+default_cache_dir = paths.cache_dir
 
 
 @dataclass(frozen=True)
@@ -241,7 +241,7 @@ def run_stack(
     # On --resume, (cell, repeat) pairs already on disk are done; an interrupted run wrote
     # nothing for the cell it was in, so exactly the missing ones run again.
     done = (
-        {(r["cell_id"], r["repeat"]) for r in results.read(jsonl)}
+        {(r["cell_id"], r["repeat"]) for r in rec.read(jsonl)}
         if cfg.resume and jsonl.exists()
         else set()
     )
@@ -250,9 +250,9 @@ def run_stack(
     hashes: dict[str, str | None] = {}
 
     def emit(
-        cell: Cell, repeat: int, outcome: results.Outcome, stack_env: dict[str, Any] | None
+        cell: Cell, repeat: int, outcome: rec.Outcome, stack_env: dict[str, Any] | None
     ) -> None:
-        record = results.build_record(
+        record = rec.build_record(
             run_id=cfg.run_id,
             cell=cell,
             repeat=repeat,
@@ -268,7 +268,7 @@ def run_stack(
             record["weights_sha256"] = hashes[cell.model.id]
         if cfg.judge is not None:
             record.update(cfg.judge.judge(record))
-        results.append(jsonl, record)
+        rec.append(jsonl, record)
         records.append(record)
         if progress is not None:
             progress(len(records), total, cell, repeat, record)
@@ -279,7 +279,7 @@ def run_stack(
         for repeat in range(cfg.repeats):
             for cell in cells:
                 if (cell.id, repeat) not in done:
-                    emit(cell, repeat, results.Outcome(status, message, {}, 0.0), stack_env)
+                    emit(cell, repeat, rec.Outcome(status, message, {}, 0.0), stack_env)
         return records
 
     log_path = raw / f"{stack.id}.log"
@@ -322,7 +322,7 @@ def run_stack(
                             )
                     where = paths[key]
                     if isinstance(where, str):
-                        emit(cell, repeat, results.Outcome("error", where, {}, 0.0), stack_env)
+                        emit(cell, repeat, rec.Outcome("error", where, {}, 0.0), stack_env)
                         continue
                     job = {
                         "model_path": where.model,
@@ -355,9 +355,9 @@ def run_stack(
                     else:
                         status, message, result = run.fresh(cfg.memory_budget)
                     wall = time.monotonic() - started
-                    emit(cell, repeat, results.Outcome(status, message, result, wall), stack_env)
+                    emit(cell, repeat, rec.Outcome(status, message, result, wall), stack_env)
                     if cfg.fit and status == "ok":
-                        results.append(
+                        rec.append(
                             # Apart from raw/: one record per (cell, repeat) stays true there.
                             cfg.run_dir / "fit" / f"{stack.id}.jsonl",
                             _fit_record(cfg, cell, run, result),

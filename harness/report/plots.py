@@ -1,4 +1,4 @@
-"""Plotly figures of a run's tidy DataFrame (see harness.report.to_frame): pure functions.
+"""Plotly figures of a run's tidy DataFrame (see harness.report.build.to_frame): pure functions.
 
 Every string that comes from a record and goes into hover text is HTML-escaped: plotly
 renders a subset of HTML in labels and decodes entities, so escaped text shows as typed.
@@ -17,9 +17,9 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from harness import results
-from harness.heatmap import compatibility_heatmap
-from harness.tables import per_machine, stack_order
+from harness import records
+from harness.report.heatmap import compatibility_heatmap
+from harness.report.tables import per_machine, stack_order
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -276,7 +276,7 @@ def memory_vs_size(df: pd.DataFrame, stacks: Sequence[str]) -> go.Figure:
             ))  # fmt: skip
     per_m = BYTES_PER_PARAM.get(ref["dtype"])
     if per_m:
-        slope = per_m * 1e6 / results.MIB
+        slope = per_m * 1e6 / records.MIB
         top = float(rows["params"].max()) / 1e6
         fig.add_trace(go.Scatter(name=f"weights alone: {slope:.2f} MiB/M params",
                                  x=[0, top], y=[0, slope * top], mode="lines",

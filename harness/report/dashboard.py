@@ -22,7 +22,8 @@ import plotly
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from harness import results, tables
+from harness import records
+from harness.report import tables
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     import pandas as pd
     import plotly.graph_objects as go
 
-    from harness.claims import Claim
+    from harness.report.claims import Claim
 
 PLOTLY_JS = "plotly.min.js"
 LOADER = """(function () {
@@ -130,7 +131,7 @@ def _num(value: object, digits: int) -> str:
 def _header(df: pd.DataFrame) -> str:
     counts = df["status"].value_counts()
     status = ", ".join(
-        f"{counts[s]} {e(s)}" for s in sorted(counts.index, key=results.STATUSES.index)
+        f"{counts[s]} {e(s)}" for s in sorted(counts.index, key=records.STATUSES.index)
     )
     machines = df.groupby("machine_fingerprint")["machine"].first()
     machine_list = "; ".join(f"<code>{e(fp)}</code> {e(label)}" for fp, label in machines.items())

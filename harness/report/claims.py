@@ -1,7 +1,7 @@
 """Loading claims users have read, with the verdict this run's records give, per version.
 
 Only the claims and the method are written in advance; every verdict and number is computed
-from the tidy DataFrame of harness.report.to_frame.
+from the tidy DataFrame of harness.report.build.to_frame.
 """
 
 from __future__ import annotations

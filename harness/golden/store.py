@@ -12,19 +12,20 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
+from harness import paths
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
+    from pathlib import Path
 
 GOLDEN_VERSION = 1
-REPO = Path(__file__).resolve().parent.parent
-GOLDENS = REPO / "goldens"
+GOLDENS = paths.GOLDENS
 EXPECTATIONS_FILE = "expectations.yaml"
 VERDICTS = ("match", "drift", "missing", "stale", "mismatch")
 # The worst verdict of a record's prompts is the record's verdict.

@@ -17,23 +17,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import compare_render, results, usage, walk
-from harness.matrix import (
+from harness import paths, usage
+from harness import records as rec
+from harness.config.matrix import (
     DEFAULT_GOLDEN_TOLERANCE,
     FAIL_ON_CHOICES,
     CompareSettings,
     MatrixError,
 )
-from harness.matrix import load as load_matrix
-from harness.verdicts import CompareError, Comparison, Record, Row, compare_records
+from harness.config.matrix import load as load_matrix
+from harness.decide import render, walk
+from harness.decide.verdicts import CompareError, Comparison, Record, Row, compare_records
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
 USAGE_EXIT = 2
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_RUN = REPO / "reports" / "latest"
-DEFAULT_MATRIX = REPO / "matrix.yaml"
+DEFAULT_RUN = paths.REPORTS / "latest"
+DEFAULT_MATRIX = paths.DEFAULT_MATRIX
 
 
 @dataclass(frozen=True)
@@ -55,12 +56,12 @@ def resolve_side(text: str, run: Path) -> Side:
     if path.is_dir():
         if not (path / "raw").is_dir():
             raise CompareError(f"{text}: not a run folder (no raw/ inside)")
-        records = results.read_run(path)
+        records = rec.read_run(path)
         if not records:
             raise CompareError(f"{text}: the run folder has no records")
         return Side(text, _stacks_of(records))
     if path.suffix == ".jsonl" and path.is_file():
-        return Side(text, _stacks_of(results.read(path)))
+        return Side(text, _stacks_of(rec.read(path)))
     if "/" in text or path.suffix == ".jsonl":
         raise CompareError(f"{text}: no such run folder or record file")
     if not (run / "raw").is_dir():
@@ -69,7 +70,7 @@ def resolve_side(text: str, run: Path) -> Side:
     if not jsonl.is_file():
         known = sorted(p.stem for p in (run / "raw").glob("*.jsonl"))
         raise CompareError(f"unknown stack id {text!r} in {run} (known: {', '.join(known)})")
-    return Side(text, _stacks_of(results.read(jsonl)))
+    return Side(text, _stacks_of(rec.read(jsonl)))
 
 
 def compare_sides(
@@ -218,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         settings, tolerances = _settings(args)
         summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        out = compare_render.Outputs(
+        out = render.Outputs(
             markdown=args.markdown,
             json=args.json,
             step_summary=Path(summary) if summary else None,
@@ -232,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 dataclasses.replace(s, rows=tuple(r for r in s.rows if args.shown(r)))
                 for s in steps
             ]
-            compare_render.emit_walk(out, str(args.run), steps, notes)
+            render.emit_walk(out, str(args.run), steps, notes)
             return 0
         assert args.base is not None  # noqa: S101 - parse_args checked it
         assert args.candidate is not None  # noqa: S101
@@ -247,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CompareError, usage.UsageError, MatrixError) as exc:
         print(f"harness compare: error: {exc}", file=sys.stderr)
         return USAGE_EXIT
-    compare_render.emit(out, comparison)
+    render.emit(out, comparison)
     return 1 if comparison.failures() else 0
 
 

@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from harness import walk
-from harness.verdicts import VERDICTS, Comparison, Row
+from harness.decide import walk
+from harness.decide.verdicts import VERDICTS, Comparison, Row
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence

@@ -328,7 +328,7 @@ def load(path: str | Path) -> Matrix:
         raise MatrixError(_one_line(f"{label}: cannot read: {exc.strerror or exc}")) from None
     except ValueError as exc:  # a NUL byte in the path
         raise MatrixError(_one_line(f"{label}: cannot read: {exc}")) from None
-    from harness.matrix_schema import Loader  # noqa: PLC0415 - the loader imports this module
+    from harness.config.loader import Loader  # noqa: PLC0415 - the loader imports this module
 
     return Loader(label, file.resolve().parent).document(text, file)
 

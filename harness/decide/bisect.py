@@ -3,9 +3,9 @@
     nox -s bisect -- --good tf==4.46.3 --bad tf==4.57.6 --model tiny-gpt2 \\
         --scenario st/fp32/lcmu=false/dm=cpu --metric status [--torch 2.13.0] [--run DIR]
 
-The releases between the two ends come from the package index (harness.releases). Each
-probed release gets a fresh uv environment with the same torch (harness.envs.install) and
-runs the one cell through the bench machinery (harness.runner.run_stack), so its records
+The releases between the two ends come from the package index (harness.decide.releases). Each
+probed release gets a fresh uv environment with the same torch (harness.measure.envs.install) and
+runs the one cell through the bench machinery (harness.measure.runner.run_stack), so its records
 land in <run>/raw/<stack-id>.jsonl like any bench run's; a re-run reuses records of this
 machine instead of measuring again. The metric is `status`, `output` (the generated ids)
 or a numeric record field, which flips when it moves past a threshold (relative to the
@@ -29,20 +29,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness import golden, releases, runner, usage
-from harness.matrix import Cell, Matrix, MatrixError, Scenario, Stack
-from harness.matrix import load as load_matrix
-from harness.probe import NUMERIC, Measurement, Spec, host_fingerprint, measure
+from harness import paths, usage
+from harness.config.matrix import Cell, Matrix, MatrixError, Scenario, Stack
+from harness.config.matrix import load as load_matrix
+from harness.decide import releases
+from harness.golden import store as golden
+from harness.measure import runner
+from harness.measure.probe import NUMERIC, Measurement, Spec, host_fingerprint, measure
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 USAGE_EXIT = 2
 UNDECIDED_EXIT = 1
-REPO = Path(__file__).resolve().parent.parent
-DEFAULT_RUN = REPO / "reports" / "bisect"
-DEFAULT_ENVS = REPO / ".nox" / "bisect-envs"
-DEFAULT_MATRIX = REPO / "matrix.yaml"
+DEFAULT_RUN = paths.REPORTS / "bisect"
+DEFAULT_ENVS = paths.REPO / ".nox" / "bisect-envs"
+DEFAULT_MATRIX = paths.DEFAULT_MATRIX
 METRICS = ("status", "output", *NUMERIC)
 _SCENARIO = re.compile(
     r"(?P<fmt>st|bin)/(?P<dtype>fp32|bf16|fp16)/lcmu=(?P<lcmu>omit|true|false)"

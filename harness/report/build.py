@@ -1,6 +1,6 @@
 """Reports of one or several runs: summary.md, and the pipeline that writes every file.
 
-`python -m harness.report [RUN_DIR ...] [--out DIR] [--png]` writes results.parquet,
+`python -m harness.report.build [RUN_DIR ...] [--out DIR] [--png]` writes results.parquet,
 summary.csv, summary.md, index.html and claims.html into the first run folder.
 """
 
@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from harness import claims, dashboard, plots, results, usage
-from harness.tables import (
+from harness import paths, usage
+from harness import records as rec
+from harness.report import claims, dashboard, plots
+from harness.report.tables import (
     GOLDEN_FAILING,
     METRICS,
     SHOWN,
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Hashable, Iterable, Sequence
 
 USAGE_EXIT = 2
-DEFAULT_RUN = Path(__file__).resolve().parent.parent / "reports" / "latest"
+DEFAULT_RUN = paths.REPORTS / "latest"
 # A GitHub PR comment holds 65,536 characters; leave room for a bot's own header.
 MARKDOWN_BUDGET = 60_000
 MESSAGE_CHARS = 160
@@ -72,7 +74,7 @@ def load_records(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
             continue
         seen.add(run_dir.resolve())
         try:
-            found = results.read_run(run_dir)
+            found = rec.read_run(run_dir)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ReportError(f"{run_dir}: unreadable record file ({exc})") from None
         if not found:
@@ -132,7 +134,7 @@ def _machines(df: pd.DataFrame) -> str:
 def _md_header(df: pd.DataFrame, several: bool) -> list[str]:
     counts = df["status"].value_counts()
     status = " · ".join(
-        f"{counts[s]} {s}" for s in sorted(counts.index, key=results.STATUSES.index)
+        f"{counts[s]} {s}" for s in sorted(counts.index, key=rec.STATUSES.index)
     )
     runs = ", ".join(md_cell(r) for r in df["run_id"].unique())
     sizes = (
@@ -158,7 +160,7 @@ def _md_stacks(df: pd.DataFrame) -> list[str]:
             "stack_id": df["stack_id"],
             "ok": df["status"] == "ok",
             "unsupported": df["status"] == "unsupported",
-            "failed": ~df["status"].isin(results.GOOD_STATUSES),
+            "failed": ~df["status"].isin(rec.GOOD_STATUSES),
             "golden": df["golden"].isin(GOLDEN_FAILING),
         }
     ).groupby("stack_id")
@@ -281,7 +283,7 @@ def build_reports(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = usage.Parser(prog="python -m harness.report", description=__doc__)
+    parser = usage.Parser(prog="python -m harness.report.build", description=__doc__)
     parser.add_argument("run_dirs", nargs="*", type=Path, metavar="RUN_DIR")
     parser.add_argument("--out", type=Path, default=None, help="folder (default: first run)")
     parser.add_argument("--png", action="store_true", help="also export each chart as PNG")
@@ -289,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
         paths = build_reports(ns.run_dirs or [DEFAULT_RUN], ns.out, png=ns.png)
     except (ReportError, usage.UsageError) as exc:
-        print(f"harness.report: error: {exc}", file=sys.stderr)
+        print(f"harness.report.build: error: {exc}", file=sys.stderr)
         return USAGE_EXIT
     if paths.png_note:
         print(paths.png_note, file=sys.stderr)

@@ -3,7 +3,7 @@
 Status and golden are categorical: a status leaving `ok`, or a golden going from a pass to
 `mismatch`/`stale`, is always `worse`. Where a case has no golden, the candidate's tokens
 are held against the base's, and the base's margins tell a near-tie flip (`drift`, same)
-from a real change (`worse`). Numbers go through harness.stats.
+from a real change (`worse`). Numbers go through harness.decide.stats.
 
 Records of different machines are never pooled: they are compared machine by machine,
 and two sides with no machine in common are refused unless cross_machine is set.
@@ -14,12 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from harness import golden, stats
+from harness.decide import stats
+from harness.golden import store as golden
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
-    from harness.matrix import CompareSettings
+    from harness.config.matrix import CompareSettings
 
 VERDICTS = (*stats.VERDICTS, "n/a")
 # Rank of a status: a higher rank on the candidate is worse.
@@ -33,7 +34,7 @@ class CompareError(Exception):
     """Bad input: an unknown stack, a missing folder, records of unrelated machines."""
 
 
-# What a `fail_on` entry may name besides a metric (harness.matrix.FAIL_ON_CHOICES).
+# What a `fail_on` entry may name besides a metric (harness.config.matrix.FAIL_ON_CHOICES).
 CATEGORIES = ("memory", "time", "status", "golden")
 
 

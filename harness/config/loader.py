@@ -19,7 +19,7 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from harness.matrix import (
+from harness.config.matrix import (
     AXES,
     CHECKPOINT_FORMATS,
     DEFAULT_AXES,

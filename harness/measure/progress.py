@@ -18,7 +18,7 @@ from rich.progress import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    from harness.matrix import Cell
+    from harness.config.matrix import Cell
 
 
 def line(done: int, total: int, cell: Cell, repeat: int, record: dict[str, Any]) -> str:

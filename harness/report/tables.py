@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from packaging.version import InvalidVersion, Version
 
-from harness import results
+from harness import records as rec
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -36,8 +36,8 @@ METRICS = {"load_s": 3, "ttft_s": 3, "tokens_per_s": 1, "peak_mb": 1, "anon_mb":
            "file_mb": 1, "load_peak_mb": 1, "peak_ratio": 2}  # fmt: skip
 SHOWN = ("load_s", "ttft_s", "tokens_per_s", "peak_mb", "anon_mb", "file_mb", "peak_ratio")
 GROUP = ["machine_fingerprint", "stack_id", "model", "scenario"]
-STATUS_RANK = {s: i for i, s in enumerate(results.STATUSES)}
-# Golden verdicts best to worst, as harness.golden ranks them; the last two fail a run.
+STATUS_RANK = {s: i for i, s in enumerate(rec.STATUSES)}
+# Golden verdicts best to worst, as harness.golden.store ranks them; the last two fail a run.
 GOLDEN_ORDER = ("match", "drift", "missing", "stale", "mismatch")
 GOLDEN_FAILING = frozenset({"stale", "mismatch"})
 
@@ -98,7 +98,7 @@ def to_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
         cols[f] = pd.array([r.get(f) for r in records], dtype="Int64")
     for f in FLOAT_FIELDS:
         cols[f] = _floats([r.get(f) for r in records])
-    for phase in results.MEMORY_PHASES:
+    for phase in rec.MEMORY_PHASES:
         found = [(r.get("phases") or {}).get(phase) or {} for r in records]
         for key in PHASE_KEYS:
             cols[f"phase_{phase}_{key}"] = _floats([p.get(key) for p in found])
@@ -106,7 +106,7 @@ def to_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
     for key in BASELINE_KEYS:
         cols[f"baseline_{key}"] = _floats([b.get(key) for b in baselines])
     df = pd.DataFrame(cols)
-    df["weights_mb"] = df["param_bytes"].astype("float64") / results.MIB
+    df["weights_mb"] = df["param_bytes"].astype("float64") / rec.MIB
     df["load_rss_mb"] = df["phase_load_rss_mb"] - df["baseline_rss_mb"]
     return _fill_fingerprints(df)
 
@@ -200,7 +200,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     out["runs"] = grouped["run_id"].nunique()
     out["n"] = grouped.size()
     out["n_ok"] = ok.groupby(GROUP, sort=False).size().reindex(out.index).fillna(0).astype(int)
-    out["status"] = _worst(df, "status", results.STATUSES).reindex(out.index)
+    out["status"] = _worst(df, "status", rec.STATUSES).reindex(out.index)
     out["statuses"] = _status_texts(df).reindex(out.index)
     out["golden"] = _worst(df, "golden", GOLDEN_ORDER).reindex(out.index)
     bad = df.loc[df["status"] != "ok"]
@@ -252,7 +252,7 @@ def golden_note(detail: object) -> str:
 
 def failures(df: pd.DataFrame) -> pd.DataFrame:
     """Records that fail a run (a bad status or a failing golden verdict), by stack order."""
-    bad = df.loc[~df["status"].isin(results.GOOD_STATUSES) | df["golden"].isin(GOLDEN_FAILING)]
+    bad = df.loc[~df["status"].isin(rec.GOOD_STATUSES) | df["golden"].isin(GOLDEN_FAILING)]
     rank = {s: i for i, s in enumerate(stack_order(df))}
     return bad.sort_values("stack_id", key=lambda col: col.map(rank), kind="stable")
 

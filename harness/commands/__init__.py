@@ -1,0 +1,1 @@
+"""The harness CLI: argv -> call -> exit code."""

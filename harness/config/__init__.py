@@ -1,0 +1,1 @@
+"""matrix.yaml and expectations.yaml: the typed model and its loading (host)."""

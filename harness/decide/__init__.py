@@ -1,0 +1,1 @@
+"""Upgrade decisions: statistics, verdicts between stacks, compare, walk, bisect."""

@@ -1,0 +1,1 @@
+"""Golden outputs: the store, the verdicts, blessing (host)."""

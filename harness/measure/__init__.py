@@ -1,0 +1,1 @@
+"""Host side of a run: environments, workers, the runner, budgets, fit, shards."""

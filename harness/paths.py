@@ -1,0 +1,21 @@
+"""Where things live: the checkout's folders and the harness's own files. One place, no copies."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+REPO = PACKAGE.parent
+DEFAULT_MATRIX = REPO / "matrix.yaml"
+REPORTS = REPO / "reports"
+GOLDENS = REPO / "goldens"
+FIXTURES = PACKAGE / "fixtures"
+WORKER = PACKAGE / "target" / "worker.py"
+PRESETS = FIXTURES / "presets.py"
+
+
+def cache_dir() -> Path:
+    """Built presets and other derived files: $HARNESS_CACHE, else ~/.cache/harness."""
+    env = os.environ.get("HARNESS_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "harness"

@@ -1,0 +1,1 @@
+"""Tables, plots, the dashboard, claims and markdown of runs' records."""
