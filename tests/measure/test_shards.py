@@ -14,7 +14,7 @@ from harness.commands import cli
 from harness.config import matrix
 from harness.measure import shards
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MATRIX = matrix.load(REPO / "matrix.yaml")
 
 

@@ -16,8 +16,8 @@ from harness.golden import store as golden
 from harness.measure import runner
 
 TOL = {"float32": 0.01, "bfloat16": 0.5, "float16": 0.1}
-FIXTURE = Path(__file__).resolve().parent.parent / "harness" / "fixtures" / "tiny_gpt2"
-PERTURB = Path(__file__).resolve().parent / "data" / "perturb.py"
+FIXTURE = Path(__file__).resolve().parents[2] / "harness" / "fixtures" / "tiny_gpt2"
+PERTURB = Path(__file__).resolve().parents[1] / "data" / "perturb.py"
 PROMPTS = tuple(json.loads((FIXTURE / "manifest.json").read_text())["prompts"])
 
 

@@ -19,7 +19,7 @@ from harness.config.matrix import (
     load,
 )
 
-REPO_MATRIX = Path(__file__).resolve().parents[1] / "matrix.yaml"
+REPO_MATRIX = Path(__file__).resolve().parents[2] / "matrix.yaml"
 
 # Small valid sections; their line counts matter for the error table below.
 STACKS = 'stacks:\n  - {python: "3.11", transformers: "4.46.3", torch: "2.5.1"}\n'  # lines 1-2

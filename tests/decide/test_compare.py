@@ -20,7 +20,7 @@ from harness.config.matrix import FAIL_ON_CHOICES, CompareSettings
 from harness.decide import compare, render, stats, verdicts, walk
 from harness.measure import envs, runner
 
-DATA = Path(__file__).parent / "data" / "compare"
+DATA = Path(__file__).resolve().parents[1] / "data" / "compare"
 WALK = DATA / "walk"
 A, B, C = "tf4.46.3-torch2.5.1-py3.11", "tf4.57.6-torch2.8.0-py3.11", "tf5.24.0-torch2.13.0-py3.11"
 NO_MATRIX = ["--matrix", "/nonexistent/matrix.yaml"]  # the built-in defaults
@@ -450,7 +450,7 @@ def test_comparison_failures_follow_policy() -> None:
 @pytest.mark.e2e
 def test_two_real_stacks_compare_on_tiny_gpt2(tmp_path: Path, stack_python: Path) -> None:
     """transformers 4.57.6 and 5.24.0 on torch 2.13 CPU, three repeats each, then compared."""
-    repo_matrix = matrix.load(Path(__file__).resolve().parents[1] / "matrix.yaml")
+    repo_matrix = matrix.load(Path(__file__).resolve().parents[2] / "matrix.yaml")
     model = repo_matrix.model("tiny-gpt2")
     scenario = matrix.Scenario(None, None, "float32", "safetensors", 12)
     old = matrix.Stack(id=B.replace("2.8.0", "2.13.0"), python="3.11", transformers="4.57.6",

@@ -25,7 +25,7 @@ from harness.measure import runner
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "harness" / "fixtures" / "tiny_gpt2"
 PROMPTS = tuple(json.loads((FIXTURE / "manifest.json").read_text())["prompts"])
 

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 XSS = "<img src=x onerror=alert(1)>"
 CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).parent / "artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHARTS = ("memory", "peak_ratio", "speed", "compatibility", "memory_vs_size")
 
 

@@ -37,7 +37,7 @@ from harness.config.matrix import MatrixError, load
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BASE_TEXT = (REPO / "matrix.yaml").read_text(encoding="utf-8")
 BASE: dict[str, Any] = yaml.safe_load(BASE_TEXT)
 STACK_COUNT = len(BASE["stacks"])

@@ -19,7 +19,7 @@ from harness import records as rec
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 GOOD_STACKS = """\
   - {python: "3.11", transformers: "4.57.6", torch: "2.13.0"}
   - {python: "3.11", transformers: "5.24.0", torch: "2.13.0"}

@@ -14,7 +14,7 @@ from harness import records as rec
 from harness.commands import cli
 from harness.config import matrix
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MATRIX = matrix.load(REPO / "matrix.yaml")
 
 
