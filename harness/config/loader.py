@@ -19,6 +19,7 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
+from harness.config import ids
 from harness.config.matrix import (
     AXES,
     CHECKPOINT_FORMATS,
@@ -504,7 +505,7 @@ class Loader:
         torch_backend = self.optional(entries, "torch_backend", path, self.torch_backend)
         stack_id = self.optional(entries, "id", path, self.identifier)
         return Stack(
-            id=stack_id or f"tf{transformers}-torch{torch}-py{python}",
+            id=stack_id or ids.stack_id(transformers, torch, python),
             python=python,
             transformers=transformers,
             torch=torch,

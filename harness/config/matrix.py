@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from harness.config import ids
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -57,8 +59,6 @@ CHECKPOINT_FORMATS = ("safetensors", "bin")
 PROFILES_REQUIRED = ("smoke", "default", "full")
 
 AXES = ("low_cpu_mem_usage", "device_map", "dtype", "checkpoint_format")
-_DTYPE_SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
-_FORMAT_SHORT = {"safetensors": "st", "bin": "bin"}
 
 # Logit margins (top-1 minus top-2) below which a first differing token is float noise.
 DEFAULT_GOLDEN_TOLERANCE: Mapping[str, float] = MappingProxyType(
@@ -94,13 +94,13 @@ class Stack:
     install: bool = True
 
     def requirements(self) -> tuple[str, ...]:
-        """What to install: core pins, accelerate (bare when unpinned), psutil, extra pins."""
+        """What to install: core pins, accelerate (bare when unpinned), extra pins."""
         reqs = [f"torch=={self.torch}", f"transformers=={self.transformers}"]
         if self.accelerate is not None:
             reqs.append(f"accelerate=={self.accelerate}")
         elif not any(_requirement_name(pin) == "accelerate" for pin in self.pins):
             reqs.append("accelerate")  # unpinned: the resolver picks one that fits
-        return (*reqs, "psutil", *self.pins)
+        return (*reqs, *self.pins)
 
 
 @dataclass(frozen=True)
@@ -123,10 +123,9 @@ class Scenario:
 
     @property
     def id(self) -> str:
-        lcmu = _axis_text(self.low_cpu_mem_usage, "omit")
-        dm = _axis_text(self.device_map)
-        fmt = _FORMAT_SHORT[self.checkpoint_format]
-        return f"{fmt}/{_DTYPE_SHORT[self.dtype]}/lcmu={lcmu}/dm={dm}"
+        return ids.scenario_id(
+            self.low_cpu_mem_usage, self.device_map, self.dtype, self.checkpoint_format
+        )
 
 
 @dataclass(frozen=True)
@@ -138,7 +137,7 @@ class Cell:
     @property
     def id(self) -> str:
         """Unique within one stack; the stack id is kept apart (it names the environment)."""
-        return f"{self.model.id}/{self.scenario.id}"
+        return ids.cell_id(self.model.id, self.scenario.id)
 
 
 @dataclass(frozen=True)
@@ -334,14 +333,6 @@ def load(path: str | Path) -> Matrix:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _axis_text(value: AxisValue, none: str = "none") -> str:
-    if value is None:
-        return none
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
 
 
 def _unknown(what: str, name: str, known: Iterable[str]) -> str:

@@ -133,9 +133,7 @@ def _machines(df: pd.DataFrame) -> str:
 
 def _md_header(df: pd.DataFrame, several: bool) -> list[str]:
     counts = df["status"].value_counts()
-    status = " · ".join(
-        f"{counts[s]} {s}" for s in sorted(counts.index, key=rec.STATUSES.index)
-    )
+    status = " · ".join(f"{counts[s]} {s}" for s in sorted(counts.index, key=rec.STATUSES.index))
     runs = ", ".join(md_cell(r) for r in df["run_id"].unique())
     sizes = (
         f"{plural(df['stack_id'].nunique(), 'stack')} · {plural(df['model'].nunique(), 'model')}"

@@ -1,7 +1,8 @@
 """Measure ONE load-and-generate run inside a stack's own environment.
 
 This file runs in the target environment, not in the harness's: it imports only the
-standard library, torch, transformers and psutil, and must import on Python >= 3.9.
+standard library, torch, transformers, safetensors, tokenizers and accelerate, and must
+import on Python >= 3.9.
 Results travel through a JSON file handed to it, never through stdout.
 
 Commands:
@@ -26,12 +27,18 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    # Types only: at run time this file imports nothing but the stdlib and the stack.
+    from collections.abc import Mapping
+
+    from harness.target.contract import Environment, Job, Output, Phase, Result
 
 WORKER_API = 1
 MIB = 1024 * 1024
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-_DISTS = ("torch", "transformers", "accelerate", "safetensors", "tokenizers", "numpy", "psutil")
+_DISTS = ("torch", "transformers", "accelerate", "safetensors", "tokenizers", "numpy")
 
 
 # ---------------------------------------------------------------- kernel counters
@@ -214,7 +221,7 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-def load_kwargs(tf_version: str, job: dict[str, Any], torch_mod: Any) -> dict[str, Any]:
+def load_kwargs(tf_version: str, job: Job, torch_mod: Any) -> dict[str, Any]:
     """The from_pretrained keywords for this scenario on this transformers version."""
     tf = parse_version(tf_version)
     kwargs: dict[str, Any] = {}
@@ -237,7 +244,7 @@ def load_kwargs(tf_version: str, job: dict[str, Any], torch_mod: Any) -> dict[st
 def known_rejection(
     tf_version: str,
     torch_version: str,
-    job: dict[str, Any],
+    job: Job,
     *,
     has_accelerate: bool,
     has_cuda: bool,
@@ -322,7 +329,7 @@ def _mem_total_mb() -> float | None:
     return None
 
 
-def environment() -> dict[str, Any]:
+def environment() -> Environment:
     versions = {name: _dist_version(name) for name in _DISTS}
     versions["python"] = platform.python_version()
     return {
@@ -369,11 +376,11 @@ class _PhaseStreamer:
 
 
 class Run:
-    def __init__(self, job: dict[str, Any]) -> None:
+    def __init__(self, job: Job) -> None:
         self.job = job
         self.memory = Memory()
         self.sampler = AnonSampler(float(job.get("sample_interval_s", 0.002)))
-        self.phases: dict[str, dict[str, Any]] = {}
+        self.phases: dict[str, Phase] = {}
         self.cuda = False
         self.torch: Any = None
 
@@ -401,7 +408,7 @@ class Run:
         if self.cuda:
             self.torch.cuda.synchronize()
         seconds = time.perf_counter() - started
-        phase: dict[str, Any] = {"seconds": seconds, **self.memory.snapshot()}
+        phase = cast("Phase", {"seconds": seconds, **self.memory.snapshot()})
         phase["anon_peak_mb"] = self.sampler.take_peak()
         if self.cuda:
             phase["cuda_alloc_peak_mb"] = self.torch.cuda.max_memory_allocated() / MIB
@@ -411,9 +418,9 @@ class Run:
     def execute(
         self,
         import_s: float | None,
-        import_phase: dict[str, Any] | None,
-        stack_env: dict[str, Any],
-    ) -> dict[str, Any]:
+        import_phase: Phase | None,
+        stack_env: Environment,
+    ) -> Result:
         import torch  # noqa: PLC0415 - imported already in both modes; cheap here
         import transformers  # noqa: PLC0415
         from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
@@ -421,8 +428,11 @@ class Run:
         self.torch = torch
         job = self.job
         # The process's environment, read once; a copy, because a GPU name may be added.
-        env = {"versions": stack_env["versions"], "machine": dict(stack_env["machine"])}
-        result: dict[str, Any] = {
+        env: Environment = {
+            "versions": stack_env["versions"],
+            "machine": dict(stack_env["machine"]),
+        }
+        result: Result = {
             "worker_api": WORKER_API,
             "env": env,
             "memory_method": self.memory.method,
@@ -479,7 +489,7 @@ class Run:
         device = next(iter(params.values())).device
 
         pad = tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
-        outputs: list[dict[str, Any]] = []
+        outputs: list[Output] = []
         started = self._begin("first_token")
         gen_started = started
 
@@ -514,6 +524,7 @@ class Run:
                         "ids": new_ids,
                         "margins": margins,
                         "seconds": t1 - t0,
+                        "text": "",  # decoded after the measured phases
                     }
                 )
                 if index == 0:
@@ -541,7 +552,7 @@ class Run:
         return result
 
 
-def _hub_kwargs(job: dict[str, Any]) -> dict[str, Any]:
+def _hub_kwargs(job: Job) -> dict[str, Any]:
     kw: dict[str, Any] = {}
     if job.get("revision"):
         kw["revision"] = job["revision"]
@@ -555,7 +566,7 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(text.split())[:2000]
 
 
-def _write_json(path: str, data: dict[str, Any]) -> None:
+def _write_json(path: str, data: Mapping[str, object]) -> None:
     # A handoff to the host, which reads it at once and fsyncs the record itself: the
     # rename is enough to never show a half-written file, an fsync here would only cost.
     tmp = f"{path}.tmp{os.getpid()}"
@@ -568,10 +579,10 @@ def run_job(
     job_path: str,
     out_path: str,
     import_s: float | None,
-    import_phase: dict[str, Any] | None,
+    import_phase: Phase | None,
     *,
     prefault: dict[str, Any] | None = None,
-    stack_env: dict[str, Any] | None = None,
+    stack_env: Environment | None = None,
 ) -> int:
     with open(job_path, encoding="utf-8") as fh:
         job = json.load(fh)
@@ -634,7 +645,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                "message": "import failed: " + _one_line(exc),
                                "traceback": traceback.format_exc(limit=8)})  # fmt: skip
         return 0
-    phase = {"seconds": import_s, **memory.snapshot()}
+    phase = cast("Phase", {"seconds": import_s, **memory.snapshot()})
     phase["baseline_rss_mb"] = start_snapshot["rss_mb"]
     return run_job(args.job, args.out, import_s, phase)
 
@@ -687,9 +698,7 @@ def cmd_serve(args: argparse.Namespace) -> int:  # noqa: ARG001 - same signature
 
 
 def cmd_env(args: argparse.Namespace) -> int:
-    data = environment()
-    data["packages"] = installed_packages()
-    data["executable"] = sys.executable
+    data = {**environment(), "packages": installed_packages(), "executable": sys.executable}
     _write_json(args.out, data)
     return 0
 

@@ -184,7 +184,6 @@ def test_requirements_pinned_accelerate() -> None:
         "torch==2.5.1",
         "transformers==4.46.3",
         "accelerate==1.1.1",
-        "psutil",
         "numpy<2",
         "tokenizers==0.20.3",
     )
@@ -195,13 +194,11 @@ def test_requirements_unpinned_accelerate_is_left_to_resolver() -> None:
         "torch==2.5.1",
         "transformers==4.46.3",
         "accelerate",
-        "psutil",
     )
     bounded = stack(pins=("Accelerate<1",))
     assert bounded.requirements() == (
         "torch==2.5.1",
         "transformers==4.46.3",
-        "psutil",
         "Accelerate<1",
     )
 

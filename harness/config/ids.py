@@ -1,0 +1,116 @@
+"""Readable, stable ids: formatted and parsed here only; `parse` is the inverse of `format`.
+
+Stack: ``tf4.46.3-torch2.5.1-py3.11``. Scenario: ``st/fp32/lcmu=true/dm=none``.
+Cell: ``<model>/<scenario>``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from packaging.version import InvalidVersion, Version
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+DTYPE_SHORT = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+FORMAT_SHORT = {"safetensors": "st", "bin": "bin"}
+_DTYPE_LONG = {v: k for k, v in DTYPE_SHORT.items()}
+_FORMAT_LONG = {v: k for k, v in FORMAT_SHORT.items()}
+_LCMU = {None: "omit", True: "true", False: "false"}
+_LCMU_BACK = {v: k for k, v in _LCMU.items()}
+
+_STACK = re.compile(r"tf(?P<tf>[^-]+)-torch(?P<torch>[^-]+)-py(?P<python>[^-]+)")
+_SCENARIO = re.compile(
+    r"(?P<fmt>[a-z]+)/(?P<dtype>[a-z0-9]+)/lcmu=(?P<lcmu>[a-z]+)/dm=(?P<dm>[a-z]+)"
+)
+
+
+class IdError(ValueError):
+    """Text that is not an id of the expected form; str() is one line."""
+
+
+@dataclass(frozen=True)
+class StackVersions:
+    transformers: str
+    torch: str
+    python: str
+
+
+@dataclass(frozen=True)
+class ScenarioAxes:
+    low_cpu_mem_usage: bool | None
+    device_map: str | None
+    dtype: str
+    checkpoint_format: str
+
+
+def stack_id(transformers: str, torch: str, python: str) -> str:
+    return f"tf{transformers}-torch{torch}-py{python}"
+
+
+def parse_stack_id(text: str) -> StackVersions | None:
+    """The versions a default stack id names; None for a custom id (`id:` in matrix.yaml)."""
+    match = _STACK.fullmatch(text)
+    if match is None:
+        return None
+    return StackVersions(match["tf"], match["torch"], match["python"])
+
+
+def scenario_id(
+    low_cpu_mem_usage: bool | None, device_map: str | None, dtype: str, checkpoint_format: str
+) -> str:
+    dm = device_map or "none"
+    fmt, short = FORMAT_SHORT[checkpoint_format], DTYPE_SHORT[dtype]
+    return f"{fmt}/{short}/lcmu={_LCMU[low_cpu_mem_usage]}/dm={dm}"
+
+
+def parse_scenario_id(text: str) -> ScenarioAxes:
+    match = _SCENARIO.fullmatch(text)
+    ok = match is not None and (
+        match["fmt"] in _FORMAT_LONG
+        and match["dtype"] in _DTYPE_LONG
+        and match["lcmu"] in _LCMU_BACK
+    )
+    if match is None or not ok:
+        raise IdError(
+            f"bad scenario id {text!r}: expected FORMAT/DTYPE/lcmu=omit|true|false/dm=..., "
+            "e.g. st/fp32/lcmu=false/dm=cpu"
+        )
+    return ScenarioAxes(
+        low_cpu_mem_usage=_LCMU_BACK[match["lcmu"]],
+        device_map=None if match["dm"] == "none" else match["dm"],
+        dtype=_DTYPE_LONG[match["dtype"]],
+        checkpoint_format=_FORMAT_LONG[match["fmt"]],
+    )
+
+
+def cell_id(model: str, scenario: str) -> str:
+    return f"{model}/{scenario}"
+
+
+def _version(text: object) -> Version | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return Version(text.split("+")[0])
+    except InvalidVersion:
+        return None
+
+
+def stack_order_key(
+    stack: str, transformers: Sequence[object] = (), torch: Sequence[object] = ()
+) -> tuple[int, Version, Version, str]:
+    """Sort key for stacks: by transformers then torch version, as installed (the first
+    readable of the given values), else as the default id says; unknown versions go last."""
+    tf = next((v for t in transformers if (v := _version(t))), None)
+    tv = next((v for t in torch if (v := _version(t))), None)
+    parsed = parse_stack_id(stack)
+    if parsed is not None:
+        tf = tf or _version(parsed.transformers)
+        tv = tv or _version(parsed.torch)
+    if tf is None or tv is None:
+        return (1, Version("0"), Version("0"), stack)
+    return (0, tf, tv, stack)

@@ -1,0 +1,80 @@
+"""The vocabulary every part of the harness shares: units, statuses, golden verdicts, metrics.
+
+One registry, no copies: tables, compare, the bisect probe, `fail_on` choices and status
+ranks all derive from what is defined here. A leaf module: it imports nothing of the harness,
+so config, records, decide and report can all use it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Literal
+
+MIB = 1024 * 1024
+
+Status = Literal["ok", "unsupported", "install_error", "error", "timeout", "killed"]
+# Best to worst: a higher rank on the candidate side of a comparison is worse.
+STATUSES: tuple[Status, ...] = ("ok", "unsupported", "install_error", "error", "timeout", "killed")
+STATUS_RANK = MappingProxyType({s: i for i, s in enumerate(STATUSES)})
+# Statuses that do not fail a run: it worked, or the library itself refused the combination.
+GOOD_STATUSES: frozenset[str] = frozenset({"ok", "unsupported"})
+
+GoldenVerdict = Literal["match", "drift", "missing", "stale", "mismatch"]
+# Best to worst; the failing ones fail a run (drift only under --strict-golden).
+GOLDEN_VERDICTS: tuple[GoldenVerdict, ...] = ("match", "drift", "missing", "stale", "mismatch")
+GOLDEN_RANK = MappingProxyType({v: i for i, v in enumerate(GOLDEN_VERDICTS)})
+GOLDEN_FAILING: frozenset[str] = frozenset({"mismatch", "stale"})
+
+Category = Literal["memory", "time", "status", "golden"]
+CATEGORIES: tuple[Category, ...] = ("memory", "time", "status", "golden")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One numeric field of a record, and how it is judged and shown."""
+
+    name: str
+    label: str  # as a sentence says it
+    unit: Literal["MiB", "s", "tokens/s", "x"]
+    category: Category  # which threshold applies; what `fail_on` may name
+    higher_is_better: bool = False
+    digits: int = 1  # shown with this many decimals
+    compared: bool = True  # judged by compare; False: shown and recorded only
+    summarized: bool = True  # a column of the per-cell summary
+
+    @property
+    def better(self) -> str:
+        return "higher" if self.higher_is_better else "lower"
+
+
+_MEM: Category = "memory"
+_TIME: Category = "time"
+REGISTRY: tuple[Metric, ...] = (
+    Metric("load_s", "load time", "s", _TIME, digits=3),
+    Metric("ttft_s", "time to first token", "s", _TIME, digits=3),
+    Metric("tokens_per_s", "decode rate", "tokens/s", _TIME, higher_is_better=True),
+    Metric("import_s", "import time", "s", _TIME, digits=3, compared=False, summarized=False),
+    Metric("peak_mb", "peak memory", "MiB", _MEM),
+    Metric("anon_mb", "anonymous memory", "MiB", _MEM),
+    Metric("file_mb", "file-backed memory", "MiB", _MEM, compared=False),
+    Metric("anon_peak_mb", "anonymous peak", "MiB", _MEM, compared=False, summarized=False),
+    Metric("load_peak_mb", "peak memory while loading", "MiB", _MEM, compared=False),
+    Metric(
+        "load_anon_mb", "anonymous after loading", "MiB", _MEM, compared=False, summarized=False
+    ),
+    Metric(
+        "load_file_mb", "file-backed after loading", "MiB", _MEM, compared=False, summarized=False
+    ),
+    Metric("peak_ratio", "peak over the weights", "x", _MEM, digits=2, compared=False),
+    Metric("cuda_peak_mb", "CUDA allocated peak", "MiB", _MEM, compared=False, summarized=False),
+    Metric(
+        "cuda_reserved_peak_mb", "CUDA reserved peak", "MiB", _MEM, compared=False, summarized=False
+    ),
+)
+METRICS = MappingProxyType({m.name: m for m in REGISTRY})
+NUMERIC: tuple[str, ...] = tuple(m.name for m in REGISTRY)
+COMPARED: tuple[Metric, ...] = tuple(m for m in REGISTRY if m.compared)
+SUMMARIZED: tuple[Metric, ...] = tuple(m for m in REGISTRY if m.summarized)
+# What `fail_on` may name: a category, or one compared metric.
+FAIL_ON_CHOICES: tuple[str, ...] = (*CATEGORIES, *(m.name for m in COMPARED))
