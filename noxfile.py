@@ -22,8 +22,8 @@ from harness.commands import cli
 from harness.config import matrix
 from harness.decide import bisect as bisect_cli
 from harness.decide import compare as compare_cli
-from harness.golden import store as golden
 from harness.golden import bless
+from harness.golden import store as golden
 from harness.measure import envs, progress, runner, shards
 from harness.report import build as report_mod
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, TypedDict
 
 
-
 class _JobRequired(TypedDict):
     model_path: str
     tokenizer_path: str
