@@ -7,20 +7,20 @@ Must import on Python 3.9: typing's TypedDict, no `X | Y` outside annotations.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, TypedDict
+from typing import Any, Dict, Optional, TypedDict  # noqa: UP035 - evaluated at import on 3.9
 
 
 class _JobRequired(TypedDict):
     model_path: str
     tokenizer_path: str
-    prompts: List[str]
-    low_cpu_mem_usage: Optional[bool]  # None: the keyword is left out
-    device_map: Optional[str]
+    prompts: list[str]
+    low_cpu_mem_usage: bool | None  # None: the keyword is left out
+    device_map: str | None
     dtype: str
     checkpoint_format: str
     max_new_tokens: int
     trust_remote_code: bool
-    revision: Optional[str]
+    revision: str | None
     sample_interval_s: float
 
 
@@ -29,33 +29,33 @@ class Job(_JobRequired, total=False):
 
 
 # python, torch, transformers, accelerate, safetensors, tokenizers, numpy: None if absent.
-Versions = Dict[str, Optional[str]]
+Versions = Dict[str, Optional[str]]  # noqa: UP006, UP045 - a runtime alias, evaluated on 3.9
 
 
 class Environment(TypedDict):
     versions: Versions
-    machine: Dict[str, Any]  # cpu, cores, mem_total_mb, arch, os, gpu
+    machine: dict[str, Any]  # cpu, cores, mem_total_mb, arch, os, gpu
 
 
 class _PhaseRequired(TypedDict):
     seconds: float
-    hwm_mb: Optional[float]
-    rss_mb: Optional[float]
-    anon_mb: Optional[float]
-    file_mb: Optional[float]
-    anon_peak_mb: Optional[float]
+    hwm_mb: float | None
+    rss_mb: float | None
+    anon_mb: float | None
+    file_mb: float | None
+    anon_peak_mb: float | None
 
 
 class Phase(_PhaseRequired, total=False):
-    baseline_rss_mb: Optional[float]  # the import phase: RSS when the interpreter started
+    baseline_rss_mb: float | None  # the import phase: RSS when the interpreter started
     cuda_alloc_peak_mb: float
     cuda_reserved_peak_mb: float
 
 
 class Output(TypedDict):
     prompt: str
-    ids: List[int]
-    margins: List[float]  # top-1 minus top-2 score at every step
+    ids: list[int]
+    margins: list[float]  # top-1 minus top-2 score at every step
     seconds: float
     text: str
 
@@ -66,25 +66,25 @@ class Result(TypedDict, total=False):
     worker_api: int
     status: str  # ok, unsupported or error: what the worker itself can tell
     message: str
-    reason: Optional[str]  # for unsupported: the known reason
+    reason: str | None  # for unsupported: the known reason
     traceback: str
     env: Environment
     memory_method: str  # clear_refs or ru_maxrss
-    import_s: Optional[float]
+    import_s: float | None
     pid: int
-    load_kwargs: Dict[str, Any]
-    baseline: Dict[str, Optional[float]]
-    phases: Dict[str, Phase]
+    load_kwargs: dict[str, Any]
+    baseline: dict[str, float | None]
+    phases: dict[str, Phase]
     pickle_load: str
     params: int
     param_bytes: int
-    hf_device_map: Optional[Dict[str, Any]]
+    hf_device_map: dict[str, Any] | None
     ttft_s: float
-    tokens_per_s: Optional[float]
+    tokens_per_s: float | None
     new_tokens: int
-    outputs: List[Output]
+    outputs: list[Output]
     sampler_samples: int
-    prefault: Dict[str, Any]
+    prefault: dict[str, Any]
     # Added by the host for capped runs.
     budget_method: str
     budget_mb: float
