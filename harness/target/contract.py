@@ -29,7 +29,7 @@ class Job(_JobRequired, total=False):
 
 
 # python, torch, transformers, accelerate, safetensors, tokenizers, numpy: None if absent.
-Versions = Dict[str, Optional[str]]  # noqa: UP006, UP045 - a runtime alias, evaluated on 3.9
+Versions = Dict[str, Optional[str]]  # noqa: UP006 - a runtime alias, evaluated on 3.9
 
 
 class Environment(TypedDict):
