@@ -5,6 +5,10 @@ standard library, torch, transformers, safetensors, tokenizers and accelerate, a
 import on Python >= 3.9.
 Results travel through a JSON file handed to it, never through stdout.
 
+Over 400 lines on purpose: it is started as one file with `python -I` (no package on
+sys.path, so nothing of the host can shadow a stdlib module), and a second module would
+have to be found by path manipulation inside the measured process.
+
 Commands:
   worker.py env --out FILE             versions, machine and installed packages
   worker.py run --job FILE --out FILE  one run in this fresh interpreter (imports measured)

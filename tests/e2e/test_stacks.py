@@ -73,8 +73,9 @@ def test_two_real_stacks_measure_tiny_gpt2(nox_bench: Any) -> None:
     assert len(texts) == 1, texts
     # The dtype keyword follows the version: torch_dtype before 4.56, dtype after.
     kw = {r["transformers_version"]: set(r["load_kwargs"]) for r in records}
-    assert "torch_dtype" in kw["4.57.6"] or "dtype" in kw["4.57.6"]
-    assert "dtype" in kw["5.24.0"]
+    for version in ("4.57.6", "5.24.0"):
+        assert "dtype" in kw[version]
+        assert "torch_dtype" not in kw[version]
     # The frozen package lists and the summary are there.
     for stack in ("tf4.57.6-torch2.13.0-py3.11", "tf5.24.0-torch2.13.0-py3.11"):
         assert "transformers==" in (run_dir / "raw" / f"{stack}.freeze.txt").read_text()
