@@ -173,9 +173,6 @@ class Budget:
         """A file a process writes its own pid into to join the cap (cgroup methods)."""
         return self.group / "cgroup.procs" if self.group is not None else None
 
-    def record_fields(self) -> dict[str, object]:
-        return {"budget_method": self.method, "budget_mb": self.budget_mb}
-
     def wrap(self, cmd: Sequence[str]) -> list[str]:
         """An argv that runs `cmd` under the cap (unchanged for the watchdog: see started())."""
         if self.procs_file is not None:

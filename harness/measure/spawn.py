@@ -14,14 +14,16 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
-from harness import paths, records
+from harness import metrics, paths
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from harness.measure.budget import Budget
+    from harness.metrics import Status
+    from harness.target.contract import Result
 
 WORKER = paths.WORKER
 PRESETS = paths.PRESETS
@@ -248,13 +250,13 @@ def phase_note(path: Path | None) -> str:
 
 def classify(
     exit_: Exit, out: Path, timeout_s: float, phase_file: Path | None = None
-) -> tuple[str, str, dict[str, Any]]:
+) -> tuple[Status, str, Result]:
     """Status, message and the worker's result (possibly empty) for one run."""
-    result: dict[str, Any] = {}
+    result: Result = {}
     during = phase_note(phase_file)
     if out.exists():
         try:
-            result = json.loads(out.read_text(encoding="utf-8"))
+            result = cast("Result", json.loads(out.read_text(encoding="utf-8")))
         except (OSError, json.JSONDecodeError) as exc:
             return "error", f"unreadable worker result: {exc}", {}
     if exit_.timed_out:
@@ -272,6 +274,7 @@ def classify(
         note = exit_.note or f"worker exited with code {exit_.code}{during} and wrote no result"
         return "error", note, result
     status = str(result.get("status", "error"))
-    if status not in records.STATUSES:
-        return "error", f"worker reported unknown status {status!r}", result
-    return status, str(result.get("message", "")), result
+    for known in metrics.STATUSES:
+        if status == known:
+            return known, str(result.get("message", "")), result
+    return "error", f"worker reported unknown status {status!r}", result

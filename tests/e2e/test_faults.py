@@ -49,15 +49,15 @@ def _config(tmp_path: Path, name: str, **kw: Any) -> runner.RunConfig:
     return runner.RunConfig(**base)
 
 
-def _keys(records: list[dict[str, Any]]) -> list[tuple[str, int]]:
+def _keys(records: list[rec.Record]) -> list[tuple[str, int]]:
     return sorted((r["cell_id"], r["repeat"]) for r in records)
 
 
-def _on_disk(cfg: runner.RunConfig) -> list[dict[str, Any]]:
+def _on_disk(cfg: runner.RunConfig) -> list[rec.Record]:
     return rec.read_run(cfg.run_dir)
 
 
-def _expect_one_each(cfg: runner.RunConfig, cells: list[Cell]) -> list[dict[str, Any]]:
+def _expect_one_each(cfg: runner.RunConfig, cells: list[Cell]) -> list[rec.Record]:
     records = _on_disk(cfg)
     expected = sorted((c.id, r) for c in cells for r in range(cfg.repeats))
     assert _keys(records) == expected, "a record was lost or duplicated"
@@ -268,7 +268,8 @@ def test_fit_finds_the_smallest_cap_of_a_real_run(
     cfg = _config(tmp_path, "fit", repeats=1, mode="fresh", fit=True)
     runner.run_stack(test_stack, cells, stack_python, cfg)
     assert [r["status"] for r in _expect_one_each(cfg, cells)] == ["ok"]
-    (found,) = rec.read(cfg.run_dir / "fit" / f"{test_stack.id}.jsonl")
+    fit_lines = (cfg.run_dir / "fit" / f"{test_stack.id}.jsonl").read_text().splitlines()
+    (found,) = [json.loads(line) for line in fit_lines]
     assert found["fit_status"] == "fit", found
     assert found["budget_method"] in ("cgroup-v2", "cgroup-v1", "systemd-run", "watchdog")
     # Bisected to 5%: the smallest cap that worked sits just above one that did not.

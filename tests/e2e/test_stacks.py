@@ -40,6 +40,11 @@ def _bench(
     return proc, bench.run_dir
 
 
+def number(value: float | None) -> float:
+    assert value is not None
+    return value
+
+
 def test_two_real_stacks_measure_tiny_gpt2(nox_bench: Any) -> None:
     proc, run_dir = _bench(nox_bench, GOOD_STACKS, "--profile", "default")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -48,19 +53,17 @@ def test_two_real_stacks_measure_tiny_gpt2(nox_bench: Any) -> None:
     assert len(records) == 16
     assert {r["status"] for r in records} == {"ok"}
     assert {r["transformers_version"] for r in records} == {"4.57.6", "5.24.0"}
-    assert {r["torch_version"] for r in records} == {"2.13.0+cpu"} or all(
-        r["torch_version"].startswith("2.13.0") for r in records
-    )
+    assert all(str(r["torch_version"]).startswith("2.13.0") for r in records)
     for r in records:
         assert r["schema_version"] == rec.SCHEMA_VERSION
-        assert r["params"] > 100_000
-        assert r["param_bytes"] == 4 * r["params"]
-        assert r["peak_mb"] > 0
+        assert number(r["params"]) > 100_000
+        assert r["param_bytes"] == 4 * number(r["params"])
+        assert number(r["peak_mb"]) > 0
         # The weights must be somewhere: at least ~1x their size, and not absurdly more.
-        assert 0.5 < r["peak_ratio"] < 50, r["peak_ratio"]
-        assert r["load_s"] > 0
-        assert r["ttft_s"] > 0
-        assert r["tokens_per_s"] > 0
+        assert 0.5 < number(r["peak_ratio"]) < 50, r["peak_ratio"]
+        assert number(r["load_s"]) > 0
+        assert number(r["ttft_s"]) > 0
+        assert number(r["tokens_per_s"]) > 0
         assert all(text.strip() for text in r["output_text"])
         assert all(len(ids) == 12 for ids in r["output_ids"])
         assert all(len(m) == 12 for m in r["margins"])
@@ -72,7 +75,7 @@ def test_two_real_stacks_measure_tiny_gpt2(nox_bench: Any) -> None:
     texts = {tuple(r["output_text"]) for r in records}
     assert len(texts) == 1, texts
     # The dtype keyword follows the version: torch_dtype before 4.56, dtype after.
-    kw = {r["transformers_version"]: set(r["load_kwargs"]) for r in records}
+    kw = {r["transformers_version"]: set(r["load_kwargs"] or {}) for r in records}
     for version in ("4.57.6", "5.24.0"):
         assert "dtype" in kw[version]
         assert "torch_dtype" not in kw[version]

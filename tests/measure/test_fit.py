@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 import pytest
 
 from harness.measure import budget, fit
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 MIB = fit.MIB
 
 
-def fake(need: int, calls: list[int] | None = None):
+def fake(need: int, calls: list[int] | None = None) -> Callable[[int], bool]:
     def run_once(cap: int) -> bool:
         if calls is not None:
             calls.append(cap)

@@ -3,23 +3,34 @@
 from __future__ import annotations
 
 import types
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
 from harness.target import worker
 
+if TYPE_CHECKING:
+    from harness.target.contract import Job
+
 FAKE_TORCH = types.SimpleNamespace(float32="f32", bfloat16="bf16", float16="f16")
 
 
-def job(**kw: object) -> dict[str, object]:
+def job(**kw: object) -> Job:
     base: dict[str, object] = {
+        "model_path": "m",
+        "tokenizer_path": "m",
+        "prompts": ["p"],
         "dtype": "float32",
         "low_cpu_mem_usage": None,
         "device_map": None,
         "checkpoint_format": "safetensors",
+        "max_new_tokens": 4,
+        "trust_remote_code": False,
+        "revision": None,
+        "sample_interval_s": 0.002,
     }
     base.update(kw)
-    return base
+    return cast("Job", base)
 
 
 @pytest.mark.parametrize(
@@ -130,7 +141,7 @@ def test_memory_counters_track_a_real_allocation() -> None:
 
 def test_environment_reads_installed_versions() -> None:
     env = worker.environment()
-    assert env["versions"]["python"].count(".") == 2
+    assert str(env["versions"]["python"]).count(".") == 2
     assert env["machine"]["cores"] >= 1
     assert any(p.lower().startswith("pyyaml==") for p in worker.installed_packages())
 

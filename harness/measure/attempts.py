@@ -1,0 +1,293 @@
+"""Run the attempts of one stack: workers started, timeouts and caps enforced, fit searched.
+
+This module only runs: every (cell, repeat) comes back as one typed `Attempted`, whatever
+happened to it (a crash, a hang and a kill included). Turning attempts into records,
+judging them and writing them is the pipeline's job (harness.measure.runner).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, cast
+
+from harness import paths
+from harness import records as rec
+from harness.measure import budget
+from harness.measure import fit as fit_mod
+from harness.measure.models import ModelPaths, resolve_model
+from harness.measure.spawn import (
+    ISOLATED,
+    Exit,
+    ForkServer,
+    WorkerStartError,
+    classify,
+    log_tail,
+    phase_note,
+    run_fresh,
+    worker_env,
+)
+from harness.metrics import MIB
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from harness.config.matrix import Cell, Stack
+    from harness.golden.store import Judge
+    from harness.metrics import Status
+    from harness.target.contract import Environment, Job, Result
+
+FIT_FLOOR_MB = 64.0
+Classified = tuple["Status", str, "Result"]
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    run_id: str
+    run_dir: Path
+    mode: str
+    timeout_s: float
+    repeats: int
+    cache_dir: Path
+    sample_interval_s: float = 0.002
+    judge: Judge | None = None
+    resume: bool = False
+    # Bytes; runs go in fresh interpreters under a hard cap (see harness/measure/budget.py).
+    memory_budget: int | None = None
+    fit: bool = False
+
+
+@dataclass(frozen=True)
+class Attempted:
+    """One (cell, repeat) as it ended; `fit` is its fit-search record under --fit."""
+
+    cell: Cell
+    repeat: int
+    outcome: rec.Outcome
+    stack_env: Environment | None
+    fit: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One worker run of a prepared job, in the fork-server or fresh, capped or not."""
+
+    python: Path
+    env: dict[str, str]
+    log: IO[str]
+    job: Path
+    out: Path
+    phase_file: Path
+    timeout_s: float
+
+    def in_server(self, server: ForkServer, log_path: Path) -> Classified:
+        try:
+            exit_ = server.run(self.job, self.out, self.timeout_s)
+        except WorkerStartError:
+            exit_ = Exit(note=f"the fork-server could not restart: {log_tail(log_path)}")
+        status, message, result = classify(exit_, self.out, self.timeout_s, self.phase_file)
+        if result and result.get("import_s") is None:
+            result["import_s"] = server.import_s
+        return status, message, result
+
+    def fresh(self, cap: int | None) -> Classified:
+        self.out.unlink(missing_ok=True)
+        if cap is None:
+            exit_ = run_fresh(self.python, env=self.env, log=self.log, job=self.job,
+                              out=self.out, timeout_s=self.timeout_s)  # fmt: skip
+            return classify(exit_, self.out, self.timeout_s, self.phase_file)
+        with budget.Budget.create(cap, self.job.stem) as limit:
+            exit_ = run_fresh(self.python, env=self.env, log=self.log, job=self.job,
+                              out=self.out, timeout_s=self.timeout_s, budget=limit)  # fmt: skip
+            limit.stop()
+            reason = None if exit_.timed_out else budget.classify_kill(limit, exit_.signal)
+        status, message, result = classify(exit_, self.out, self.timeout_s, self.phase_file)
+        result["budget_method"] = limit.method
+        result["budget_mb"] = limit.budget_mb
+        if status == "killed" and reason:
+            where = phase_note(self.phase_file)
+            message = f"killed by the memory budget ({cap / MIB:.0f} MiB, {limit.method}){where}"
+            result["reason"] = reason
+        return status, message, result
+
+    def fit(self, uncapped: Result) -> tuple[fit_mod.FitResult, str | None]:
+        """Smallest cap that still loads and generates, within 5%; and how caps were enforced."""
+        peaks = [p.get("hwm_mb") or 0.0 for p in (uncapped.get("phases") or {}).values()]
+        # The uncapped whole-process peak bounds it from above; from below only a floor
+        # does, because a cgroup can reclaim clean file pages (an mmapped checkpoint) and a
+        # run may fit well under its own peak RSS.
+        peak = max([*peaks, FIT_FLOOR_MB]) * MIB
+        methods: list[str] = []
+
+        def run_once(cap: int) -> bool:
+            status, message, result = self.fresh(cap)
+            methods.append(result["budget_method"])
+            if status == "ok":
+                return True
+            if result.get("reason") == "memory_budget":
+                return False
+            raise FitError(f"{status} at a {cap / MIB:.0f} MiB cap: {message}")
+
+        found = fit_mod.fit(run_once, int(FIT_FLOOR_MB * MIB), int(peak * 1.5))
+        return found, methods[-1] if methods else None
+
+
+class FitError(Exception):
+    """A capped run failed for another reason than the cap."""
+
+
+def fit_record(cfg: RunConfig, cell: Cell, run: Attempt, uncapped: Result) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "schema_version": rec.SCHEMA_VERSION, "run_id": cfg.run_id, "stack_id": cell.stack.id,
+        "cell_id": cell.id, "model": cell.model.id, "scenario": cell.scenario.id,
+        "low_cpu_mem_usage": cell.scenario.low_cpu_mem_usage,
+        "device_map": cell.scenario.device_map,
+        "dtype": cell.scenario.dtype, "checkpoint_format": cell.scenario.checkpoint_format,
+        "transformers_version": uncapped.get("env", {}).get("versions", {}).get("transformers"),
+    }  # fmt: skip
+    try:
+        found, method = run.fit(uncapped)
+    except FitError as exc:
+        return {**base, "fit_status": "error", "message": str(exc)}
+    return {**base, **found.to_record(), "budget_method": method, "message": ""}
+
+
+def stack_environment(python: Path, env: dict[str, str], raw: Path, stack: Stack) -> Environment:
+    """Versions and the frozen package list, read inside the stack's own environment."""
+    out = raw / f"{stack.id}.env.json"
+    proc = subprocess.run(
+        [str(python), *ISOLATED, str(paths.WORKER), "env", "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    if proc.returncode != 0 or not out.exists():
+        raise WorkerStartError(f"could not read the environment: {proc.stderr.strip()[-800:]}")
+    data = json.loads(out.read_text(encoding="utf-8"))
+    (raw / f"{stack.id}.freeze.txt").write_text(
+        "\n".join(data["packages"]) + "\n", encoding="utf-8"
+    )
+    return cast("Environment", data)
+
+
+def job_for(cell: Cell, where: ModelPaths, cfg: RunConfig, phase_file: Path) -> Job:
+    return {
+        "model_path": where.model,
+        "tokenizer_path": where.tokenizer,
+        "prompts": list(cell.model.prompts),
+        "low_cpu_mem_usage": cell.scenario.low_cpu_mem_usage,
+        "device_map": cell.scenario.device_map,
+        "dtype": cell.scenario.dtype,
+        "checkpoint_format": cell.scenario.checkpoint_format,
+        "max_new_tokens": cell.scenario.max_new_tokens,
+        "trust_remote_code": cell.model.trust_remote_code,
+        "revision": cell.model.revision,
+        "sample_interval_s": cfg.sample_interval_s,
+        # "<pid> <phase>" of the run in flight, for users watching and for messages.
+        "phase_file": str(phase_file),
+    }
+
+
+@dataclass
+class _Stack:
+    """What every attempt of one stack shares: its interpreter, log, server and models."""
+
+    python: Path
+    env: dict[str, str]
+    cfg: RunConfig
+    log: IO[str]
+    log_path: Path
+    tmp: Path
+    phase_file: Path
+    stack_env: Environment
+    server: ForkServer | None = None
+    prepared: dict[tuple[str, str], ModelPaths | str] = field(default_factory=dict)
+
+    def where(self, cell: Cell) -> ModelPaths | str:
+        """The model's folders, or why it could not be prepared (once per model and format)."""
+        key = (cell.model.id, cell.scenario.checkpoint_format)
+        if key not in self.prepared:
+            try:
+                self.prepared[key] = resolve_model(
+                    cell.model, key[1], self.python, self.cfg.cache_dir, self.log
+                )
+            except (subprocess.CalledProcessError, OSError) as exc:
+                self.prepared[key] = (
+                    f"could not prepare model {cell.model.id}: {exc}; see {self.log_path}"
+                )
+        return self.prepared[key]
+
+    def attempt(self, index: int, repeat: int, cell: Cell, where: ModelPaths) -> Attempted:
+        cfg = self.cfg
+        self.phase_file.unlink(missing_ok=True)
+        job_path = self.tmp / f"job-{index}.json"
+        out_path = self.tmp / f"out-{index}.json"
+        job = job_for(cell, where, cfg, self.phase_file)
+        job_path.write_text(json.dumps(job), encoding="utf-8")
+        self.log.write(f"--- {cell.id} repeat {repeat}\n")
+        self.log.flush()
+        started = time.monotonic()
+        run = Attempt(
+            self.python, self.env, self.log, job_path, out_path, self.phase_file, cfg.timeout_s
+        )
+        if self.server is not None:
+            status, message, result = run.in_server(self.server, self.log_path)
+        else:
+            status, message, result = run.fresh(cfg.memory_budget)
+        wall = time.monotonic() - started
+        outcome = rec.Outcome(status, message, result, wall)
+        fit = fit_record(cfg, cell, run, result) if cfg.fit and status == "ok" else None
+        return Attempted(cell, repeat, outcome, self.stack_env, fit)
+
+
+def attempts(
+    stack: Stack,
+    todo: Sequence[tuple[int, Cell]],
+    python: Path,
+    cfg: RunConfig,
+    *,
+    starting: Callable[[Cell, int], None] | None = None,
+) -> Iterator[Attempted]:
+    """Run each (repeat, cell) of `todo` in order, yielding one Attempted for each."""
+    raw = cfg.run_dir / "raw"
+    env = worker_env(python, hub=any(c.model.source == "hub" for _, c in todo))
+    log_path = raw / f"{stack.id}.log"
+    phase_file = raw / f"{stack.id}.phase"
+
+    def failed(message: str, stack_env: Environment | None) -> Iterator[Attempted]:
+        for repeat, cell in todo:
+            yield Attempted(cell, repeat, rec.Outcome("error", message, {}, 0.0), stack_env)
+
+    with (
+        log_path.open("a", encoding="utf-8") as log,
+        tempfile.TemporaryDirectory(prefix="harness-") as tmp,
+    ):
+        try:
+            stack_env = stack_environment(python, env, raw, stack)
+        except (WorkerStartError, subprocess.TimeoutExpired, OSError) as exc:
+            yield from failed(str(exc), None)
+            return
+        run = _Stack(python, env, cfg, log, log_path, Path(tmp), phase_file, stack_env)
+        if cfg.mode == "forkserver":
+            run.server = ForkServer(python, env, log, start_timeout_s=cfg.timeout_s)
+            try:
+                run.server.start()
+            except WorkerStartError:
+                log.flush()
+                yield from failed(f"import failed: {log_tail(log_path)}", stack_env)
+                return
+        try:
+            for index, (repeat, cell) in enumerate(todo):
+                where = run.where(cell)
+                if isinstance(where, str):
+                    yield Attempted(cell, repeat, rec.Outcome("error", where, {}, 0.0), stack_env)
+                    continue
+                if starting is not None:
+                    starting(cell, repeat)
+                yield run.attempt(index, repeat, cell, where)
+        finally:
+            if run.server is not None:
+                run.server.close()
+            phase_file.unlink(missing_ok=True)
