@@ -24,7 +24,7 @@ FIT_STATUSES = ("fit", "fits_at_lo", "fails_at_hi")
 
 
 @dataclass(frozen=True)
-class Probe:
+class Trial:
     cap_bytes: int
     ok: bool
 
@@ -38,7 +38,7 @@ class FitResult:
     cap_bytes: int | None  # the smallest cap that succeeded; None when even hi failed
     below_bytes: int | None  # the largest cap that failed; None when lo succeeded
     rel_tol: float
-    probes: tuple[Probe, ...]
+    trials: tuple[Trial, ...]
 
     @property
     def cap_mb(self) -> float | None:
@@ -55,8 +55,8 @@ class FitResult:
             "fit_mb": self.cap_mb,
             "fit_below_mb": self.below_mb,
             "fit_rel_tol": self.rel_tol,
-            "fit_probes": [
-                {"cap_mb": round(p.cap_bytes / MIB, 1), "ok": p.ok} for p in self.probes
+            "fit_trials": [
+                {"cap_mb": round(p.cap_bytes / MIB, 1), "ok": p.ok} for p in self.trials
             ],
         }
 
@@ -67,30 +67,30 @@ def fit(run_once: Callable[[int], bool], lo: int, hi: int, rel_tol: float = 0.05
         raise ValueError(f"need 0 < lo < hi, got lo={lo} hi={hi}")
     if not 0 < rel_tol < 1:
         raise ValueError(f"rel_tol must be in (0, 1), got {rel_tol}")
-    probes: list[Probe] = []
+    trials: list[Trial] = []
 
-    def probe(cap: int) -> bool:
+    def attempt(cap: int) -> bool:
         ok = bool(run_once(cap))
-        probes.append(Probe(cap, ok))
+        trials.append(Trial(cap, ok))
         return ok
 
-    if not probe(hi):
-        return FitResult("fails_at_hi", None, hi, rel_tol, tuple(probes))
-    if probe(lo):
-        return FitResult("fits_at_lo", lo, None, rel_tol, tuple(probes))
+    if not attempt(hi):
+        return FitResult("fails_at_hi", None, hi, rel_tol, tuple(trials))
+    if attempt(lo):
+        return FitResult("fits_at_lo", lo, None, rel_tol, tuple(trials))
     good, bad = hi, lo
     while good > bad * (1 + rel_tol):
         mid = round(math.sqrt(good * bad))
         if not bad < mid < good:  # a gap of a byte or two: nothing left to split
             break
-        if probe(mid):
+        if attempt(mid):
             good = mid
         else:
             bad = mid
-    return FitResult("fit", good, bad, rel_tol, tuple(probes))
+    return FitResult("fit", good, bad, rel_tol, tuple(trials))
 
 
-def probes_needed(lo: int, hi: int, rel_tol: float = 0.05) -> int:
+def trials_needed(lo: int, hi: int, rel_tol: float = 0.05) -> int:
     """How many runs a search over [lo, hi] takes at most (for progress and planning)."""
     ratio = math.log(hi / lo) / math.log1p(rel_tol)
     return 2 + max(0, math.ceil(math.log2(ratio)))

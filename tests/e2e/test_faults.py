@@ -274,7 +274,7 @@ def test_fit_finds_the_smallest_cap_of_a_real_run(
     assert found["budget_method"] in ("cgroup-v2", "cgroup-v1", "systemd-run", "watchdog")
     # Bisected to 5%: the smallest cap that worked sits just above one that did not.
     assert found["fit_below_mb"] < found["fit_mb"] <= found["fit_below_mb"] * 1.05 + 1
-    probes = found["fit_probes"]
+    probes = found["fit_trials"]
     assert any(p["ok"] for p in probes)
     assert not all(p["ok"] for p in probes)
     assert _budget_groups() == before

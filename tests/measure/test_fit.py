@@ -37,20 +37,20 @@ def test_bracket_is_within_tolerance(need_mib: float, rel_tol: float) -> None:
     assert result.below_bytes < need <= result.cap_bytes
     assert result.cap_bytes <= result.below_bytes * (1 + rel_tol)
     assert result.cap_bytes <= need * (1 + rel_tol)
-    assert len(result.probes) <= fit.probes_needed(lo, hi, rel_tol)
+    assert len(result.trials) <= fit.trials_needed(lo, hi, rel_tol)
 
 
 def test_probes_are_recorded_in_order() -> None:
     calls: list[int] = []
     result = fit.fit(fake(200 * MIB, calls), 32 * MIB, 1024 * MIB)
-    assert [p.cap_bytes for p in result.probes] == calls
+    assert [p.cap_bytes for p in result.trials] == calls
     assert calls[:2] == [1024 * MIB, 32 * MIB]
-    assert all(p.ok == (p.cap_bytes >= 200 * MIB) for p in result.probes)
+    assert all(p.ok == (p.cap_bytes >= 200 * MIB) for p in result.trials)
     assert len(set(calls)) == len(calls), "no cap is probed twice"
     record = result.to_record()
     assert record["fit_status"] == "fit"
     assert record["fit_mb"] == result.cap_mb
-    assert len(record["fit_probes"]) == len(calls)  # type: ignore[arg-type]
+    assert len(record["fit_trials"]) == len(calls)  # type: ignore[arg-type]
 
 
 def test_fails_even_at_hi() -> None:
@@ -59,7 +59,7 @@ def test_fails_even_at_hi() -> None:
     assert result.cap_bytes is None
     assert result.cap_mb is None
     assert result.below_bytes == 1024 * MIB
-    assert result.probes == (fit.Probe(1024 * MIB, ok=False),)
+    assert result.trials == (fit.Trial(1024 * MIB, ok=False),)
 
 
 def test_succeeds_at_lo() -> None:
@@ -67,14 +67,14 @@ def test_succeeds_at_lo() -> None:
     assert result.status == "fits_at_lo"
     assert result.cap_bytes == 32 * MIB
     assert result.below_bytes is None
-    assert [p.ok for p in result.probes] == [True, True]
+    assert [p.ok for p in result.trials] == [True, True]
 
 
 def test_narrow_range_needs_no_bisection() -> None:
     result = fit.fit(fake(101), 100, 104)
     assert result.status == "fit"
     assert (result.below_bytes, result.cap_bytes) == (100, 104)
-    assert len(result.probes) == 2
+    assert len(result.trials) == 2
 
 
 def test_tiny_integer_gap_terminates() -> None:
@@ -138,4 +138,4 @@ def test_real_fit_of_an_allocating_process() -> None:
     assert result.cap_bytes <= result.below_bytes * 1.05
     assert result.cap_bytes < (NEED_MIB + 64) * MIB
     # The cap that failed really failed, and monotonicity held on every probe.
-    assert all(p.ok == (p.cap_bytes >= result.cap_bytes) for p in result.probes)
+    assert all(p.ok == (p.cap_bytes >= result.cap_bytes) for p in result.trials)
