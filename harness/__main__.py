@@ -1,5 +1,5 @@
-"""`python -m harness validate|cells|summary`."""
+"""`python -m harness COMMAND ...`: the same code as the `harness` console script."""
 
-from harness.commands.cli import main
+from harness.commands import main
 
 raise SystemExit(main())

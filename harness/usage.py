@@ -1,14 +1,21 @@
 """Bad input is the user's mistake, not ours: one line on stderr and exit code 2.
 
-Every command's parser raises UsageError instead of printing argparse's usage block.
+Every command's parser raises UsageError instead of printing argparse's usage block, and
+every command (the `harness` CLI and the nox sessions alike) turns the user's mistakes into
+that one line through `run` or `or_exit`.
 """
 
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+import sys
+from typing import TYPE_CHECKING, NoReturn, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 USAGE_EXIT = 2
+T = TypeVar("T")
 
 
 class UsageError(Exception):
@@ -18,3 +25,29 @@ class UsageError(Exception):
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
+
+
+def say_error(exc: BaseException) -> int:
+    """The one line: `harness: error: ...`, whatever the message held (a newline, say)."""
+    print(f"harness: error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
+    return USAGE_EXIT
+
+
+def run(call: Callable[[], int], *errors: type[Exception]) -> int:
+    """call()'s exit code; UsageError and `errors` (the user's mistakes) give one line and 2."""
+    try:
+        return call()
+    except (UsageError, *errors) as exc:
+        return say_error(exc)
+    except SystemExit as exc:
+        if exc.code in (None, 0):  # --help printed
+            return 0
+        raise
+
+
+def or_exit(call: Callable[[], T], *errors: type[Exception]) -> T:
+    """call()'s value; on the user's mistake one line and SystemExit(2) (for nox sessions)."""
+    try:
+        return call()
+    except (UsageError, *errors) as exc:
+        raise SystemExit(say_error(exc)) from None

@@ -18,7 +18,6 @@ from harness.measure import envs
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-WHEELHOUSE = Path("/opt/wheels")
 TEST_STACK = Stack(
     id="tf5.24.0-torch2.13.0-py3.11", python="3.11", transformers="5.24.0", torch="2.13.0",
     accelerate="1.15.0", pins=(), find_links=(), index_url=None, torch_backend=None,
@@ -32,7 +31,12 @@ def test_stack() -> Stack:
 
 @pytest.fixture(scope="session")
 def stack_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real uv environment with torch 2.13 (CPU, from the local wheelhouse when present)."""
+    """A real uv environment with torch 2.13.
+
+    Wheels come from where the product looks (harness.measure.envs.wheel_sources): uv's own
+    variables, else pip's configuration, so a machine's local wheelhouse (a CPU torch build
+    instead of a 3 GB CUDA one) is used when pip is set up for it.
+    """
     root = Path(os.environ.get("HARNESS_TEST_ENVS", str(tmp_path_factory.mktemp("envs"))))
     venv = root / TEST_STACK.id
     python = envs.venv_python(venv)
@@ -40,8 +44,6 @@ def stack_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert uv, "uv is a dependency of the project"
     if not python.exists():
         subprocess.run([uv, "venv", "-q", "-p", "3.11", str(venv)], check=True)
-    if WHEELHOUSE.is_dir():
-        os.environ.setdefault("UV_FIND_LINKS", str(WHEELHOUSE))
     result = envs.install(TEST_STACK, python, venv / "install.log")
     assert result.ok, result.message
     return python
@@ -92,9 +94,7 @@ def nox_bench(tmp_path: Path) -> Callable[[str, str], NoxBench]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NOX_")}
         env.update({"HARNESS_MATRIX": str(matrix), "HARNESS_CACHE": str(tmp_path / "cache"),
                     "HF_HUB_OFFLINE": "1"})  # fmt: skip
-        if WHEELHOUSE.is_dir():
-            # The local CPU build of torch 2.13 instead of a 3 GB CUDA build.
-            env.setdefault("UV_FIND_LINKS", str(WHEELHOUSE))
+        # Wheels: as in stack_python, nox's harness reads uv's variables or pip's config.
         cmd = [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "-s", "bench",
                "--envdir", str(tmp_path / "envs")]  # fmt: skip
         return NoxBench(cmd=cmd, env=env, matrix=matrix, run_dir=tmp_path / "run")

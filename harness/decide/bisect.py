@@ -1,13 +1,13 @@
-"""`nox -s bisect`: the first transformers release where one measurement flips.
+"""Bisection: the first transformers release where one measurement flips.
 
     nox -s bisect -- --good tf==4.46.3 --bad tf==4.57.6 --model tiny-gpt2 \\
         --scenario st/fp32/lcmu=false/dm=cpu --metric status [--torch 2.13.0] [--run DIR]
 
-The releases between the two ends come from the package index (harness.decide.releases). Each
-probed release gets a fresh uv environment with the same torch (harness.measure.envs.install) and
-runs the one cell through the bench machinery (harness.measure.runner.run_stack), so its records
-land in <run>/raw/<stack-id>.jsonl like any bench run's; a re-run reuses records of this
-machine instead of measuring again. The metric is `status`, `output` (the generated ids)
+The releases between the two ends come from the package index (harness.decide.releases). How a
+release is measured is the caller's: `run` takes the measuring function (the command,
+harness.commands.bisect, hands it harness.measure.probe: a fresh uv environment per release, the
+one cell through the bench machinery, records in <run>/raw/<stack-id>.jsonl, a re-run reusing
+this machine's records). The metric is `status`, `output` (the generated ids)
 or a numeric record field, which flips when it moves past a threshold (relative to the
 good end, in the direction of the bad end). A release that cannot be installed or cannot
 be measured is skipped, as `git bisect skip` would.
@@ -18,33 +18,20 @@ Exit codes: 0 found, 1 no single answer (the ends agree, or skipped releases hid
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import json
-import os
 import re
-import sys
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
-from harness import paths, usage
-from harness.config.matrix import Cell, Matrix, MatrixError, Scenario, Stack
-from harness.config.matrix import load as load_matrix
+from harness.config.matrix import Scenario
 from harness.decide import releases
-from harness.golden import store as golden
-from harness.measure import runner
-from harness.measure.probe import NUMERIC, Measurement, Spec, host_fingerprint, measure
+from harness.metrics import NUMERIC
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
+    from pathlib import Path
 
-USAGE_EXIT = 2
-UNDECIDED_EXIT = 1
-DEFAULT_RUN = paths.REPORTS / "bisect"
-DEFAULT_ENVS = paths.REPO / ".nox" / "bisect-envs"
-DEFAULT_MATRIX = paths.DEFAULT_MATRIX
 METRICS = ("status", "output", *NUMERIC)
 _SCENARIO = re.compile(
     r"(?P<fmt>st|bin)/(?P<dtype>fp32|bf16|fp16)/lcmu=(?P<lcmu>omit|true|false)"
@@ -63,6 +50,28 @@ class Undecided(Exception):  # noqa: N818 - an outcome, not a failure of the pro
 
 
 # ---------------------------------------------------------------- measurements and verdicts
+
+
+class Measurement(Protocol):
+    """One release's records of the cell, reduced (harness.measure.probe.Measurement)."""
+
+    @property
+    def version(self) -> str: ...
+    @property
+    def status(self) -> str: ...  # the worst over the repeats
+    @property
+    def message(self) -> str: ...
+    @property
+    def value(self) -> float | None: ...  # numeric metrics: the median over ok repeats
+    @property
+    def output(self) -> tuple[tuple[int, ...], ...] | None: ...  # the ids of the first ok run
+    @property
+    def runs(self) -> int: ...
+    @property
+    def cached(self) -> bool: ...
+    @property
+    def seconds(self) -> float: ...
+    def show(self, metric: str, *, brief: bool = False) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -152,38 +161,13 @@ def search(count: int, verdict: Callable[[int], str]) -> Search:
     return Search(lo, hi, untestable, tuple(probes))
 
 
-# ---------------------------------------------------------------- command line
+# ---------------------------------------------------------------- the bisection
 
 
-def _end(text: str) -> str:
+def end_version(text: str) -> str | None:
+    """`tf==4.46.3`, `transformers==4.46.3` or `4.46.3` -> 4.46.3; None for anything else."""
     match = _END.fullmatch(text.strip())
-    if match is None:
-        raise argparse.ArgumentTypeError(f"expected tf==VERSION, got {text!r}")
-    return match["version"]
-
-
-def parser() -> usage.Parser:
-    p = usage.Parser(prog="nox -s bisect --", description=__doc__.splitlines()[0])
-    p.add_argument("--good", type=_end, required=True, help="tf==VERSION that behaves as before")
-    p.add_argument("--bad", type=_end, required=True, help="tf==VERSION that behaves differently")
-    p.add_argument("--model", required=True, help="a model id of matrix.yaml")
-    p.add_argument("--scenario", required=True, help="e.g. st/fp32/lcmu=false/dm=cpu")
-    p.add_argument("--metric", required=True, help=f"one of {', '.join(METRICS)}")
-    p.add_argument("--threshold", type=float, default=None, help="numeric metrics: 0.05 = 5%%")
-    p.add_argument("--torch", default="2.13.0")
-    p.add_argument("--python", default="3.11")
-    p.add_argument("--accelerate", default=None, help="exact version (default: the resolver's)")
-    p.add_argument("--pin", action="append", default=[], help="extra requirement, repeatable")
-    p.add_argument("--repeats", type=int, default=1)
-    p.add_argument("--timeout", type=float, default=None, help="per run, seconds")
-    p.add_argument("--max-new-tokens", type=int, default=None)
-    p.add_argument("--run", type=Path, default=DEFAULT_RUN, help="run folder (the cache)")
-    p.add_argument("--envdir", type=Path, default=DEFAULT_ENVS)
-    p.add_argument("--keep-envs", action="store_true")
-    p.add_argument("--refresh-versions", action="store_true", help="ask the index again")
-    default_matrix = Path(os.environ.get("HARNESS_MATRIX", DEFAULT_MATRIX))
-    p.add_argument("--matrix", type=Path, default=default_matrix)
-    return p
+    return None if match is None else match["version"]
 
 
 def parse_scenario(text: str, max_new_tokens: int) -> Scenario:
@@ -199,75 +183,59 @@ def parse_scenario(text: str, max_new_tokens: int) -> Scenario:
     return Scenario(lcmu, dm, _DTYPES[match["dtype"]], fmt, max_new_tokens)
 
 
-def _threshold(ns: argparse.Namespace, matrix: Matrix) -> float:
-    if ns.threshold is not None:
-        if ns.threshold <= 0:
-            raise BisectError(f"--threshold: expected a positive fraction, got {ns.threshold}")
-        return float(ns.threshold)
-    memory = ns.metric.endswith("_mb") or ns.metric == "peak_ratio"
-    return matrix.compare.memory if memory else matrix.compare.time
+@dataclass(frozen=True)
+class Plan:
+    """What one bisection looks for, and where it writes bisect.json."""
 
-
-def build(argv: Sequence[str]) -> tuple[Spec, argparse.Namespace, float]:
-    ns = parser().parse_args(list(argv))
-    if ns.metric not in METRICS:
-        raise BisectError(f"unknown metric {ns.metric!r} (one of {', '.join(METRICS)})")
-    if ns.repeats < 1:
-        raise BisectError(f"--repeats: expected a positive integer, got {ns.repeats}")
-    matrix = load_matrix(ns.matrix)
-    model = matrix.model(ns.model)
-    scenario = parse_scenario(ns.scenario, ns.max_new_tokens or matrix.settings.max_new_tokens)
-    template = Stack(
-        id="template", python=ns.python, transformers=ns.good, torch=ns.torch,
-        accelerate=ns.accelerate, pins=tuple(ns.pin),
-    )  # fmt: skip
-    try:
-        judge = golden.Judge.open(golden.GOLDENS, matrix.settings.golden_tolerance)
-    except golden.GoldenError:
-        judge = None  # goldens are not what a bisect is about; records just lack a verdict
-    config = runner.RunConfig(
-        run_id="bisect-" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S"),
-        run_dir=ns.run,
-        mode=matrix.settings.mode,
-        timeout_s=ns.timeout or matrix.settings.timeout_s,
-        repeats=ns.repeats,
-        cache_dir=runner.default_cache_dir(),
-        judge=judge,
-    )
-    spec = Spec(Cell(template, model, scenario), ns.metric, config, ns.envdir, ns.keep_envs)
-    return spec, ns, _threshold(ns, matrix)
+    metric: str
+    cell_id: str
+    good: str
+    bad: str
+    torch: str
+    python: str
+    threshold: float
+    run_dir: Path
+    refresh_versions: bool = False
 
 
 def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def run(spec: Spec, ns: argparse.Namespace, threshold: float) -> dict[str, Any]:
-    """The whole bisection; prints each probe and returns the summary it writes."""
+def _probe_json(m: Measurement, verdict: str) -> dict[str, Any]:
+    return {"version": m.version, "status": m.status, "message": m.message, "value": m.value,
+            "output": None, "runs": m.runs, "cached": m.cached, "seconds": m.seconds,
+            "verdict": verdict}  # fmt: skip
+
+
+def run(plan: Plan, measure: Callable[[str], Measurement]) -> dict[str, Any]:
+    """The whole bisection, measuring each release with `measure(version)`.
+
+    Prints each probe and returns the summary it writes to <run_dir>/bisect.json.
+    """
     started = time.monotonic()
-    cache = spec.config.run_dir / "versions" / "transformers.json"
+    cache = plan.run_dir / "versions" / "transformers.json"
     listed = releases.listing(
-        "transformers", cache, must_hold=(ns.good, ns.bad), refresh=ns.refresh_versions
+        "transformers", cache, must_hold=(plan.good, plan.bad), refresh=plan.refresh_versions
     )
-    versions = releases.between(listed, ns.good, ns.bad)
-    host = host_fingerprint()
+    versions = releases.between(listed, plan.good, plan.bad)
     _say(
-        f"bisect {spec.metric} of {spec.cell.id} on torch {ns.torch}, python {ns.python}: "
-        f"{len(versions)} transformers releases from {ns.good} to {ns.bad} ({cache})"
+        f"bisect {plan.metric} of {plan.cell_id} on torch {plan.torch}, python {plan.python}: "
+        f"{len(versions)} transformers releases from {plan.good} to {plan.bad} ({cache})"
     )
     seen: dict[str, Measurement] = {}
 
     def probe(version: str, label: str) -> Measurement:
-        m = measure(spec, version, host)
+        m = measure(version)
         seen[version] = m
         how = "cached" if m.cached else f"{m.seconds:.0f} s"
         runs = f"{m.runs} run" + ("s" if m.runs != 1 else "")
-        _say(f"  {label} transformers {version}: {m.show(spec.metric)} [{runs}, {how}]")
+        _say(f"  {label} transformers {version}: {m.show(plan.metric)} [{runs}, {how}]")
         return m
 
     good = probe(versions[0], "good end:")
     bad = probe(versions[-1], "bad end: ")
-    rule = criterion(spec.metric, good, bad, threshold)
+    rule = criterion(plan.metric, good, bad, plan.threshold)
     window = [0, len(versions) - 1]  # mirrors search()'s bounds, for the progress lines
     count = 0
 
@@ -287,28 +255,26 @@ def run(spec: Spec, ns: argparse.Namespace, threshold: float) -> dict[str, Any]:
     first_bad, last_good = versions[found.first_bad], versions[found.last_good]
     hidden = [versions[i] for i in found.untestable]
     summary = {
-        "metric": spec.metric,
-        "cell": spec.cell.id,
-        "torch": ns.torch,
-        "python": ns.python,
-        "good": ns.good,
-        "bad": ns.bad,
-        "threshold": threshold if spec.metric in NUMERIC else None,
+        "metric": plan.metric,
+        "cell": plan.cell_id,
+        "torch": plan.torch,
+        "python": plan.python,
+        "good": plan.good,
+        "bad": plan.bad,
+        "threshold": plan.threshold if plan.metric in NUMERIC else None,
         "last_good": last_good,
         "first_bad": first_bad,
         "untestable": hidden,
-        "probes": [
-            {**asdict(seen[versions[i]]), "verdict": v, "output": None} for i, v in found.probes
-        ],
-        "good_end": seen[versions[0]].show(spec.metric),
-        "bad_end": seen[versions[-1]].show(spec.metric),
+        "probes": [_probe_json(seen[versions[i]], v) for i, v in found.probes],
+        "good_end": seen[versions[0]].show(plan.metric),
+        "bad_end": seen[versions[-1]].show(plan.metric),
         "seconds": round(time.monotonic() - started, 1),
         "measured": sum(1 for m in seen.values() if not m.cached),
     }
-    path = spec.config.run_dir / "bisect.json"
+    path = plan.run_dir / "bisect.json"
     path.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
-    before = seen[last_good].show(spec.metric, brief=True)
-    after = seen[first_bad].show(spec.metric, brief=True)
+    before = seen[last_good].show(plan.metric, brief=True)
+    after = seen[first_bad].show(plan.metric, brief=True)
     total = f"{len(seen)} releases looked at ({summary['measured']} measured) in "
     total += f"{summary['seconds']:.0f} s"
     if hidden:
@@ -322,22 +288,3 @@ def run(spec: Spec, ns: argparse.Namespace, threshold: float) -> dict[str, Any]:
         + total
     )
     return summary
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """0: found; 1: no single answer; 2: bad input."""
-    try:
-        spec, ns, threshold = build(sys.argv[1:] if argv is None else argv)
-        spec.config.run_dir.mkdir(parents=True, exist_ok=True)
-        run(spec, ns, threshold)
-    except (BisectError, usage.UsageError, MatrixError, releases.ReleasesError) as exc:
-        print(f"harness bisect: error: {exc}", file=sys.stderr)
-        return USAGE_EXIT
-    except Undecided as exc:
-        print(f"no single answer: {exc}", flush=True)
-        return UNDECIDED_EXIT
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

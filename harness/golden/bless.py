@@ -1,4 +1,4 @@
-"""Record or refresh goldens from one stack of a run: `nox -s golden -- --from STACK_ID`.
+"""Record or refresh goldens from one stack of a run: `harness golden --from STACK_ID`.
 
 Prints what would change and writes only with --write. Never blesses from a record whose
 status is not ok, and refuses when the ok records of a case disagree.
@@ -7,9 +7,7 @@ status is not ok, and refuses when the ok records of a case disagree.
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import paths, usage
@@ -18,6 +16,7 @@ from harness.golden import store as golden
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
 USAGE_EXIT = usage.USAGE_EXIT
 UsageError = usage.UsageError
@@ -124,43 +123,3 @@ def _change(new: golden.Golden, root: Path) -> Change:
     if old.weights_sha256 != new.weights_sha256:
         notes.append(f"weights {str(old.weights_sha256)[:12]} -> {str(new.weights_sha256)[:12]}")
     return Change(new, path, "changed", "; ".join(notes))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = usage.Parser(prog="nox -s golden --")
-    parser.add_argument("--from", dest="stack", required=True, help="the stack id to bless from")
-    parser.add_argument("--models", default=None, help="model ids, comma-separated")
-    parser.add_argument("--run", type=Path, default=REPORTS / "latest", help="run folder")
-    parser.add_argument("--goldens", type=Path, default=golden.GOLDENS)
-    parser.add_argument("--write", action="store_true", help="write the goldens (default: dry run)")
-    try:
-        ns = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-        if not (ns.run / "raw").is_dir():
-            raise UsageError(f"{ns.run}: no such run folder")
-        models = [m for m in ns.models.split(",") if m] if ns.models else None
-        changes = plan(rec.read_run(ns.run), ns.stack, models, ns.goldens)
-    except UsageError as exc:
-        print(f"harness: error: {exc}", file=sys.stderr)
-        return USAGE_EXIT
-    except BlessError as exc:
-        print(f"harness: {exc}", file=sys.stderr)
-        return REFUSED_EXIT
-    for change in changes:
-        rel = (
-            change.path.relative_to(ns.goldens)
-            if change.path.is_relative_to(ns.goldens)
-            else change.path
-        )
-        print(f"{change.kind:>9}  {rel}  {change.note}".rstrip())
-    pending = [c for c in changes if c.kind != "unchanged"]
-    if not ns.write:
-        print(f"{len(pending)} golden(s) would change; nothing written (add --write)")
-        return 0
-    for change in pending:
-        golden.write_golden(ns.goldens, change.golden)
-    print(f"wrote {len(pending)} golden(s) under {ns.goldens}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Reports of one or several runs: summary.md, and the pipeline that writes every file.
 
-`python -m harness.report.build [RUN_DIR ...] [--out DIR] [--png]` writes results.parquet,
-summary.csv, summary.md, index.html and claims.html into the first run folder.
+build_reports writes results.parquet, summary.csv, summary.md, index.html and claims.html
+into the first run folder (`harness report [RUN_DIR ...] [--out DIR] [--png]`).
 """
 
 from __future__ import annotations
@@ -9,14 +9,13 @@ from __future__ import annotations
 import html
 import math
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from harness import paths, usage
+from harness import paths
 from harness import records as rec
 from harness.report import claims, dashboard, plots
 from harness.report.tables import (
@@ -275,30 +274,3 @@ def build_reports(
     if png:
         pngs, note = plots.export_pngs(figures, out / "png")
     return ReportPaths(out, parquet, csv, md, site.index, site.claims, site.plotly_js, pngs, note)
-
-
-# ---------------------------------------------------------------- command line
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = usage.Parser(prog="python -m harness.report.build", description=__doc__)
-    parser.add_argument("run_dirs", nargs="*", type=Path, metavar="RUN_DIR")
-    parser.add_argument("--out", type=Path, default=None, help="folder (default: first run)")
-    parser.add_argument("--png", action="store_true", help="also export each chart as PNG")
-    try:
-        ns = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
-        paths = build_reports(ns.run_dirs or [DEFAULT_RUN], ns.out, png=ns.png)
-    except (ReportError, usage.UsageError) as exc:
-        print(f"harness.report.build: error: {exc}", file=sys.stderr)
-        return USAGE_EXIT
-    if paths.png_note:
-        print(paths.png_note, file=sys.stderr)
-    print(f"report: {paths.index_html}")
-    print(f"summary: {paths.markdown}")
-    if paths.pngs:
-        print(f"png: {len(paths.pngs)} charts in {paths.pngs[0].parent}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,15 +11,17 @@ import pytest
 from rich.console import Console
 
 from harness import records as rec
-from harness.commands import cli
+from harness import usage
+from harness.commands import bench, cli
 from harness.config import matrix
+from harness.report import console
 
 REPO = Path(__file__).resolve().parents[2]
 MATRIX = matrix.load(REPO / "matrix.yaml")
 
 
 def test_bench_options_parse() -> None:
-    args = cli.parse_bench_args(
+    args = bench.parse_bench_args(
         ["--profile", "smoke", "--models", "tiny-gpt2", "--repeats", "2", "--out", "x"], MATRIX
     )
     assert args.profile == "smoke"
@@ -44,8 +46,8 @@ def test_bench_options_parse() -> None:
     ],
 )
 def test_bad_bench_options_are_usage_errors(argv: list[str], fragment: str) -> None:
-    with pytest.raises(cli.UsageError, match=fragment):
-        cli.parse_bench_args(argv, MATRIX)
+    with pytest.raises(usage.UsageError, match=fragment):
+        bench.parse_bench_args(argv, MATRIX)
 
 
 def _record(stack: str, status: str, peak: float | None, repeat: int = 0) -> dict[str, object]:
@@ -60,7 +62,7 @@ def _record(stack: str, status: str, peak: float | None, repeat: int = 0) -> dic
 def test_summary_rows_take_medians_over_ok_repeats() -> None:
     recs = [_record("s", "ok", p, i) for i, p in enumerate([10.0, 30.0, 20.0])]
     recs.append(_record("s", "error", None, 3))
-    (row,) = cli.summary_rows(recs)
+    (row,) = console.summary_rows(recs)
     assert row["runs"] == 4
     assert row["status"] == "ok/error"
     assert row["peak_mb"] == 20.0
@@ -72,7 +74,7 @@ def test_finish_run_exit_code(tmp_path: Path, statuses: list[str], code: int) ->
     for i, status in enumerate(statuses):
         rec.append(tmp_path / "raw" / "s.jsonl", _record(f"s{i}", status, 1.0))
     with (tmp_path / "out.txt").open("w") as fh:
-        assert cli.finish_run(tmp_path, Console(file=fh, width=200)) == code
+        assert console.finish_run(tmp_path, Console(file=fh, width=200)) == code
     assert "records:" in (tmp_path / "out.txt").read_text()
 
 
@@ -108,7 +110,9 @@ def test_noxfile_lists_one_bench_session_per_stack() -> None:
     )  # fmt: skip
     names = {ln.split()[1] for ln in proc.stdout.splitlines() if ln[:2] in ("- ", "* ")}
     assert {f"bench-{s.id}" for s in MATRIX.stacks} <= names
-    assert {"bench", "tests", "lint"} <= names
+    sessions = {"bench", "golden", "report", "compare", "bisect", "ci-workflow", "tests", "e2e",
+                "lint", "fuzz"}  # fmt: skip
+    assert sessions <= names
 
 
 def test_python_m_harness_validate() -> None:
@@ -121,10 +125,10 @@ def test_python_m_harness_validate() -> None:
 
 
 def _run_json(run_dir: Path, **over: object) -> None:
-    data = {
+    data: dict[str, object] = {
         "run_id": "20260101-000000", "profile": "smoke", "models": None, "stacks": None,
         "repeats": 1, "mode": "forkserver",
-        "cells_sha256": cli.cells_sha256(MATRIX, "smoke", None, None),
+        "cells_sha256": bench.cells_sha256(MATRIX, "smoke", None, None),
     }  # fmt: skip
     data.update(over)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -133,7 +137,7 @@ def _run_json(run_dir: Path, **over: object) -> None:
 
 def test_resume_takes_the_runs_own_options(tmp_path: Path) -> None:
     _run_json(tmp_path / "run", models=["tiny-gpt2"])
-    args = cli.parse_bench_args(["--resume", str(tmp_path / "run")], MATRIX)
+    args = bench.parse_bench_args(["--resume", str(tmp_path / "run")], MATRIX)
     assert (args.profile, args.models, args.repeats) == ("smoke", ("tiny-gpt2",), 1)
     assert args.resume
     assert args.run_id == "20260101-000000"
@@ -152,19 +156,19 @@ def test_resume_refuses_what_would_mix_cells(
     tmp_path: Path, argv: list[str], over: dict[str, object], fragment: str
 ) -> None:
     _run_json(tmp_path / "run", **over)
-    with pytest.raises(cli.UsageError, match=fragment):
-        cli.parse_bench_args(["--resume", str(tmp_path / "run"), *argv], MATRIX)
+    with pytest.raises(usage.UsageError, match=fragment):
+        bench.parse_bench_args(["--resume", str(tmp_path / "run"), *argv], MATRIX)
 
 
 def test_resume_needs_a_run_folder(tmp_path: Path) -> None:
-    with pytest.raises(cli.UsageError, match="not a run folder"):
-        cli.parse_bench_args(["--resume", str(tmp_path / "nope")], MATRIX)
+    with pytest.raises(usage.UsageError, match="not a run folder"):
+        bench.parse_bench_args(["--resume", str(tmp_path / "nope")], MATRIX)
 
 
 def test_unwritable_results_folder_is_a_usage_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises(cli.UsageError, match="cannot write results there"):
-        cli.ensure_writable(blocker / "run")
-    cli.ensure_writable(tmp_path / "ok")
+    with pytest.raises(usage.UsageError, match="cannot write results there"):
+        bench.ensure_writable(blocker / "run")
+    bench.ensure_writable(tmp_path / "ok")
     assert not list((tmp_path / "ok" / "raw").iterdir())

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from harness import records
+from harness.commands import bisect as bisect_cmd
 from harness.config.matrix import Cell, Model, Scenario, Stack
 from harness.decide import bisect, releases
 from harness.measure import probe
@@ -208,8 +209,8 @@ def test_parse_scenario_and_ends() -> None:
         False, "cpu", "float32", "safetensors", 20
     )
     assert bisect.parse_scenario("bin/bf16/lcmu=omit/dm=none", 7).id == "bin/bf16/lcmu=omit/dm=none"
-    assert bisect._end("tf==4.51.0") == bisect._end("transformers==4.51.0") == "4.51.0"
-    assert bisect._end("4.51.0") == "4.51.0"
+    assert bisect_cmd._end("tf==4.51.0") == bisect_cmd._end("transformers==4.51.0") == "4.51.0"
+    assert bisect_cmd._end("4.51.0") == "4.51.0"
 
 
 # ---------------------------------------------------------------- the command, measuring faked
@@ -242,9 +243,9 @@ def test_bad_input_is_one_line_and_exit_2(
     tmp_path: Path, argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _seed_listing(tmp_path)
-    assert bisect.main([*ARGS, "--run", str(tmp_path), *argv]) == 2
+    assert bisect_cmd.main([*ARGS, "--run", str(tmp_path), *argv]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("harness bisect: error: ")
+    assert err.startswith("harness: error: ")
     assert err.count("\n") == 1, err
     assert fragment in err
 
@@ -260,9 +261,8 @@ def test_main_bisects_with_measurements_faked(
         status = "ok" if tuple(map(int, version.split("."))) >= (4, 51) else "unsupported"
         return m(version, status)
 
-    monkeypatch.setattr(bisect, "measure", fake)
-    monkeypatch.setattr(bisect, "host_fingerprint", lambda: "h")
-    assert bisect.main([*ARGS, "--run", str(tmp_path)]) == 0
+    monkeypatch.setattr(bisect_cmd, "measurer", lambda spec: lambda v: fake(spec, v, "h"))
+    assert bisect_cmd.main([*ARGS, "--run", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "first bad: transformers 4.51.0 (ok); last good: 4.50.3 (unsupported)" in out
     assert probed[:2] == ["4.46.3", "4.57.6"]
@@ -275,9 +275,8 @@ def test_main_says_when_the_ends_agree(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _seed_listing(tmp_path)
-    monkeypatch.setattr(bisect, "measure", lambda _s, v, _h: m(v, "ok"))
-    monkeypatch.setattr(bisect, "host_fingerprint", lambda: "h")
-    assert bisect.main([*ARGS, "--run", str(tmp_path)]) == 1
+    monkeypatch.setattr(bisect_cmd, "measurer", lambda _spec: lambda v: m(v, "ok"))
+    assert bisect_cmd.main([*ARGS, "--run", str(tmp_path)]) == 1
     assert "no single answer: the ends agree on status" in capsys.readouterr().out
 
 
@@ -356,7 +355,7 @@ def test_bisect_finds_451_where_device_map_stops_needing_low_cpu_mem_usage(
     run = tmp_path / "run"
     argv = [*ARGS, "--torch", "2.13.0", "--run", str(run), "--envdir", str(tmp_path / "envs")]
     started = time.monotonic()
-    assert bisect.main(argv) == 0, capsys.readouterr().out
+    assert bisect_cmd.main(argv) == 0, capsys.readouterr().out
     first = capsys.readouterr().out
     took = time.monotonic() - started
     assert "first bad: transformers 4.51.0 (ok); last good: 4.50.3 (unsupported" in first
@@ -379,7 +378,7 @@ def test_bisect_finds_451_where_device_map_stops_needing_low_cpu_mem_usage(
     assert bad["torch_version"].startswith("2.13.0")
     # A re-run measures nothing: every release comes from the run folder.
     again = time.monotonic()
-    assert bisect.main(argv) == 0
+    assert bisect_cmd.main(argv) == 0
     second = capsys.readouterr().out
     assert "first bad: transformers 4.51.0" in second
     assert "0 measured" in second

@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
+from harness.commands import compare as compare_cmd
 from harness.config import matrix
 from harness.config.matrix import FAIL_ON_CHOICES, CompareSettings
-from harness.decide import compare, render, stats, verdicts, walk
+from harness.decide import render, stats, verdicts, walk
 from harness.measure import envs, runner
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "compare"
@@ -28,7 +29,7 @@ NO_MATRIX = ["--matrix", "/nonexistent/matrix.yaml"]  # the built-in defaults
 
 def run(tmp_path: Path, *argv: str) -> tuple[int, dict[str, Any]]:
     out = tmp_path / "out.json"
-    code = compare.main([*argv, "--json", str(out), *NO_MATRIX])
+    code = compare_cmd.main([*argv, "--json", str(out), *NO_MATRIX])
     return code, json.loads(out.read_text()) if out.exists() else {}
 
 
@@ -174,7 +175,7 @@ def test_thresholds_from_matrix_yaml(tmp_path: Path) -> None:
         "compare: {memory: 2.0, fail_on: [golden]}\n"
     )
     out = tmp_path / "o.json"
-    code = compare.main([B, C, "--run", str(WALK), "--matrix", str(matrix), "--json", str(out)])
+    code = compare_cmd.main([B, C, "--run", str(WALK), "--matrix", str(matrix), "--json", str(out)])
     data = json.loads(out.read_text())
     assert data["settings"]["memory"] == 2.0
     assert row(data, "gpt2-124m/st/fp32/lcmu=true/dm=none", "peak_mb")["verdict"] == "same"
@@ -193,7 +194,7 @@ def test_metrics_narrow_what_is_compared_and_what_fails(tmp_path: Path) -> None:
 def test_walk_with_metrics(tmp_path: Path) -> None:
     out = tmp_path / "walk.json"
     argv = ["--walk", "--run", str(WALK), "--metrics", "status", "--json", str(out), *NO_MATRIX]
-    assert compare.main(argv) == 0
+    assert compare_cmd.main(argv) == 0
     sentences = json.loads(out.read_text())["sentences"]
     expected = (
         f"status for tiny-gpt2/st/fp32/lcmu=false/dm=cpu changes from unsupported to ok "
@@ -274,9 +275,9 @@ def test_records_of_two_machines_are_grouped_not_pooled(tmp_path: Path) -> None:
 def test_bad_input_is_one_line_and_exit_2(
     argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert compare.main([*argv, *NO_MATRIX]) == 2
+    assert compare_cmd.main([*argv, *NO_MATRIX]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("harness compare: error: ")
+    assert err.startswith("harness: error: ")
     assert err.count("\n") == 1, err
     assert fragment in err, err
 
@@ -284,7 +285,7 @@ def test_bad_input_is_one_line_and_exit_2(
 def test_a_broken_matrix_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     matrix = tmp_path / "m.yaml"
     matrix.write_text("stacks: [\n")
-    assert compare.main([B, C, "--run", str(WALK), "--matrix", str(matrix)]) == 2
+    assert compare_cmd.main([B, C, "--run", str(WALK), "--matrix", str(matrix)]) == 2
     assert f"{matrix}:" in capsys.readouterr().err
 
 
@@ -296,7 +297,7 @@ def test_markdown_file_and_step_summary(tmp_path: Path, monkeypatch: pytest.Monk
     summary.write_text("# earlier step\n")
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     md = tmp_path / "cmp.md"
-    code = compare.main([B, C, "--run", str(WALK), "--markdown", str(md), *NO_MATRIX])
+    code = compare_cmd.main([B, C, "--run", str(WALK), "--markdown", str(md), *NO_MATRIX])
     assert code == 1
     text = md.read_text()
     assert summary.read_text() == "# earlier step\n" + text
@@ -313,7 +314,7 @@ def test_markdown_file_and_step_summary(tmp_path: Path, monkeypatch: pytest.Monk
 def test_terminal_table_shows_what_changed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    compare.main([B, C, "--run", str(WALK), *NO_MATRIX])
+    compare_cmd.main([B, C, "--run", str(WALK), *NO_MATRIX])
     out = capsys.readouterr().out
     assert "gpt2-124m/st/fp32/lcmu=true/dm=none" in out
     assert "uncertain" in out
@@ -338,7 +339,7 @@ def test_json_is_complete(tmp_path: Path) -> None:
 def test_walk_says_where_each_change_appears(tmp_path: Path) -> None:
     out = tmp_path / "walk.json"
     md = tmp_path / "walk.md"
-    code = compare.main(
+    code = compare_cmd.main(
         ["--walk", "--run", str(WALK), "--json", str(out), "--markdown", str(md), *NO_MATRIX]
     )
     assert code == 0
@@ -473,7 +474,7 @@ def test_two_real_stacks_compare_on_tiny_gpt2(tmp_path: Path, stack_python: Path
         records = runner.run_stack(stack, [matrix.Cell(stack, model, scenario)], python, cfg)
         assert {r["status"] for r in records} == {"ok"}
     out = tmp_path / "cmp.json"
-    code = compare.main([old.id, new.id, "--run", str(run_dir), "--json", str(out), *NO_MATRIX])
+    code = compare_cmd.main([old.id, new.id, "--run", str(run_dir), "--json", str(out), *NO_MATRIX])
     data = json.loads(out.read_text())
     cell = "tiny-gpt2/st/fp32/lcmu=omit/dm=none"
     assert code == data["exit_code"] == (1 if data["failures"] else 0)
@@ -487,4 +488,4 @@ def test_two_real_stacks_compare_on_tiny_gpt2(tmp_path: Path, stack_python: Path
         assert found["verdict"] in ("better", "worse", "same", "uncertain")
         assert found["low"] <= found["change"] <= found["high"]
     # The same stack against itself: nothing is worse.
-    assert compare.main([new.id, new.id, "--run", str(run_dir), *NO_MATRIX]) == 0
+    assert compare_cmd.main([new.id, new.id, "--run", str(run_dir), *NO_MATRIX]) == 0

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from harness.commands import golden as golden_cmd
 from harness.config.matrix import Cell, Model, Scenario, Stack
 from harness.golden import bless
 from harness.golden import store as golden
@@ -168,13 +169,13 @@ def test_bless_is_a_dry_run_without_write(
     run = _run_dir(tmp_path, [record([1, 2, 3]), record([1, 2, 3], repeat=1)])
     root = tmp_path / "goldens"
     argv = ["--from", "s", "--run", str(run), "--goldens", str(root)]
-    assert bless.main(argv) == 0
+    assert golden_cmd.main(argv) == 0
     assert "1 golden(s) would change; nothing written" in capsys.readouterr().out
     assert not root.exists()
-    assert bless.main([*argv, "--write"]) == 0
+    assert golden_cmd.main([*argv, "--write"]) == 0
     (path,) = root.rglob("*.json")
     assert json.loads(path.read_text())["ids"] == [1, 2, 3]
-    assert bless.main(argv) == 0
+    assert golden_cmd.main(argv) == 0
     assert "0 golden(s) would change" in capsys.readouterr().out
 
 
@@ -182,7 +183,7 @@ def test_bless_refuses_a_failed_record(tmp_path: Path, capsys: pytest.CaptureFix
     bad = record([], status="error", message="OSError: boom", output_ids=[], output_text=[])
     run = _run_dir(tmp_path, [record([1, 2, 3]), bad])
     root = tmp_path / "goldens"
-    code = bless.main(["--from", "s", "--run", str(run), "--goldens", str(root), "--write"])
+    code = golden_cmd.main(["--from", "s", "--run", str(run), "--goldens", str(root), "--write"])
     assert code == bless.REFUSED_EXIT
     assert "is error: OSError: boom" in capsys.readouterr().err
     assert not root.exists()
@@ -194,11 +195,11 @@ def test_bless_refuses_disagreeing_records_and_reports_changes(
     root = tmp_path / "goldens"
     put_golden(root, [1, 2, 3], [5, 5, 5])
     run = _run_dir(tmp_path, [record([1, 2, 4])])
-    assert bless.main(["--from", "s", "--run", str(run), "--goldens", str(root)]) == 0
+    assert golden_cmd.main(["--from", "s", "--run", str(run), "--goldens", str(root)]) == 0
     assert "ids differ from position 2" in capsys.readouterr().out
     run2 = _run_dir(tmp_path / "b", [record([1, 2, 4]), record([1, 2, 5], checkpoint_format="bin")])
-    assert bless.main(["--from", "s", "--run", str(run2), "--goldens", str(root)]) == 1
-    assert bless.main(["--from", "nope", "--run", str(run2)]) == bless.USAGE_EXIT
+    assert golden_cmd.main(["--from", "s", "--run", str(run2), "--goldens", str(root)]) == 1
+    assert golden_cmd.main(["--from", "nope", "--run", str(run2)]) == 2
 
 
 # ---------------------------------------------------------------- real models

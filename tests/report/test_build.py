@@ -11,6 +11,7 @@ import pytest
 from recordkit import HANDMADE, SMOKE, copy_run, make_record, write_run
 
 from harness import records as rec
+from harness.commands import report as report_cmd
 from harness.report import build, plots, tables
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ def test_real_smoke_run(tmp_path: Path) -> None:
 
 
 def test_cli_writes_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert build.main([str(HANDMADE), "--out", str(tmp_path)]) == 0
+    assert report_cmd.main([str(HANDMADE), "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"report: {tmp_path / 'index.html'}" in out
     assert (tmp_path / "summary.md").exists()
@@ -136,11 +137,11 @@ def test_cli_writes_reports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_cli_bad_input_is_one_line_and_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], fragment: str
 ) -> None:
-    code = build.main([a.format(tmp=tmp_path) for a in args])
+    code = report_cmd.main([a.format(tmp=tmp_path) for a in args])
     err = capsys.readouterr().err
-    assert code == build.USAGE_EXIT
+    assert code == 2
     assert err.count("\n") == 1
-    assert err.startswith("harness.report.build: error: ")
+    assert err.startswith("harness: error: ")
     assert fragment in err
 
 
@@ -150,7 +151,7 @@ def test_cli_torn_record_file_is_bad_input(
     raw = tmp_path / "run" / "raw"
     raw.mkdir(parents=True)
     (raw / "s.jsonl").write_text("{not json\n", encoding="utf-8")
-    assert build.main([str(tmp_path / "run")]) == build.USAGE_EXIT
+    assert report_cmd.main([str(tmp_path / "run")]) == 2
     assert "unreadable record file" in capsys.readouterr().err
 
 
@@ -158,7 +159,7 @@ def test_png_without_an_exporter_says_so_in_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(plots, "has_image_exporter", lambda: False)
-    assert build.main([str(HANDMADE), "--out", str(tmp_path), "--png"]) == 0
+    assert report_cmd.main([str(HANDMADE), "--out", str(tmp_path), "--png"]) == 0
     err = capsys.readouterr().err
     assert err == "PNG export skipped: no image exporter installed (pip install kaleido)\n"
     assert not (tmp_path / "png").exists()
@@ -167,11 +168,11 @@ def test_png_without_an_exporter_says_so_in_one_line(
 
 def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.report.build", str(tmp_path / "nope")],
+        [sys.executable, "-m", "harness", "report", str(tmp_path / "nope")],
         capture_output=True, text=True, check=False, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2
-    assert proc.stderr == f"harness.report.build: error: {tmp_path / 'nope'}: no such run folder\n"
+    assert proc.stderr == f"harness: error: {tmp_path / 'nope'}: no such run folder\n"
 
 
 def test_report_paths_are_frozen(tmp_path: Path) -> None:

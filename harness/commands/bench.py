@@ -1,0 +1,329 @@
+"""`harness bench`: the bench options (nox's posargs too), the run folder and its manifest.
+
+`harness bench` runs the existing-environment stacks (install: false) of matrix.yaml, for
+machines without nox or uv (a GPU box, a team's image); `nox -s bench` installs the others
+and calls the same functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness import paths, usage
+from harness import records as rec
+from harness.commands import COMMANDS
+from harness.config import matrix as matrix_mod
+from harness.golden import store as golden
+from harness.measure import budget, envs, runner, shards
+from harness.report.console import finish_run
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+UsageError = usage.UsageError
+REPORTS = paths.REPORTS
+ERRORS: tuple[type[Exception], ...] = (matrix_mod.MatrixError, golden.GoldenError)
+
+
+@dataclass(frozen=True)
+class BenchArgs:
+    profile: str
+    models: tuple[str, ...] | None
+    stacks: tuple[str, ...] | None
+    repeats: int | None
+    out: Path | None
+    mode: str | None
+    timeout_s: float | None
+    strict_golden: bool = False
+    run_id: str | None = None
+    resume: bool = False
+    memory_budget: int | None = None
+    fit: bool = False
+    shard: tuple[int, int] | None = None
+
+
+def _ids(text: str) -> tuple[str, ...]:
+    ids = tuple(i.strip() for i in text.split(",") if i.strip())
+    if not ids:
+        raise argparse.ArgumentTypeError("expected one or more comma-separated ids")
+    return ids
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _size(text: str) -> int:
+    try:
+        return budget.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        return shards.parse_shard(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def bench_parser() -> usage.Parser:
+    p = usage.Parser(prog="nox -s bench --", add_help=False)
+    p.add_argument("--profile", default="default", help="smoke, default or full")
+    p.add_argument("--models", type=_ids, default=None, help="model ids, comma-separated")
+    p.add_argument("--stacks", type=_ids, default=None, help="stack ids, comma-separated")
+    p.add_argument("--repeats", type=_positive_int, default=None)
+    p.add_argument("--out", type=Path, default=None, help="run folder (default reports/<run-id>)")
+    p.add_argument("--mode", choices=("forkserver", "fresh"), default=None)
+    p.add_argument("--timeout", dest="timeout_s", type=_positive_float, default=None)
+    p.add_argument("--strict-golden", action="store_true", help="golden drift fails the run")
+    p.add_argument("--resume", type=Path, default=None, help="finish an interrupted run folder")
+    p.add_argument("--memory-budget", type=_size, default=None, help="hard cap per run, e.g. 2GiB")
+    p.add_argument("--fit", action="store_true", help="find the smallest cap each cell fits in")
+    p.add_argument(
+        "--shard", type=_shard, default=None, help="I/N: this machine's slice of the cells"
+    )
+    return p
+
+
+def _resumed(ns: argparse.Namespace, matrix: matrix_mod.Matrix) -> BenchArgs:
+    """The interrupted run's own options: a resumed run must select the same cells."""
+    run_dir: Path = ns.resume
+    given = [f"--{k}" for k in ("profile", "models", "stacks", "repeats", "out")
+             if getattr(ns, k) not in (None, "default")]  # fmt: skip
+    if given:
+        raise UsageError(f"--resume takes the run's own options; drop {', '.join(given)}")
+    try:
+        data = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UsageError(f"{run_dir}: not a run folder (no readable run.json)") from None
+    models = tuple(data["models"]) if data.get("models") else None
+    stacks = tuple(data["stacks"]) if data.get("stacks") else None
+    try:
+        now = cells_sha256(matrix, data["profile"], models, stacks)
+    except matrix_mod.MatrixError as exc:
+        raise UsageError(f"cannot resume {run_dir}: {exc}") from None
+    if data.get("cells_sha256") != now:
+        # Other cells (or other pins) would make one run out of two different selections.
+        raise UsageError(f"the cells of {matrix.path} changed since run {data.get('run_id')}")
+    return BenchArgs(
+        profile=data["profile"],
+        models=models,
+        stacks=stacks,
+        repeats=data.get("repeats"),
+        out=run_dir,
+        mode=ns.mode or data.get("mode"),
+        timeout_s=ns.timeout_s,
+        strict_golden=ns.strict_golden,
+        run_id=data["run_id"],
+        resume=True,
+        memory_budget=ns.memory_budget,
+        fit=ns.fit,
+    )
+
+
+def cells_sha256(
+    matrix: matrix_mod.Matrix,
+    profile: str,
+    models: Sequence[str] | None,
+    stacks: Sequence[str] | None,
+) -> str:
+    """Identifies a run's selection: the cells and every stack's pins."""
+    cells = matrix.cells(profile, models=models, stacks=stacks)
+    text = json.dumps(sorted([c.stack.id, *c.stack.requirements(), c.id] for c in cells))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def ensure_writable(run_dir: Path) -> None:
+    """Fail before installing anything when results could not be written."""
+    probe = run_dir / "raw" / f".probe-{os.getpid()}"
+    try:
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"{run_dir}: cannot write results there ({exc.strerror})") from None
+
+
+def parse_bench_args(argv: Sequence[str], matrix: matrix_mod.Matrix) -> BenchArgs:
+    return bench_args(bench_parser().parse_args(list(argv)), matrix)
+
+
+def bench_args(ns: argparse.Namespace, matrix: matrix_mod.Matrix) -> BenchArgs:
+    """Checked bench options from parsed ones (nox's posargs or `python -m harness bench`)."""
+    if ns.resume is not None:
+        return _resumed(ns, matrix)
+    args = BenchArgs(
+        profile=ns.profile,
+        models=ns.models,
+        stacks=ns.stacks,
+        repeats=ns.repeats,
+        out=ns.out,
+        mode=ns.mode,
+        timeout_s=ns.timeout_s,
+        strict_golden=ns.strict_golden,
+        memory_budget=ns.memory_budget,
+        fit=ns.fit,
+        shard=ns.shard,
+    )
+    if (args.memory_budget or args.fit) and args.mode == "forkserver":
+        # A forked child cannot be charged for the imports its parent did.
+        raise UsageError("--memory-budget and --fit run fresh interpreters; drop --mode forkserver")
+    # Unknown profile, model or stack ids are caught here, before anything is installed.
+    try:
+        matrix.cells(args.profile, models=args.models, stacks=args.stacks)
+    except matrix_mod.MatrixError as exc:
+        raise UsageError(str(exc)) from None
+    return args
+
+
+def run_config(args: BenchArgs, matrix: matrix_mod.Matrix, run_id: str) -> runner.RunConfig:
+    """How this invocation runs; raises GoldenError for a broken expectations file."""
+    run_id = args.run_id or run_id
+    return runner.RunConfig(
+        run_id=run_id,
+        run_dir=run_dir_for(args, run_id),
+        # Capped runs are charged from their first page on: a fresh interpreter each.
+        mode="fresh" if args.memory_budget or args.fit else args.mode or matrix.settings.mode,
+        timeout_s=args.timeout_s or matrix.settings.timeout_s,
+        repeats=args.repeats or matrix.repeats(args.profile),
+        cache_dir=runner.default_cache_dir(),
+        judge=golden.Judge.open(golden.GOLDENS, matrix.settings.golden_tolerance),
+        resume=args.resume,
+        memory_budget=args.memory_budget,
+        fit=args.fit,
+    )
+
+
+def select(
+    matrix: matrix_mod.Matrix, args: BenchArgs, stack_id: str | None = None
+) -> list[matrix_mod.Cell]:
+    """The cells this invocation runs: profile, --models, --stacks, then --shard."""
+    cells = matrix.cells(args.profile, models=args.models, stacks=args.stacks)
+    if args.shard is not None:
+        # Sharded over the whole selection, so N machines cover it exactly once.
+        cells = shards.shard(cells, *args.shard)
+    return [c for c in cells if stack_id is None or c.stack.id == stack_id]
+
+
+def new_run_id(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.strftime("%Y%m%d-%H%M%S")
+
+
+def run_dir_for(args: BenchArgs, run_id: str) -> Path:
+    return args.out if args.out is not None else REPORTS / run_id
+
+
+def point_latest(run_dir: Path) -> None:
+    """reports/latest -> the newest run, swapped atomically with a rename."""
+    run_dir = run_dir.resolve()
+    if run_dir.parent != REPORTS.resolve():
+        return
+    tmp = REPORTS / f".latest.{os.getpid()}"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run_dir.name)
+    tmp.replace(REPORTS / "latest")
+
+
+def write_manifest(
+    run_dir: Path, matrix_path: Path, args: BenchArgs, run_id: str, **extra: object
+) -> None:
+    path = run_dir / "run.json"
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    data.update(
+        {
+            "run_id": run_id,
+            "schema_version": rec.SCHEMA_VERSION,
+            "command": sys.argv,
+            "matrix": str(matrix_path),
+            "matrix_sha256": hashlib.sha256(matrix_path.read_bytes()).hexdigest(),
+            "cells_sha256": cells_sha256(
+                matrix_mod.load(matrix_path), args.profile, args.models, args.stacks
+            ),
+            "profile": args.profile,
+            "models": args.models,
+            "stacks": args.stacks,
+            # Where uv looked for wheels: the index, a wheelhouse, pip's configuration.
+            "wheel_sources": envs.wheel_sources().as_json(),
+            **extra,
+        }
+    )
+    data.setdefault("started_at", dt.datetime.now(dt.timezone.utc).isoformat())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
+
+
+def record_install_error(
+    cfg: runner.RunConfig, stack: matrix_mod.Stack, cells: Sequence[matrix_mod.Cell], message: str
+) -> None:
+    """Every run of a stack without an environment, as install_error records in its .jsonl."""
+    jsonl = cfg.run_dir / "raw" / f"{stack.id}.jsonl"
+    for record in rec.install_error_records(
+        run_id=cfg.run_id, stack=stack, cells=cells, repeats=cfg.repeats, mode=cfg.mode,
+        message=message,
+    ):  # fmt: skip
+        rec.append(jsonl, record)
+
+
+def bench_existing(ns: argparse.Namespace) -> int:
+    """`python -m harness bench`: for machines without nox or uv (a GPU box, a team's image)."""
+    from harness.measure import progress  # noqa: PLC0415 - only this command draws progress
+
+    m = matrix_mod.load(ns.matrix)
+    args = bench_args(ns, m)
+    cfg = run_config(args, m, new_run_id())
+    run_dir = cfg.run_dir
+    ensure_writable(run_dir)
+    write_manifest(run_dir, ns.matrix, args, cfg.run_id, mode=cfg.mode, repeats=cfg.repeats)
+    point_latest(run_dir)
+    ran = False
+    for stack in m.stacks:
+        cells = select(m, args, stack.id)
+        if not cells:
+            continue
+        if stack.install:
+            print(f"skipped {stack.id}: it installs an environment; use nox -s bench-{stack.id}")
+            continue
+        ran = True
+        with progress.reporter(stack.id) as report:
+            runner.run_stack(stack, cells, Path(stack.python), cfg, progress=report)
+    if not ran:
+        raise UsageError("no existing-environment stack (install: false) selected")
+    return finish_run(run_dir, strict_golden=args.strict_golden)
+
+
+def parser(prog: str = "harness bench") -> usage.Parser:
+    p = usage.Parser(prog=prog, description=COMMANDS["bench"], parents=[bench_parser()])
+    p.add_argument("--matrix", type=Path, default=paths.DEFAULT_MATRIX)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    return usage.run(lambda: bench_existing(parser().parse_args(args)), *ERRORS)

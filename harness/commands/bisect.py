@@ -1,0 +1,141 @@
+"""`harness bisect` (and `nox -s bisect`): the first transformers release where a metric flips.
+
+    harness bisect --good tf==4.46.3 --bad tf==4.57.6 --model tiny-gpt2 \\
+        --scenario st/fp32/lcmu=false/dm=cpu --metric status [--torch 2.13.0] [--run DIR]
+
+The bisection is harness.decide.bisect; the measuring is harness.measure.probe (a fresh uv
+environment per release, reusing this machine's records in the run folder).
+Exit codes: 0 found, 1 no single answer (the ends agree, or skipped releases hide it),
+2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from harness import paths, usage
+from harness.commands import COMMANDS
+from harness.config.matrix import Cell, Matrix, MatrixError, Stack
+from harness.config.matrix import load as load_matrix
+from harness.decide import bisect, releases
+from harness.golden import store as golden
+from harness.measure import probe, runner
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+USAGE_EXIT = usage.USAGE_EXIT
+UNDECIDED_EXIT = 1
+DEFAULT_RUN = paths.REPORTS / "bisect"
+DEFAULT_ENVS = paths.REPO / ".nox" / "bisect-envs"
+DEFAULT_MATRIX = paths.DEFAULT_MATRIX
+ERRORS = (bisect.BisectError, MatrixError, releases.ReleasesError)
+
+
+def _end(text: str) -> str:
+    version = bisect.end_version(text)
+    if version is None:
+        raise argparse.ArgumentTypeError(f"expected tf==VERSION, got {text!r}")
+    return version
+
+
+def parser(prog: str = "harness bisect") -> usage.Parser:
+    metrics = ", ".join(bisect.METRICS)
+    p = usage.Parser(prog=prog, description=COMMANDS["bisect"])
+    p.add_argument("--good", type=_end, required=True, help="tf==VERSION that behaves as before")
+    p.add_argument("--bad", type=_end, required=True, help="tf==VERSION that behaves differently")
+    p.add_argument("--model", required=True, help="a model id of matrix.yaml")
+    p.add_argument("--scenario", required=True, help="e.g. st/fp32/lcmu=false/dm=cpu")
+    p.add_argument("--metric", required=True, help=f"one of {metrics}")
+    p.add_argument("--threshold", type=float, default=None, help="numeric metrics: 0.05 = 5%%")
+    p.add_argument("--torch", default="2.13.0")
+    p.add_argument("--python", default="3.11")
+    p.add_argument("--accelerate", default=None, help="exact version (default: the resolver's)")
+    p.add_argument("--pin", action="append", default=[], help="extra requirement, repeatable")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=None, help="per run, seconds")
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--run", type=Path, default=DEFAULT_RUN, help="run folder (the cache)")
+    p.add_argument("--envdir", type=Path, default=DEFAULT_ENVS)
+    p.add_argument("--keep-envs", action="store_true")
+    p.add_argument("--refresh-versions", action="store_true", help="ask the index again")
+    default_matrix = Path(os.environ.get("HARNESS_MATRIX", DEFAULT_MATRIX))
+    p.add_argument("--matrix", type=Path, default=default_matrix)
+    return p
+
+
+def _threshold(ns: argparse.Namespace, matrix: Matrix) -> float:
+    if ns.threshold is not None:
+        if ns.threshold <= 0:
+            raise bisect.BisectError(
+                f"--threshold: expected a positive fraction, got {ns.threshold}"
+            )
+        return float(ns.threshold)
+    memory = ns.metric.endswith("_mb") or ns.metric == "peak_ratio"
+    return matrix.compare.memory if memory else matrix.compare.time
+
+
+def build(argv: Sequence[str]) -> tuple[probe.Spec, bisect.Plan]:
+    ns = parser().parse_args(list(argv))
+    if ns.metric not in bisect.METRICS:
+        metrics = ", ".join(bisect.METRICS)
+        raise bisect.BisectError(f"unknown metric {ns.metric!r} (one of {metrics})")
+    if ns.repeats < 1:
+        raise bisect.BisectError(f"--repeats: expected a positive integer, got {ns.repeats}")
+    matrix = load_matrix(ns.matrix)
+    model = matrix.model(ns.model)
+    max_new = ns.max_new_tokens or matrix.settings.max_new_tokens
+    scenario = bisect.parse_scenario(ns.scenario, max_new)
+    template = Stack(
+        id="template", python=ns.python, transformers=ns.good, torch=ns.torch,
+        accelerate=ns.accelerate, pins=tuple(ns.pin),
+    )  # fmt: skip
+    try:
+        judge = golden.Judge.open(golden.GOLDENS, matrix.settings.golden_tolerance)
+    except golden.GoldenError:
+        judge = None  # goldens are not what a bisect is about; records just lack a verdict
+    config = runner.RunConfig(
+        run_id="bisect-" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S"),
+        run_dir=ns.run,
+        mode=matrix.settings.mode,
+        timeout_s=ns.timeout or matrix.settings.timeout_s,
+        repeats=ns.repeats,
+        cache_dir=runner.default_cache_dir(),
+        judge=judge,
+    )
+    cell = Cell(template, model, scenario)
+    spec = probe.Spec(cell, ns.metric, config, ns.envdir, ns.keep_envs)
+    plan = bisect.Plan(
+        metric=ns.metric, cell_id=cell.id, good=ns.good, bad=ns.bad, torch=ns.torch,
+        python=ns.python, threshold=_threshold(ns, matrix), run_dir=ns.run,
+        refresh_versions=ns.refresh_versions,
+    )  # fmt: skip
+    return spec, plan
+
+
+def measurer(spec: probe.Spec) -> Callable[[str], probe.Measurement]:
+    """The real measurement of a release, reusing this machine's records in the run folder."""
+    host = probe.host_fingerprint()
+    return lambda version: probe.measure(spec, version, host)
+
+
+def run_bisect(argv: Sequence[str]) -> int:
+    spec, plan = build(argv)
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        bisect.run(plan, measurer(spec))
+    except bisect.Undecided as exc:
+        print(f"no single answer: {exc}", flush=True)
+        return UNDECIDED_EXIT
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """0: found; 1: no single answer; 2: bad input."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return usage.run(lambda: run_bisect(args), *ERRORS)
