@@ -9,21 +9,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 MIB = 1024 * 1024
 
 Status = Literal["ok", "unsupported", "install_error", "error", "timeout", "killed"]
 # Best to worst: a higher rank on the candidate side of a comparison is worse.
 STATUSES: tuple[Status, ...] = ("ok", "unsupported", "install_error", "error", "timeout", "killed")
-STATUS_RANK = MappingProxyType({s: i for i, s in enumerate(STATUSES)})
+# Keyed by str: statuses come back from JSON as plain strings.
+STATUS_RANK: Mapping[str, int] = MappingProxyType({s: i for i, s in enumerate(STATUSES)})
 # Statuses that do not fail a run: it worked, or the library itself refused the combination.
 GOOD_STATUSES: frozenset[str] = frozenset({"ok", "unsupported"})
 
 GoldenVerdict = Literal["match", "drift", "missing", "stale", "mismatch"]
 # Best to worst; the failing ones fail a run (drift only under --strict-golden).
 GOLDEN_VERDICTS: tuple[GoldenVerdict, ...] = ("match", "drift", "missing", "stale", "mismatch")
-GOLDEN_RANK = MappingProxyType({v: i for i, v in enumerate(GOLDEN_VERDICTS)})
+GOLDEN_RANK: Mapping[str, int] = MappingProxyType({v: i for i, v in enumerate(GOLDEN_VERDICTS)})
 GOLDEN_FAILING: frozenset[str] = frozenset({"mismatch", "stale"})
 
 Category = Literal["memory", "time", "status", "golden"]
@@ -42,6 +46,7 @@ class Metric:
     digits: int = 1  # shown with this many decimals
     compared: bool = True  # judged by compare; False: shown and recorded only
     summarized: bool = True  # a column of the per-cell summary
+    column: str = ""  # its header in the markdown results table; "" = not shown there
 
     @property
     def better(self) -> str:
@@ -51,13 +56,13 @@ class Metric:
 _MEM: Category = "memory"
 _TIME: Category = "time"
 REGISTRY: tuple[Metric, ...] = (
-    Metric("load_s", "load time", "s", _TIME, digits=3),
-    Metric("ttft_s", "time to first token", "s", _TIME, digits=3),
-    Metric("tokens_per_s", "decode rate", "tokens/s", _TIME, higher_is_better=True),
+    Metric("load_s", "load time", "s", _TIME, digits=3, column="load s"),
+    Metric("ttft_s", "time to first token", "s", _TIME, digits=3, column="ttft s"),
+    Metric("tokens_per_s", "decode rate", "tokens/s", _TIME, higher_is_better=True, column="tok/s"),
     Metric("import_s", "import time", "s", _TIME, digits=3, compared=False, summarized=False),
-    Metric("peak_mb", "peak memory", "MiB", _MEM),
-    Metric("anon_mb", "anonymous memory", "MiB", _MEM),
-    Metric("file_mb", "file-backed memory", "MiB", _MEM, compared=False),
+    Metric("peak_mb", "peak memory", "MiB", _MEM, column="peak MiB"),
+    Metric("anon_mb", "anonymous memory", "MiB", _MEM, column="anon MiB"),
+    Metric("file_mb", "file-backed memory", "MiB", _MEM, compared=False, column="file MiB"),
     Metric("anon_peak_mb", "anonymous peak", "MiB", _MEM, compared=False, summarized=False),
     Metric("load_peak_mb", "peak memory while loading", "MiB", _MEM, compared=False),
     Metric(
@@ -66,15 +71,28 @@ REGISTRY: tuple[Metric, ...] = (
     Metric(
         "load_file_mb", "file-backed after loading", "MiB", _MEM, compared=False, summarized=False
     ),
-    Metric("peak_ratio", "peak over the weights", "x", _MEM, digits=2, compared=False),
+    Metric(
+        "peak_ratio",
+        "peak over the weights",
+        "x",
+        _MEM,
+        digits=2,
+        compared=False,
+        column="peak/weights",
+    ),
     Metric("cuda_peak_mb", "CUDA allocated peak", "MiB", _MEM, compared=False, summarized=False),
     Metric(
         "cuda_reserved_peak_mb", "CUDA reserved peak", "MiB", _MEM, compared=False, summarized=False
     ),
 )
-METRICS = MappingProxyType({m.name: m for m in REGISTRY})
+METRICS: Mapping[str, Metric] = MappingProxyType({m.name: m for m in REGISTRY})
 NUMERIC: tuple[str, ...] = tuple(m.name for m in REGISTRY)
-COMPARED: tuple[Metric, ...] = tuple(m for m in REGISTRY if m.compared)
+# Memory first, then time: the order compare's rows and `fail_on` choices are listed in.
+COMPARED: tuple[Metric, ...] = tuple(
+    sorted((m for m in REGISTRY if m.compared), key=lambda m: CATEGORIES.index(m.category))
+)
 SUMMARIZED: tuple[Metric, ...] = tuple(m for m in REGISTRY if m.summarized)
+# The columns of the markdown results table, in registry order.
+SHOWN: tuple[Metric, ...] = tuple(m for m in SUMMARIZED if m.column)
 # What `fail_on` may name: a category, or one compared metric.
 FAIL_ON_CHOICES: tuple[str, ...] = (*CATEGORIES, *(m.name for m in COMPARED))

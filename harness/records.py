@@ -1,4 +1,10 @@
-"""The record schema: building records from worker results, appending and reading them."""
+"""The record contract: `Record`, building records from worker results, appending and reading them.
+
+A record is one flat JSON object per (stack, model, scenario, repeat); `Record` is its one
+definition (the README's record table describes each field). Readers take records as they
+are on disk: older or hand-made ones may lack fields, so readers use `.get` for anything
+the runner may not have written.
+"""
 
 from __future__ import annotations
 
@@ -8,20 +14,142 @@ import os
 import statistics
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, NotRequired, TypedDict, TypeVar, cast
+
+from harness.metrics import GOOD_STATUSES, MIB, STATUSES, GoldenVerdict, Status
+
+# At run time too: typing.get_type_hints(Record) resolves Phase (harness.report.tables).
+from harness.target.contract import Phase  # noqa: TC001
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable, Iterator, Mapping
     from pathlib import Path
 
     from harness.config.matrix import Cell, Stack
+    from harness.target.contract import Environment, Result
+
+__all__ = [
+    "GOOD_STATUSES",
+    "MEMORY_PHASES",
+    "MIB",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "GoldenDetail",
+    "GoldenFields",
+    "Outcome",
+    "Record",
+    "TornLineWarning",
+    "append",
+    "build_record",
+    "failed",
+    "install_error_records",
+    "machine_fingerprint",
+    "median_or_none",
+    "memory_fields",
+    "read",
+    "read_run",
+]
 
 SCHEMA_VERSION = 1
-MIB = 1024 * 1024
-STATUSES = ("ok", "unsupported", "install_error", "error", "timeout", "killed")
-# Statuses that do not fail a run: it worked, or the library itself refuses the combination.
-GOOD_STATUSES = frozenset({"ok", "unsupported"})
 MEMORY_PHASES = ("load", "first_token", "generate")
+
+
+class GoldenDetail(TypedDict, total=False):
+    """One prompt's verdict against the goldens (harness.golden.store); keys by verdict."""
+
+    prompt: str
+    verdict: GoldenVerdict
+    file: str  # missing: the golden file that is not there
+    golden_sha256: str  # stale: the weights the golden was made from ...
+    model_sha256: str  # ... and the weights now
+    position: int  # drift, mismatch: the first differing new token
+    reference_margin: float | None  # the reference's top-1 minus top-2 score there
+    tolerance: float
+    expected_text: str  # mismatch
+    actual_text: str
+    expected_id: int | None
+    actual_id: int | None
+    expectation: str  # judged against a declared expectation: its reason
+    error: str  # e.g. ambiguous expectations
+
+
+class GoldenFields(TypedDict):
+    """What the golden judge adds to a record (harness.golden.store.Judge.stamp sets them)."""
+
+    golden: GoldenVerdict | None  # None for a record without output
+    golden_detail: list[GoldenDetail]
+
+
+class Record(TypedDict):
+    """One run of one cell, as `build_record` writes it (schema_version 1)."""
+
+    schema_version: int
+    run_id: str
+    stack_id: str
+    # Read inside the stack's environment; None for an install_error.
+    python_version: str | None
+    torch_version: str | None
+    transformers_version: str | None
+    accelerate_version: str | None
+    safetensors_version: str | None
+    tokenizers_version: str | None
+    numpy_version: str | None
+    machine: dict[str, object]  # cpu, cores, mem_total_mb, arch, os, gpu; {} if unknown
+    machine_fingerprint: str | None
+    model: str
+    model_source: str
+    params: int | None  # counted once (tied weights are one)
+    param_bytes: int | None  # at the loaded dtype
+    # What ran.
+    cell_id: str
+    scenario: str
+    low_cpu_mem_usage: bool | None  # None: the keyword was left out
+    device_map: str | None
+    dtype: str
+    checkpoint_format: str
+    max_new_tokens: int
+    trust_remote_code: bool
+    repeat: int
+    mode: str  # forkserver or fresh
+    status: Status
+    message: str
+    reason: str | None  # for unsupported: the known reason
+    traceback: NotRequired[str | None]  # only when status is not ok
+    # Seconds.
+    import_s: float | None
+    load_s: float | None
+    ttft_s: float | None
+    tokens_per_s: float | None
+    # MiB, relative to the RSS just before from_pretrained (see memory_fields).
+    load_peak_mb: float | None
+    peak_mb: float | None
+    anon_mb: float | None
+    file_mb: float | None
+    anon_peak_mb: float | None
+    load_anon_mb: float | None
+    load_file_mb: float | None
+    peak_ratio: float | None  # peak_mb over the parameters' MiB
+    cuda_peak_mb: float | None
+    cuda_reserved_peak_mb: float | None
+    memory_method: str | None  # clear_refs or ru_maxrss
+    # Per prompt.
+    output_ids: list[list[int]]
+    output_text: list[str]
+    margins: list[list[float]]  # top-1 minus top-2 score at every step
+    prompts: list[str]
+    load_kwargs: dict[str, object] | None
+    hf_device_map: dict[str, object] | None
+    phases: dict[str, Phase]  # absolute, per phase
+    baseline: dict[str, float | None] | None  # the absolute counters before from_pretrained
+    wall_s: float  # the run as the host saw it
+    prefault: dict[str, object] | None  # fork-server only
+    pickle_load: str | None  # .bin only: weights_only or unsafe
+    budget_method: str | None  # under --memory-budget / --fit
+    budget_mb: float | None
+    # Added by the runner after build_record.
+    weights_sha256: NotRequired[str | None]
+    golden: NotRequired[GoldenVerdict | None]
+    golden_detail: NotRequired[list[GoldenDetail]]
 
 
 class TornLineWarning(UserWarning):
@@ -32,13 +160,13 @@ class TornLineWarning(UserWarning):
 class Outcome:
     """What the runner saw of one worker, before it becomes a record."""
 
-    status: str
+    status: Status
     message: str
-    result: dict[str, Any]
+    result: Result
     wall_s: float
 
 
-def machine_fingerprint(machine: dict[str, Any]) -> str:
+def machine_fingerprint(machine: Mapping[str, object]) -> str:
     """Short stable id so records from different machines are never averaged together."""
     keys = ("cpu", "cores", "mem_total_mb", "arch", "gpu")
     text = json.dumps({k: machine.get(k) for k in keys}, sort_keys=True, default=str)
@@ -61,13 +189,26 @@ def _max(values: Iterable[object]) -> float | None:
     return max(nums) if nums else None
 
 
-def memory_fields(result: dict[str, Any]) -> dict[str, float | None]:
+class _MemoryFields(TypedDict):
+    load_peak_mb: float | None
+    peak_mb: float | None
+    anon_mb: float | None
+    file_mb: float | None
+    anon_peak_mb: float | None
+    load_anon_mb: float | None
+    load_file_mb: float | None
+    peak_ratio: float | None
+    cuda_peak_mb: float | None
+    cuda_reserved_peak_mb: float | None
+
+
+def memory_fields(result: Result) -> _MemoryFields:
     """Derive the flat memory fields, in MiB relative to the RSS just before from_pretrained."""
-    phases: dict[str, dict[str, Any]] = result.get("phases") or {}
-    base: dict[str, Any] = result.get("baseline") or {}
-    load = phases.get("load", {})
-    gen = phases.get("generate", {})
-    present = [phases[p] for p in MEMORY_PHASES if p in phases]
+    phases = result.get("phases") or {}
+    base = result.get("baseline") or {}
+    load: Mapping[str, object] = phases.get("load", {})
+    gen: Mapping[str, object] = phases.get("generate", {})
+    present: list[Mapping[str, object]] = [phases[p] for p in MEMORY_PHASES if p in phases]
     hwm = _max(p.get("hwm_mb") for p in present)
     anon_peak = _max(p.get("anon_peak_mb") for p in present)
     peak = _delta(hwm, base.get("rss_mb"))
@@ -97,17 +238,18 @@ def build_record(
     repeat: int,
     mode: str,
     outcome: Outcome,
-    env: dict[str, Any] | None,
-) -> dict[str, Any]:
+    env: Environment | None,
+) -> Record:
     """One flat record; the worker's nested phases are kept under `phases`."""
     result = outcome.result
-    env = result.get("env") or env or {}
-    versions: dict[str, Any] = env.get("versions", {})
-    machine: dict[str, Any] = env.get("machine", {})
-    phases: dict[str, dict[str, Any]] = result.get("phases") or {}
-    outputs: list[dict[str, Any]] = result.get("outputs") or []
+    found = result.get("env") or env
+    versions = (found.get("versions") if found else None) or {}
+    machine: dict[str, object] = dict((found.get("machine") if found else None) or {})
+    phases = result.get("phases") or {}
+    outputs = result.get("outputs") or []
     scenario = cell.scenario
-    record: dict[str, Any] = {
+    memory = memory_fields(result)
+    record: Record = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
         "stack_id": cell.stack.id,
@@ -138,10 +280,19 @@ def build_record(
         "message": outcome.message,
         "reason": result.get("reason"),
         "import_s": result.get("import_s"),
-        "load_s": _num(phases.get("load", {}).get("seconds")),
+        "load_s": _num(phases["load"].get("seconds")) if "load" in phases else None,
         "ttft_s": result.get("ttft_s"),
         "tokens_per_s": result.get("tokens_per_s"),
-        **memory_fields(result),
+        "load_peak_mb": memory["load_peak_mb"],
+        "peak_mb": memory["peak_mb"],
+        "anon_mb": memory["anon_mb"],
+        "file_mb": memory["file_mb"],
+        "anon_peak_mb": memory["anon_peak_mb"],
+        "load_anon_mb": memory["load_anon_mb"],
+        "load_file_mb": memory["load_file_mb"],
+        "peak_ratio": memory["peak_ratio"],
+        "cuda_peak_mb": memory["cuda_peak_mb"],
+        "cuda_reserved_peak_mb": memory["cuda_reserved_peak_mb"],
         "memory_method": result.get("memory_method"),
         "output_ids": [o["ids"] for o in outputs],
         "output_text": [o["text"] for o in outputs],
@@ -162,8 +313,11 @@ def build_record(
     return record
 
 
-def append(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line with a single write and fsync, so a crash leaves whole lines."""
+def append(path: Path, record: Mapping[str, object]) -> None:
+    """Append one JSON line with a single write and fsync, so a crash leaves whole lines.
+
+    Any JSON object: records, and the fit records kept beside them.
+    """
     line = (json.dumps(record, default=str, separators=(",", ":")) + "\n").encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -174,8 +328,12 @@ def append(path: Path, record: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def read(path: Path) -> Iterator[dict[str, Any]]:
-    """Records of one JSONL file; a torn last line (a crash mid-write) is skipped."""
+def read(path: Path) -> Iterator[Record]:
+    """Records of one JSONL file, as they are; a torn last line (a crash mid-write) is skipped.
+
+    Every schema version so far is 1, so there is nothing to convert: a record written by an
+    older harness may lack fields added since, which is why readers use `.get` for those.
+    """
     with path.open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):
             if not line.endswith("\n"):
@@ -183,17 +341,20 @@ def read(path: Path) -> Iterator[dict[str, Any]]:
                     f"{path}:{number}: skipped a partial last line", TornLineWarning, stacklevel=2
                 )
                 break
-            yield json.loads(line)
+            yield cast("Record", json.loads(line))
 
 
-def read_run(run_dir: Path) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
+def read_run(run_dir: Path) -> list[Record]:
+    records: list[Record] = []
     for path in sorted((run_dir / "raw").glob("*.jsonl")):
         records.extend(read(path))
     return records
 
 
-def failed(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+_R = TypeVar("_R", bound="Mapping[str, object]")
+
+
+def failed(records: Iterable[_R]) -> list[_R]:
     return [r for r in records if r.get("status") not in GOOD_STATUSES]
 
 
@@ -204,7 +365,7 @@ def median_or_none(values: Iterable[object]) -> float | None:
 
 def install_error_records(
     *, run_id: str, stack: Stack, cells: Iterable[Cell], repeats: int, mode: str, message: str
-) -> list[dict[str, Any]]:
+) -> list[Record]:
     outcome = Outcome(status="install_error", message=message, result={}, wall_s=0.0)
     return [
         build_record(run_id=run_id, cell=c, repeat=r, mode=mode, outcome=outcome, env=None)

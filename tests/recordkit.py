@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from harness.records import Record
 
 DATA = Path(__file__).parent / "data"
 # A hand-written run: two stacks that ran, one that failed to install, an XSS message.
@@ -39,8 +44,11 @@ def make_record(
     fingerprint: str | None = "aaaaaaaaaaaa",
     run_id: str = "20260101-000000",
     **extra: Any,
-) -> dict[str, Any]:
-    """A record shaped like harness.records.build_record's; memory defaults to the weights."""
+) -> Record:
+    """A record shaped like harness.records.build_record's; memory defaults to the weights.
+
+    Partial, as hand-made and older records are: the fields the report reads.
+    """
     weights = params * 4 / MIB
     peak = weights if peak is None else peak
     load_rss = weights if load_rss is None else load_rss
@@ -81,10 +89,10 @@ def make_record(
         "phases": {"load": {"rss_mb": 500.0 + load_rss, "hwm_mb": 500.0 + load_peak}} if ok else {},
     }
     record.update(extra)
-    return record
+    return cast("Record", record)
 
 
-def write_run(run_dir: Path, records: list[dict[str, Any]]) -> Path:
+def write_run(run_dir: Path, records: Sequence[Mapping[str, object]]) -> Path:
     """Records into run_dir/raw/<stack>.jsonl, as the runner lays them out."""
     raw = run_dir / "raw"
     raw.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,8 @@ from harness.config.matrix import Cell, Model, Scenario, Stack
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from harness.target.contract import Result
+
 STACK = Stack(
     id="tf4.46.3-torch2.5.1-py3.11", python="3.11", transformers="4.46.3", torch="2.5.1",
     accelerate="1.1.1", pins=(), find_links=(), index_url=None, torch_backend=None,
@@ -23,7 +25,7 @@ SCENARIO = Scenario(low_cpu_mem_usage=True, device_map=None, dtype="float32",
                     checkpoint_format="safetensors", max_new_tokens=5)  # fmt: skip
 CELL = Cell(stack=STACK, model=MODEL, scenario=SCENARIO)
 
-WORKER_RESULT = {
+WORKER_RESULT: Result = {
     "status": "ok",
     "message": "",
     "env": {"versions": {"python": "3.11.7", "torch": "2.5.1", "transformers": "4.46.3",
@@ -42,7 +44,8 @@ WORKER_RESULT = {
     },
     "ttft_s": 0.1,
     "tokens_per_s": 40.0,
-    "outputs": [{"prompt": "Hi", "ids": [1, 2], "text": " there", "margins": [3.0, 2.5]}],
+    "outputs": [{"prompt": "Hi", "ids": [1, 2], "text": " there", "margins": [3.0, 2.5],
+                 "seconds": 0.2}],
     "memory_method": "clear_refs",
 }  # fmt: skip
 
@@ -88,11 +91,11 @@ def test_build_record_has_the_documented_fields() -> None:
 def test_append_and_read_skip_a_torn_last_line(tmp_path: Path) -> None:
     path = tmp_path / "raw" / "s.jsonl"
     for i in range(3):
-        records.append(path, {"i": i, "status": "ok"})
+        records.append(path, {"repeat": i, "status": "ok"})
     with path.open("a") as fh:
-        fh.write('{"i": 3, "sta')  # a crash in the middle of a write
+        fh.write('{"repeat": 3, "sta')  # a crash in the middle of a write
     with pytest.warns(records.TornLineWarning, match="partial last line"):
-        assert [r["i"] for r in records.read(path)] == [0, 1, 2]
+        assert [r["repeat"] for r in records.read(path)] == [0, 1, 2]
 
 
 def test_install_error_records_cover_every_cell_and_repeat() -> None:

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import records as rec
-from harness.decide.verdicts import CompareError, Comparison, Record, Row, compare_records
+from harness.decide.verdicts import CompareError, Comparison, Row, compare_records
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from harness.config.matrix import CompareSettings
+    from harness.records import Record
 
 
 @dataclass(frozen=True)

@@ -8,24 +8,26 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from harness import metrics
 from harness.decide import walk
-from harness.decide.verdicts import VERDICTS, Comparison, Row
+from harness.decide.verdicts import VERDICTS, Comparison, Row, RowVerdict
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
     from pathlib import Path
 
 JSON_VERSION = 1
 # Shown unless asked for everything: what changed, or might have.
-NOTEWORTHY = ("worse", "better", "uncertain")
-UNITS = {"memory": "MiB", "time": "s"}
-_STYLE = {"worse": "bold red", "better": "green", "uncertain": "yellow", "same": "", "n/a": "dim"}
+NOTEWORTHY: tuple[RowVerdict, ...] = ("worse", "better", "uncertain")
+_STYLE: dict[RowVerdict, str] = {
+    "worse": "bold red", "better": "green", "uncertain": "yellow", "same": "", "n/a": "dim",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -44,9 +46,10 @@ def value(row: Row, which: float | str | None) -> str:
         return "-"
     if isinstance(which, str):
         return which
-    if row.metric == "tokens_per_s":
+    unit = metrics.METRICS[row.metric].unit if row.metric in metrics.METRICS else None
+    if unit == "tokens/s":
         return f"{which:.1f}/s"
-    if row.category == "memory":
+    if unit == "MiB" or row.category == "memory":
         return f"{which:.2f} MiB"
     return f"{which:.4f} s"
 
@@ -78,7 +81,7 @@ HEADERS = ("group", "cell", "metric", "better", "base", "candidate", "change", "
            "p", "n", "verdict", "why")  # fmt: skip
 
 
-def counts(rows: Iterable[Row]) -> dict[str, int]:
+def counts(rows: Iterable[Row]) -> dict[RowVerdict, int]:
     found = dict.fromkeys(VERDICTS, 0)
     for r in rows:
         found[r.verdict] += 1
@@ -156,7 +159,7 @@ def markdown(comparison: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-def to_json(comparison: Comparison) -> dict[str, Any]:
+def to_json(comparison: Comparison) -> dict[str, object]:
     failures = comparison.failures()
     return {
         "json_version": JSON_VERSION,
@@ -171,7 +174,7 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
     }
 
 
-def _write(out: Outputs, md: str, data: dict[str, Any]) -> None:
+def _write(out: Outputs, md: str, data: Mapping[str, object]) -> None:
     if out.markdown is not None:
         out.markdown.write_text(md, encoding="utf-8")
     if out.step_summary is not None:

@@ -15,7 +15,7 @@ import inspect
 import math
 import statistics
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 from scipy import stats as sps
@@ -27,7 +27,11 @@ if TYPE_CHECKING:
 
 RESAMPLES = 4000
 SEED = 20261127
-VERDICTS = ("better", "worse", "same", "uncertain")
+# The verdict on one metric: the one definition compare, walk and render use.
+Verdict = Literal["better", "worse", "same", "uncertain"]
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
+# The verdicts that say something changed.
+CHANGES: tuple[Verdict, ...] = ("better", "worse")
 # scipy 1.15 renamed random_state to rng; pass whichever this scipy has.
 _RNG_KEYWORD = "rng" if "rng" in inspect.signature(sps.bootstrap).parameters else "random_state"
 
@@ -48,7 +52,7 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Judgement:
-    verdict: str
+    verdict: Verdict
     reason: str
 
 
@@ -76,7 +80,7 @@ def _bootstrap(
         )
         return change
 
-    options: dict[str, Any] = {_RNG_KEYWORD: np.random.default_rng(SEED)}
+    options: dict[str, np.random.Generator] = {_RNG_KEYWORD: np.random.default_rng(SEED)}
     result = sps.bootstrap(
         (np.asarray(base, dtype=float), np.asarray(candidate, dtype=float)),
         statistic,
@@ -141,7 +145,7 @@ def judge(
         return Judgement("same", f"{interval} lies within +-{threshold:.0%}")
     if low <= threshold and high >= -threshold:
         return Judgement("uncertain", f"{interval} crosses the +-{threshold:.0%} threshold")
-    verdict = "worse" if low > threshold else "better"
+    verdict: Verdict = "worse" if low > threshold else "better"
     # Where the rank test could reach alpha at all, it must agree.
     n, m = est.n_base, est.n_candidate
     if est.p_value is not None and smallest_p(n, m) <= alpha and est.p_value > alpha:

@@ -12,47 +12,30 @@ and two sides with no machine in common are refused unless cross_machine is set.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal
 
+from harness import metrics
 from harness.decide import stats
 from harness.golden import store as golden
+from harness.metrics import COMPARED
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
     from harness.config.matrix import CompareSettings
+    from harness.metrics import Metric
+    from harness.records import Record
 
-VERDICTS = (*stats.VERDICTS, "n/a")
-# Rank of a status: a higher rank on the candidate is worse.
-_STATUS_RANK = {"ok": 0, "unsupported": 1}
-_FAILED_RANK = 2
-
-Record = dict[str, Any]
+# A row's verdict: a stats verdict, or n/a where one side has nothing to judge.
+RowVerdict = stats.Verdict | Literal["n/a"]
+VERDICTS: tuple[RowVerdict, ...] = (*stats.VERDICTS, "n/a")
+# Rank of a status: a higher rank on the candidate is worse. Every failing status ranks the
+# same: error -> timeout is not judged a change.
+_FAILED_RANK = len(metrics.GOOD_STATUSES)
 
 
 class CompareError(Exception):
     """Bad input: an unknown stack, a missing folder, records of unrelated machines."""
-
-
-# What a `fail_on` entry may name besides a metric (harness.config.matrix.FAIL_ON_CHOICES).
-CATEGORIES = ("memory", "time", "status", "golden")
-
-
-@dataclass(frozen=True)
-class Metric:
-    name: str
-    label: str  # as a sentence says it
-    category: str  # memory or time: which threshold applies
-    higher_is_better: bool = False
-
-
-METRICS = (
-    Metric("peak_mb", "peak memory", "memory"),
-    Metric("anon_mb", "anonymous memory", "memory"),
-    Metric("load_s", "load time", "time"),
-    Metric("ttft_s", "time to first token", "time"),
-    Metric("tokens_per_s", "decode rate", "time", higher_is_better=True),
-)
 
 
 @dataclass(frozen=True)
@@ -64,7 +47,7 @@ class Row:
     metric: str
     category: str  # memory, time, status or golden: what fail_on may name
     better: str  # which way is better: lower, higher, ok, match
-    verdict: str
+    verdict: RowVerdict
     reason: str
     base: float | str | None = None
     candidate: float | str | None = None
@@ -98,7 +81,7 @@ class Comparison:
 
 
 def _status_rank(status: str) -> int:
-    return _STATUS_RANK.get(status, _FAILED_RANK)
+    return metrics.STATUS_RANK[status] if status in metrics.GOOD_STATUSES else _FAILED_RANK
 
 
 def _worst_status(records: Sequence[Record]) -> str:
@@ -118,7 +101,7 @@ class Pair:
 def _status_row(pair: Pair) -> Row:
     b, c = _worst_status(pair.base), _worst_status(pair.cand)
     rb, rc = _status_rank(b), _status_rank(c)
-    verdict = "worse" if rc > rb else "better" if rc < rb else "same"
+    verdict: RowVerdict = "worse" if rc > rb else "better" if rc < rb else "same"
     reason = f"{b} -> {c}" if b != c else f"{b} on both"
     if verdict == "worse" and b == "ok":
         reason += ": a status leaving ok is always worse"
@@ -135,10 +118,10 @@ def _ok(records: Sequence[Record]) -> list[Record]:
 
 def _worst_golden(records: Sequence[Record]) -> str | None:
     verdicts = [str(r["golden"]) for r in records if r.get("golden")]
-    return max(verdicts, key=golden.SEVERITY.__getitem__) if verdicts else None
+    return max(verdicts, key=metrics.GOLDEN_RANK.__getitem__) if verdicts else None
 
 
-def _output_verdict(base: Record, cand: Record, tolerance: float) -> tuple[str, str]:
+def _output_verdict(base: Record, cand: Record, tolerance: float) -> tuple[RowVerdict, str]:
     """The candidate's outputs against the base's, the base's margins deciding near-ties."""
     if list(base.get("prompts") or []) != list(cand.get("prompts") or []):
         return "n/a", "the two sides ran different prompts"
@@ -160,7 +143,7 @@ def _output_verdict(base: Record, cand: Record, tolerance: float) -> tuple[str, 
 def _golden_row(pair: Pair, tolerance: float) -> Row:
     ok_b, ok_c = _ok(pair.base), _ok(pair.cand)
 
-    def row(b: str | None, c: str | None, verdict: str, reason: str) -> Row:
+    def row(b: str | None, c: str | None, verdict: RowVerdict, reason: str) -> Row:
         return Row(
             group=pair.group, cell=pair.cell, metric="golden", category="golden",
             better="match", verdict=verdict, reason=reason, base=b, candidate=c,
@@ -172,7 +155,7 @@ def _golden_row(pair: Pair, tolerance: float) -> Row:
         return row(None, None, "n/a", f"no ok records on the {side}: no output to judge")
     gb, gc = _worst_golden(ok_b), _worst_golden(ok_c)
     if gb and gc and "missing" not in (gb, gc):
-        bad_b, bad_c = gb in golden.FAILING, gc in golden.FAILING
+        bad_b, bad_c = gb in metrics.GOLDEN_FAILING, gc in metrics.GOLDEN_FAILING
         if bad_c and not bad_b:
             return row(gb, gc, "worse", f"golden {gb} -> {gc}: always worse")
         if bad_b and not bad_c:
@@ -195,7 +178,7 @@ def _values(records: Sequence[Record], name: str) -> list[float]:
 
 def _metric_row(pair: Pair, metric: Metric, settings: CompareSettings) -> Row:
     vb, vc = _values(pair.base, metric.name), _values(pair.cand, metric.name)
-    better = "higher" if metric.higher_is_better else "lower"
+    better = metric.better
     if not vb or not vc:
         side = "base" if not vb else "candidate"
         return Row(
@@ -304,5 +287,5 @@ def compare_records(
             tolerance = float(tolerances.get(str(b[0].get("dtype")), 0.0))
             rows.append(_status_row(pair))
             rows.append(_golden_row(pair, tolerance))
-            rows.extend(_metric_row(pair, m, settings) for m in METRICS)
+            rows.extend(_metric_row(pair, m, settings) for m in COMPARED)
     return rows

@@ -8,41 +8,30 @@ tf4.46.3-torch2.5.1-py3.11 and tf4.57.6-torch2.8.0-py3.11 (better)".
 from __future__ import annotations
 
 import itertools
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from packaging.version import InvalidVersion, Version
-
-from harness.decide.verdicts import METRICS, Record, Row, compare_records
+from harness import metrics
+from harness.config import ids
+from harness.decide import stats
+from harness.decide.verdicts import Row, compare_records
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from packaging.version import Version
+
     from harness.config.matrix import CompareSettings
-
-_STACK_ID = re.compile(r"tf(?P<tf>[^-]+)-torch(?P<torch>[^-]+)")
-
-
-def _version(text: object) -> Version | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return Version(text.split("+")[0])
-    except InvalidVersion:
-        return None
+    from harness.records import Record
 
 
-def stack_order_key(stack_id: str, records: Sequence[Record]) -> tuple[Version, Version, str]:
-    """(transformers, torch) as installed, else as the stack id says; unknown sorts first."""
-    tf = next((v for r in records if (v := _version(r.get("transformers_version")))), None)
-    torch = next((v for r in records if (v := _version(r.get("torch_version")))), None)
-    match = _STACK_ID.match(stack_id)
-    if match:
-        tf = tf or _version(match["tf"])
-        torch = torch or _version(match["torch"])
-    zero = Version("0")
-    return (tf or zero, torch or zero, stack_id)
+def stack_order_key(stack_id: str, records: Sequence[Record]) -> tuple[int, Version, Version, str]:
+    """(transformers, torch) as installed, else as the stack id says; unknown sorts last."""
+    return ids.stack_order_key(
+        stack_id,
+        [r.get("transformers_version") for r in records],
+        [r.get("torch_version") for r in records],
+    )
 
 
 @dataclass(frozen=True)
@@ -77,7 +66,7 @@ def sentence(step: Step, row: Row) -> str:
         return f"status for {row.cell} {moves} {where} ({row.verdict})"
     if row.metric == "golden":
         return f"output for {row.cell} changes {where} ({row.verdict}: {row.reason})"
-    label = next(m.label for m in METRICS if m.name == row.metric)
+    label = metrics.METRICS[row.metric].label
     change = row.change or 0.0
     moves = "rises" if change > 0 else "falls"
     return f"{label} for {row.cell} {moves} by {abs(change):.0%} {where} ({row.verdict})"
@@ -85,9 +74,7 @@ def sentence(step: Step, row: Row) -> str:
 
 def changes(steps: Sequence[Step]) -> list[tuple[Step, Row]]:
     """The better and worse rows of each step, in walk order: where each change appears."""
-    return [
-        (step, row) for step in steps for row in step.rows if row.verdict in ("better", "worse")
-    ]
+    return [(step, row) for step in steps for row in step.rows if row.verdict in stats.CHANGES]
 
 
 def uncertain(steps: Sequence[Step]) -> int:

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness import paths, usage
-from harness import records as rec
 from harness.golden import store as golden
+from harness.metrics import GOOD_STATUSES
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
+
+    from harness.records import Record
 
 USAGE_EXIT = usage.USAGE_EXIT
 UsageError = usage.UsageError
@@ -36,10 +38,10 @@ class Change:
     note: str
 
 
-def _reference(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _reference(records: Sequence[Record]) -> Record:
     """The plainest scenario: safetensors, keywords omitted, no device_map, first repeat."""
 
-    def plainness(r: dict[str, Any]) -> tuple[int, int, int, int]:
+    def plainness(r: Record) -> tuple[int, int, int, int]:
         return (
             r["checkpoint_format"] != "safetensors",
             r["low_cpu_mem_usage"] is not None,
@@ -51,7 +53,7 @@ def _reference(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def plan(
-    records: Sequence[dict[str, Any]], stack_id: str, models: Sequence[str] | None, root: Path
+    records: Sequence[Record], stack_id: str, models: Sequence[str] | None, root: Path
 ) -> list[Change]:
     chosen = [
         r for r in records if r["stack_id"] == stack_id and (not models or r["model"] in models)
@@ -61,12 +63,12 @@ def plan(
         raise UsageError(
             f"no records for stack {stack_id!r} (stacks in this run: {', '.join(known)})"
         )
-    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, int], list[Record]] = {}
     for r in chosen:
         groups.setdefault((r["model"], r["dtype"], int(r["max_new_tokens"])), []).append(r)
     changes: list[Change] = []
     for (model, dtype, n), group in sorted(groups.items()):
-        bad = [r for r in group if r["status"] not in rec.GOOD_STATUSES]
+        bad = [r for r in group if r["status"] not in GOOD_STATUSES]
         if bad:
             r = bad[0]
             raise BlessError(

@@ -12,25 +12,26 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from harness import paths
+from harness.metrics import GOLDEN_FAILING, GOLDEN_RANK
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
     from pathlib import Path
 
+    from harness.metrics import GoldenVerdict
+    from harness.records import GoldenDetail, GoldenFields, Record
+
 GOLDEN_VERSION = 1
 GOLDENS = paths.GOLDENS
 EXPECTATIONS_FILE = "expectations.yaml"
-VERDICTS = ("match", "drift", "missing", "stale", "mismatch")
-# The worst verdict of a record's prompts is the record's verdict.
-SEVERITY = {v: i for i, v in enumerate(VERDICTS)}
-FAILING = frozenset({"mismatch", "stale"})
+FAILING = GOLDEN_FAILING  # for harness/report/console.py until it imports harness.metrics
 _EXPECTATION_KEYS = ("model", "prompt", "dtype", "transformers", "torch", "device", "ids", "reason")
 
 
@@ -48,9 +49,9 @@ class Golden:
     text: str
     margins: tuple[float, ...]
     weights_sha256: str | None
-    source: Mapping[str, Any]
+    source: Mapping[str, object]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         return {
             "golden_version": GOLDEN_VERSION,
             "model": self.model,
@@ -210,7 +211,7 @@ def load_expectations(root: Path) -> tuple[Expectation, ...]:
 
 def compare(
     actual: Sequence[int], expected: Sequence[int], margins: Sequence[float], tolerance: float
-) -> dict[str, Any]:
+) -> GoldenDetail:
     """Verdict for one output: match, drift (a near-tie flipped) or mismatch."""
     if list(actual) == list(expected):
         return {"verdict": "match"}
@@ -219,7 +220,7 @@ def compare(
         min(len(actual), len(expected)),
     )
     margin = margins[position] if position < len(margins) else None
-    detail: dict[str, Any] = {
+    detail: GoldenDetail = {
         "position": position,
         "reference_margin": margin,
         "tolerance": tolerance,
@@ -241,7 +242,7 @@ class Judge:
     def open(cls, root: Path, tolerances: Mapping[str, float]) -> Judge:
         return cls(root=root, tolerances=tolerances, expectations=load_expectations(root))
 
-    def judge(self, record: Mapping[str, Any]) -> dict[str, Any]:
+    def judge(self, record: Record) -> GoldenFields:
         """`golden` and `golden_detail` for one record; None for a record without output."""
         if record.get("status") != "ok":
             return {"golden": None, "golden_detail": []}
@@ -254,7 +255,7 @@ class Judge:
             if record.get("device_map") in ("cuda", "auto") and record.get("cuda_peak_mb")
             else "cpu"
         )
-        details = []
+        details: list[GoldenDetail] = []
         for prompt, ids, text in zip(
             record["prompts"], record["output_ids"], record["output_text"], strict=False
         ):
@@ -263,8 +264,20 @@ class Judge:
                 key, ids=ids, text=text, record=record, versions=versions, device=device
             )
             details.append({"prompt": prompt, **found})
-        worst = max((d["verdict"] for d in details), key=SEVERITY.__getitem__, default="missing")
+        # The worst verdict of a record's prompts is the record's verdict.
+        missing: GoldenVerdict = "missing"
+        worst = max(
+            (d.get("verdict", missing) for d in details),
+            key=GOLDEN_RANK.__getitem__,
+            default=missing,
+        )
         return {"golden": worst, "golden_detail": details}
+
+    def stamp(self, record: Record) -> None:
+        """Set the record's `golden` and `golden_detail` to this judge's verdict."""
+        found = self.judge(record)
+        record["golden"] = found["golden"]
+        record["golden_detail"] = found["golden_detail"]
 
     def _one(
         self,
@@ -272,10 +285,10 @@ class Judge:
         *,
         ids: Sequence[int],
         text: str,
-        record: Mapping[str, Any],
+        record: Record,
         versions: Mapping[str, str | None],
         device: str,
-    ) -> dict[str, Any]:
+    ) -> GoldenDetail:
         path = key.path(self.root)
         if not path.exists():
             return {"verdict": "missing", "file": str(path.relative_to(self.root))}
@@ -306,11 +319,11 @@ class Judge:
         return found
 
 
-def counts(records: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+def counts(records: Iterable[Mapping[str, object]]) -> dict[str, int]:
     out: dict[str, int] = {}
     for r in records:
         verdict = r.get("golden")
-        if verdict:
+        if isinstance(verdict, str) and verdict:
             out[verdict] = out.get(verdict, 0) + 1
     return out
 

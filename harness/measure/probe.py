@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from harness import metrics
 from harness import records as rec
 from harness.config.matrix import Cell, Stack
 from harness.measure import envs, runner
@@ -25,11 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
 
-NUMERIC = (
-    "peak_mb", "anon_mb", "file_mb", "anon_peak_mb", "load_peak_mb", "load_anon_mb",
-    "load_file_mb", "peak_ratio", "load_s", "ttft_s", "tokens_per_s", "import_s",
-    "cuda_peak_mb", "cuda_reserved_peak_mb",
-)  # fmt: skip
+NUMERIC = metrics.NUMERIC  # every numeric field a bisect may follow
 
 
 @dataclass(frozen=True)

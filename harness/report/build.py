@@ -15,13 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from harness import paths
+from harness import metrics, paths
 from harness import records as rec
 from harness.report import claims, dashboard, plots
 from harness.report.tables import (
-    GOLDEN_FAILING,
-    METRICS,
-    SHOWN,
     failures,
     model_order,
     plural,
@@ -32,6 +29,8 @@ from harness.report.tables import (
 
 if TYPE_CHECKING:
     from collections.abc import Hashable, Iterable, Sequence
+
+    from harness.records import Record
 
 USAGE_EXIT = 2
 DEFAULT_RUN = paths.REPORTS / "latest"
@@ -63,8 +62,8 @@ class ReportPaths:
 # ---------------------------------------------------------------- loading
 
 
-def load_records(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
+def load_records(run_dirs: Sequence[Path]) -> list[Record]:
+    records: list[Record] = []
     seen: set[Path] = set()
     for run_dir in run_dirs:
         if not run_dir.is_dir():
@@ -104,7 +103,7 @@ def _num(value: object, digits: int) -> str:
 
 
 def _spread(row: dict[Hashable, Any], metric: str) -> str:
-    digits = METRICS[metric]
+    digits = metrics.METRICS[metric].digits
     median = _num(row[f"{metric}_median"], digits)
     low, high = _num(row[f"{metric}_min"], digits), _num(row[f"{metric}_max"], digits)
     return median if low == high else f"{median} ({low}{DASH}{high})"
@@ -132,7 +131,8 @@ def _machines(df: pd.DataFrame) -> str:
 
 def _md_header(df: pd.DataFrame, several: bool) -> list[str]:
     counts = df["status"].value_counts()
-    status = " · ".join(f"{counts[s]} {s}" for s in sorted(counts.index, key=rec.STATUSES.index))
+    ordered = sorted(counts.index, key=metrics.STATUSES.index)
+    status = " · ".join(f"{counts[s]} {s}" for s in ordered)
     runs = ", ".join(md_cell(r) for r in df["run_id"].unique())
     sizes = (
         f"{plural(df['stack_id'].nunique(), 'stack')} · {plural(df['model'].nunique(), 'model')}"
@@ -157,8 +157,8 @@ def _md_stacks(df: pd.DataFrame) -> list[str]:
             "stack_id": df["stack_id"],
             "ok": df["status"] == "ok",
             "unsupported": df["status"] == "unsupported",
-            "failed": ~df["status"].isin(rec.GOOD_STATUSES),
-            "golden": df["golden"].isin(GOLDEN_FAILING),
+            "failed": ~df["status"].isin(metrics.GOOD_STATUSES),
+            "golden": df["golden"].isin(metrics.GOLDEN_FAILING),
         }
     ).groupby("stack_id")
     sums, sizes = counts.sum().to_dict("index"), counts.size().to_dict()
@@ -191,15 +191,14 @@ def _md_failures(df: pd.DataFrame, several: bool) -> list[str]:
 
 def _md_results(summary: pd.DataFrame, several: bool, budget: int) -> list[str]:
     header = [*(["machine"] if several else []), "stack", "model", "scenario", "n", "status",
-              "golden", "load s", "ttft s", "tok/s", "peak MiB", "anon MiB", "file MiB",
-              "peak/weights"]  # fmt: skip
+              "golden", *(m.column for m in metrics.SHOWN)]  # fmt: skip
     body = []
     for row in summary.to_dict("records"):
         cells = [f"`{row['machine_fingerprint']}`"] if several else []
         cells += [md_cell(row["stack_id"]), md_cell(row["model"]), md_cell(row["scenario"]),
                   str(row["n"]), md_cell(row["statuses"]),
                   md_cell(row["golden"]) or "-"]  # fmt: skip
-        cells += [_spread(row, m) for m in SHOWN]
+        cells += [_spread(row, m.name) for m in metrics.SHOWN]
         body.append(cells)
     lines = [
         "### Results",

@@ -16,13 +16,13 @@ import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import plotly
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from harness import records
+from harness import metrics
 from harness.report import tables
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ def _num(value: object, digits: int) -> str:
 def _header(df: pd.DataFrame) -> str:
     counts = df["status"].value_counts()
     status = ", ".join(
-        f"{counts[s]} {e(s)}" for s in sorted(counts.index, key=records.STATUSES.index)
+        f"{counts[s]} {e(s)}" for s in sorted(counts.index, key=metrics.STATUSES.index)
     )
     machines = df.groupby("machine_fingerprint")["machine"].first()
     machine_list = "; ".join(f"<code>{e(fp)}</code> {e(label)}" for fp, label in machines.items())
@@ -300,7 +300,7 @@ def write_site(
     *,
     df: pd.DataFrame,
     summary: pd.DataFrame,
-    figures: dict[str, Any],
+    figures: dict[str, go.Figure],
     claims: Sequence[Claim],
     slopes: pd.DataFrame,
 ) -> Site:

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from harness import records
+from harness import metrics
 from harness.report.heatmap import compatibility_heatmap
 from harness.report.tables import per_machine, stack_order
 
@@ -276,7 +276,7 @@ def memory_vs_size(df: pd.DataFrame, stacks: Sequence[str]) -> go.Figure:
             ))  # fmt: skip
     per_m = BYTES_PER_PARAM.get(ref["dtype"])
     if per_m:
-        slope = per_m * 1e6 / records.MIB
+        slope = per_m * 1e6 / metrics.MIB
         top = float(rows["params"].max()) / 1e6
         fig.add_trace(go.Scatter(name=f"weights alone: {slope:.2f} MiB/M params",
                                  x=[0, top], y=[0, slope * top], mode="lines",

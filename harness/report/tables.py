@@ -8,38 +8,50 @@ from __future__ import annotations
 
 import json
 import math
-import re
-from typing import TYPE_CHECKING, Any
+import types
+import typing
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-from packaging.version import InvalidVersion, Version
 
+from harness import metrics
 from harness import records as rec
+from harness.config import ids
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
-TEXT_FIELDS = ("run_id", "stack_id", "python_version", "torch_version", "transformers_version",
-               "accelerate_version", "machine_fingerprint", "model", "model_source", "cell_id",
-               "scenario", "dtype", "checkpoint_format", "mode", "status", "message", "reason",
-               "memory_method", "golden", "golden_detail", "traceback")  # fmt: skip
-INT_FIELDS = ("repeat", "max_new_tokens", "params", "param_bytes")
-FLOAT_FIELDS = ("import_s", "load_s", "ttft_s", "tokens_per_s", "load_peak_mb", "peak_mb",
-                "anon_mb", "file_mb", "anon_peak_mb", "load_anon_mb", "load_file_mb",
-                "peak_ratio", "cuda_peak_mb", "cuda_reserved_peak_mb", "wall_s")  # fmt: skip
-PHASE_KEYS = ("seconds", "hwm_mb", "rss_mb", "anon_mb", "file_mb", "anon_peak_mb",
-              "cuda_alloc_peak_mb", "cuda_reserved_peak_mb")  # fmt: skip
+    from harness.records import Record
+
+from harness.target.contract import Phase
+
+
+def _kind(annotation: object) -> str:
+    """text, int, float or bool for a scalar field of `Record` (None aside); else nested."""
+    args = typing.get_args(annotation)
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        rest = [a for a in args if a is not type(None)]
+        return _kind(rest[0]) if len(rest) == 1 else "nested"
+    if typing.get_origin(annotation) is Literal:
+        return "text" if all(isinstance(a, str) for a in args) else "nested"
+    names = {str: "text", int: "int", float: "float", bool: "bool"}
+    return names.get(annotation, "nested") if isinstance(annotation, type) else "nested"
+
+
+# The tidy frame's columns come from the record contract: every scalar field by its type.
+_KINDS = {name: _kind(t) for name, t in typing.get_type_hints(rec.Record).items()}
+# Shown as cell ids show them: low_cpu_mem_usage omit/true/false, device_map none.
+AXES = {"low_cpu_mem_usage": "omit", "device_map": "none"}
+TEXT_FIELDS = (*(f for f, k in _KINDS.items() if k == "text" and f not in AXES), "golden_detail")
+INT_FIELDS = tuple(f for f, k in _KINDS.items() if k == "int")
+FLOAT_FIELDS = tuple(f for f, k in _KINDS.items() if k == "float")
+BOOL_FIELDS = tuple(f for f, k in _KINDS.items() if k == "bool" and f not in AXES)
+# seconds, hwm_mb, rss_mb, anon_mb, file_mb, anon_peak_mb and the CUDA peaks (the import
+# phase's baseline_rss_mb is not one of the memory phases').
+PHASE_KEYS = tuple(k for k in typing.get_type_hints(Phase) if k != "baseline_rss_mb")
 BASELINE_KEYS = ("hwm_mb", "rss_mb", "anon_mb", "file_mb")
-# The metrics summarized over repeats, with the digits markdown shows them with.
-METRICS = {"load_s": 3, "ttft_s": 3, "tokens_per_s": 1, "peak_mb": 1, "anon_mb": 1,
-           "file_mb": 1, "load_peak_mb": 1, "peak_ratio": 2}  # fmt: skip
-SHOWN = ("load_s", "ttft_s", "tokens_per_s", "peak_mb", "anon_mb", "file_mb", "peak_ratio")
 GROUP = ["machine_fingerprint", "stack_id", "model", "scenario"]
-STATUS_RANK = {s: i for i, s in enumerate(rec.STATUSES)}
-# Golden verdicts best to worst, as harness.golden.store ranks them; the last two fail a run.
-GOLDEN_ORDER = ("match", "drift", "missing", "stale", "mismatch")
-GOLDEN_FAILING = frozenset({"stale", "mismatch"})
 
 
 def _text(value: object) -> str | None:
@@ -88,25 +100,30 @@ def _machine_label(machine: object) -> str | None:
     return f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores{gib}{gpu}"
 
 
-def to_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
+def to_frame(records: Sequence[Record]) -> pd.DataFrame:
     """One row per record, flat columns only; unknown future fields are left out."""
-    cols: dict[str, Any] = {f: _texts([r.get(f) for r in records]) for f in TEXT_FIELDS}
+    rows: Sequence[Mapping[str, Any]] = records  # values as JSON gave them
+    cols: dict[str, Any] = {f: _texts([r.get(f) for r in rows]) for f in TEXT_FIELDS}
     cols["machine"] = [_machine_label(r.get("machine")) for r in records]
-    cols["low_cpu_mem_usage"] = [_axis(r.get("low_cpu_mem_usage"), "omit") for r in records]
-    cols["device_map"] = [_axis(r.get("device_map"), "none") for r in records]
+    for f, none in AXES.items():
+        cols[f] = [_axis(r.get(f), none) for r in rows]
     for f in INT_FIELDS:
-        cols[f] = pd.array([r.get(f) for r in records], dtype="Int64")
+        cols[f] = pd.array([r.get(f) for r in rows], dtype="Int64")
     for f in FLOAT_FIELDS:
-        cols[f] = _floats([r.get(f) for r in records])
+        cols[f] = _floats([r.get(f) for r in rows])
+    for f in BOOL_FIELDS:
+        cols[f] = pd.array([r.get(f) for r in rows], dtype="boolean")
     for phase in rec.MEMORY_PHASES:
-        found = [(r.get("phases") or {}).get(phase) or {} for r in records]
+        found: list[Mapping[str, object]] = [
+            (r.get("phases") or {}).get(phase) or {} for r in records
+        ]
         for key in PHASE_KEYS:
             cols[f"phase_{phase}_{key}"] = _floats([p.get(key) for p in found])
-    baselines = [r.get("baseline") or {} for r in records]
+    baselines: list[Mapping[str, object]] = [r.get("baseline") or {} for r in records]
     for key in BASELINE_KEYS:
         cols[f"baseline_{key}"] = _floats([b.get(key) for b in baselines])
     df = pd.DataFrame(cols)
-    df["weights_mb"] = df["param_bytes"].astype("float64") / rec.MIB
+    df["weights_mb"] = df["param_bytes"].astype("float64") / metrics.MIB
     df["load_rss_mb"] = df["phase_load_rss_mb"] - df["baseline_rss_mb"]
     return _fill_fingerprints(df)
 
@@ -125,37 +142,20 @@ def _fill_fingerprints(df: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------- ordering and summary
 
 
-# The default stack id, tf<transformers>-torch<torch>-py<python>: versions when records lack them.
-_STACK_ID = re.compile(r"tf(?P<tf>[^-]+)-torch(?P<torch>[^-]+)")
-
-
-def _version(text: object) -> Version | None:
-    try:
-        return Version(str(text))
-    except InvalidVersion:
-        return None
-
-
-def _version_key(stack: str, known: dict[str, tuple[object, object]]) -> tuple[Any, ...]:
-    parsed = tuple(_version(v) for v in known.get(stack, (None, None)) if isinstance(v, str))
-    if len(parsed) < 2 or None in parsed:
-        match = _STACK_ID.match(stack)
-        parsed = (_version(match["tf"]), _version(match["torch"])) if match else (None,)
-    if None in parsed:
-        return (1, stack)  # unknown versions go last, by name
-    return (0, parsed, stack)
-
-
 def stack_order(df: pd.DataFrame) -> list[str]:
-    """Stacks by transformers then torch version, so charts read oldest to newest."""
+    """Stacks by transformers then torch version, so charts read oldest to newest; stacks
+    whose versions are unknown go last (harness.config.ids.stack_order_key)."""
     first = df.groupby("stack_id")[["transformers_version", "torch_version"]].first()
     known = {
-        str(s): (tf, torch)
+        str(s): ((tf,), (torch,))
         for s, tf, torch in zip(
             first.index, first["transformers_version"], first["torch_version"], strict=True
         )
     }
-    return sorted((str(s) for s in df["stack_id"].unique()), key=lambda s: _version_key(s, known))
+    return sorted(
+        (str(s) for s in df["stack_id"].unique()),
+        key=lambda s: ids.stack_order_key(s, *known.get(s, ((), ()))),
+    )
 
 
 def model_order(df: pd.DataFrame) -> list[str]:
@@ -173,7 +173,7 @@ def _status_texts(df: pd.DataFrame) -> pd.Series[str]:
     texts: dict[tuple[Any, ...], list[tuple[int, str, int]]] = {}
     for index, n in zip(counts.index.tolist(), counts.tolist(), strict=True):
         *key, status = index
-        rank = STATUS_RANK.get(status, len(STATUS_RANK))
+        rank = metrics.STATUS_RANK.get(status, len(metrics.STATUS_RANK))
         texts.setdefault(tuple(key), []).append((rank, status, n))
     out = {
         key: parts[0][1] if len(parts) == 1 else ", ".join(f"{s} {n}" for _, s, n in sorted(parts))
@@ -200,16 +200,17 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     out["runs"] = grouped["run_id"].nunique()
     out["n"] = grouped.size()
     out["n_ok"] = ok.groupby(GROUP, sort=False).size().reindex(out.index).fillna(0).astype(int)
-    out["status"] = _worst(df, "status", rec.STATUSES).reindex(out.index)
+    out["status"] = _worst(df, "status", metrics.STATUSES).reindex(out.index)
     out["statuses"] = _status_texts(df).reindex(out.index)
-    out["golden"] = _worst(df, "golden", GOLDEN_ORDER).reindex(out.index)
+    out["golden"] = _worst(df, "golden", metrics.GOLDEN_VERDICTS).reindex(out.index)
     bad = df.loc[df["status"] != "ok"]
     out["message"] = bad.groupby(GROUP, sort=False)["message"].first().reindex(out.index)
-    ok_groups = ok.groupby(GROUP, sort=False)[list(METRICS)]
+    names = [m.name for m in metrics.SUMMARIZED]
+    ok_groups = ok.groupby(GROUP, sort=False)[names]
     stats = {"median": ok_groups.median(), "min": ok_groups.min(), "max": ok_groups.max()}
     stats["q1"] = ok_groups.quantile(0.25)
     stats["q3"] = ok_groups.quantile(0.75)
-    for metric in METRICS:
+    for metric in names:
         for stat, frame in stats.items():
             out[f"{metric}_{stat}"] = frame[metric].reindex(out.index)
     out = out.reset_index()
@@ -252,7 +253,9 @@ def golden_note(detail: object) -> str:
 
 def failures(df: pd.DataFrame) -> pd.DataFrame:
     """Records that fail a run (a bad status or a failing golden verdict), by stack order."""
-    bad = df.loc[~df["status"].isin(rec.GOOD_STATUSES) | df["golden"].isin(GOLDEN_FAILING)]
+    bad = df.loc[
+        ~df["status"].isin(metrics.GOOD_STATUSES) | df["golden"].isin(metrics.GOLDEN_FAILING)
+    ]
     rank = {s: i for i, s in enumerate(stack_order(df))}
     return bad.sort_values("stack_id", key=lambda col: col.map(rank), kind="stable")
 

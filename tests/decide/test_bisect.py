@@ -130,7 +130,11 @@ def test_listing_says_why_when_the_index_is_unreachable(tmp_path: Path) -> None:
 @pytest.mark.parametrize("count", [2, 3, 5, 8, 40, 41])
 def test_search_finds_every_flip_in_log_steps(count: int) -> None:
     for flip in range(1, count):
-        found = bisect.search(count, lambda i, flip=flip: "bad" if i >= flip else "good")
+
+        def probe(i: int, flip: int = flip) -> str:
+            return "bad" if i >= flip else "good"
+
+        found = bisect.search(count, probe)
         assert (found.last_good, found.first_bad) == (flip - 1, flip)
         assert found.untestable == ()
         assert len(found.probes) <= max(0, (count - 2).bit_length())

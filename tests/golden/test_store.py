@@ -6,7 +6,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -16,13 +16,16 @@ from harness.golden import bless
 from harness.golden import store as golden
 from harness.measure import runner
 
+if TYPE_CHECKING:
+    from harness.records import Record
+
 TOL = {"float32": 0.01, "bfloat16": 0.5, "float16": 0.1}
 FIXTURE = Path(__file__).resolve().parents[2] / "harness" / "fixtures" / "tiny_gpt2"
 PERTURB = Path(__file__).resolve().parents[1] / "data" / "perturb.py"
 PROMPTS = tuple(json.loads((FIXTURE / "manifest.json").read_text())["prompts"])
 
 
-def record(ids: list[int], *, model: str = "m", prompt: str = "p", **kw: Any) -> dict[str, Any]:
+def record(ids: list[int], *, model: str = "m", prompt: str = "p", **kw: Any) -> Record:
     base: dict[str, Any] = {
         "status": "ok", "model": model, "dtype": "float32", "max_new_tokens": len(ids),
         "prompts": [prompt], "output_ids": [ids], "output_text": [f"text{ids}"],
@@ -33,7 +36,7 @@ def record(ids: list[int], *, model: str = "m", prompt: str = "p", **kw: Any) ->
         "message": "", "machine_fingerprint": "f",
     }  # fmt: skip
     base.update(kw)
-    return base
+    return cast("Record", base)  # the fields the judge and bless read
 
 
 def put_golden(root: Path, ids: list[int], margins: list[float], **kw: Any) -> Path:
@@ -154,7 +157,7 @@ def test_bad_expectations(tmp_path: Path, text: str, fragment: str) -> None:
 # ---------------------------------------------------------------- bless
 
 
-def _run_dir(tmp_path: Path, records: list[dict[str, Any]]) -> Path:
+def _run_dir(tmp_path: Path, records: list[Record]) -> Path:
     run = tmp_path / "run"
     (run / "raw").mkdir(parents=True)
     with (run / "raw" / "s.jsonl").open("w") as fh:
@@ -217,9 +220,7 @@ def _perturb(python: Path, *args: str) -> str:
     return proc.stdout.strip()
 
 
-def _run(
-    stack: Stack, python: Path, tmp_path: Path, folders: dict[str, Path]
-) -> dict[str, dict[str, Any]]:
+def _run(stack: Stack, python: Path, tmp_path: Path, folders: dict[str, Path]) -> dict[str, Record]:
     cells = [
         Cell(stack,
              Model(id=name, source="local", location=str(folder), prompts=PROMPTS,
@@ -235,7 +236,7 @@ def _run(
     return {r["model"]: r for r in recs}
 
 
-def _outputs_only(rec: dict[str, Any]) -> dict[str, Any]:
+def _outputs_only(rec: Record) -> Record:
     # The perturbed copies have other weights by construction: judge their outputs alone.
     return {**rec, "weights_sha256": None}
 
@@ -274,7 +275,9 @@ def test_real_perturbations_of_tiny_gpt2(
     assert found["golden"] == "mismatch"
     detail = found["golden_detail"][0]
     assert detail["position"] == step
-    assert detail["reference_margin"] > 1.0
+    margin = detail["reference_margin"]
+    assert margin is not None
+    assert margin > 1.0
     assert detail["expected_id"] == ref["output_ids"][0][step]
 
     # Near-ties: flatten the logits (same argmax, margins ~1e-4), bless that, then nudge.
@@ -293,4 +296,4 @@ def test_real_perturbations_of_tiny_gpt2(
     assert verdict["golden"] == "drift"
     flipped = [d for d in verdict["golden_detail"] if d["verdict"] == "drift"]
     assert flipped
-    assert all(d["reference_margin"] < TOL["float32"] for d in flipped)
+    assert all((m := d["reference_margin"]) is not None and m < TOL["float32"] for d in flipped)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 from recordkit import DEFAULT, SMOKE, make_record
@@ -10,10 +10,13 @@ from recordkit import DEFAULT, SMOKE, make_record
 from harness import records as rec
 from harness.report import claims, tables
 
+if TYPE_CHECKING:
+    from harness.records import Record
+
 W = 124_000_000 * 4 / 2**20  # MiB of float32 weights of the default synthetic model
 
 
-def _verdict(check: str, records: list[dict[str, Any]], version: str = "4.46.3") -> str:
+def _verdict(check: str, records: list[Record], version: str = "4.46.3") -> str:
     found = {c.key: c for c in claims.evaluate(tables.to_frame(records))}[check]
     (finding,) = [f for f in found.findings if f.version == version]
     return finding.verdict
