@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from harness.config import ids
+from harness.config.domain import DEVICE_MAPS
 from harness.config.matrix import Scenario
 from harness.decide import releases
 from harness.metrics import NUMERIC
@@ -33,11 +35,6 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 METRICS = ("status", "output", *NUMERIC)
-_SCENARIO = re.compile(
-    r"(?P<fmt>st|bin)/(?P<dtype>fp32|bf16|fp16)/lcmu=(?P<lcmu>omit|true|false)"
-    r"/dm=(?P<dm>none|cpu|auto|cuda)"
-)
-_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 _END = re.compile(r"(?:(?:tf|transformers)==)?(?P<version>\d[^\s=<>!~,]*)")
 
 
@@ -171,16 +168,15 @@ def end_version(text: str) -> str | None:
 
 
 def parse_scenario(text: str, max_new_tokens: int) -> Scenario:
-    match = _SCENARIO.fullmatch(text)
-    if match is None:
-        raise BisectError(
-            f"bad scenario id {text!r}: expected FORMAT/DTYPE/lcmu=omit|true|false/dm=..., "
-            "e.g. st/fp32/lcmu=false/dm=cpu"
-        )
-    lcmu = {"omit": None, "true": True, "false": False}[match["lcmu"]]
-    dm = None if match["dm"] == "none" else match["dm"]
-    fmt = "safetensors" if match["fmt"] == "st" else "bin"
-    return Scenario(lcmu, dm, _DTYPES[match["dtype"]], fmt, max_new_tokens)
+    try:
+        axes = ids.parse_scenario_id(text)
+    except ids.IdError as exc:
+        raise BisectError(str(exc)) from None
+    if axes.device_map not in (None, *DEVICE_MAPS):
+        raise BisectError(f"bad scenario id {text!r}: dm= is none, {', '.join(DEVICE_MAPS)}")
+    return Scenario(
+        axes.low_cpu_mem_usage, axes.device_map, axes.dtype, axes.checkpoint_format, max_new_tokens
+    )
 
 
 @dataclass(frozen=True)
