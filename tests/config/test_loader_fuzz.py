@@ -31,7 +31,8 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
 from harness.commands import cli
-from harness.config import loader, matrix
+from harness.config import fields, matrix
+from harness.config import models
 from harness.config.matrix import MatrixError, load
 
 if TYPE_CHECKING:
@@ -58,6 +59,10 @@ AXIS_VALUES: dict[str, tuple[object, ...]] = {
 }
 HUB_MODEL = {"source": "hub", "repo": "gpt2", "prompts": ["hi"]}
 LOCAL_MODEL = {"source": "local", "path": "checkpoints/m", "prompts": ["hi"]}
+
+
+def fields_of(entry: type[models.Entry]) -> tuple[str, ...]:
+    return tuple(entry.model_fields)
 
 
 def fast(examples: int) -> settings:
@@ -528,12 +533,12 @@ def unknown_key(
 
 @kind("unknown key: top level")
 def _(data: st.DataObject) -> Case:
-    return unknown_key(data, fresh(), (), loader._TOP_KEYS)
+    return unknown_key(data, fresh(), (), fields_of(models.MatrixDocument))
 
 
 @kind("unknown key: settings")
 def _(data: st.DataObject) -> Case:
-    return unknown_key(data, fresh(), ("settings",), loader._SETTINGS_KEYS)
+    return unknown_key(data, fresh(), ("settings",), fields_of(models.SettingsEntry))
 
 
 @kind("unknown key: settings.golden_tolerance")
@@ -543,28 +548,28 @@ def _(data: st.DataObject) -> Case:
 
 @kind("unknown key: stacks[i]")
 def _(data: st.DataObject) -> Case:
-    return unknown_key(data, fresh(), ("stacks", stack_index(data)), loader._STACK_KEYS)
+    return unknown_key(data, fresh(), ("stacks", stack_index(data)), fields_of(models.StackEntry))
 
 
 @kind("unknown key: models.<id>")
 def _(data: st.DataObject) -> Case:
-    return unknown_key(data, fresh(), ("models", model_id(data)), loader._MODEL_KEYS)
+    return unknown_key(data, fresh(), ("models", model_id(data)), fields_of(models.ModelEntry))
 
 
 @kind("unknown key: scenarios")
 def _(data: st.DataObject) -> Case:
-    return unknown_key(data, fresh(), ("scenarios",), loader._SCENARIO_KEYS)
+    return unknown_key(data, fresh(), ("scenarios",), fields_of(models.AxesEntry))
 
 
 @kind("unknown key: profiles.<name>")
 def _(data: st.DataObject) -> Case:
-    return unknown_key(data, fresh(), ("profiles", profile_name(data)), loader._PROFILE_KEYS)
+    return unknown_key(data, fresh(), ("profiles", profile_name(data)), fields_of(models.ProfileEntry))
 
 
 @kind("unknown key: profiles.<name>.scenarios")
 def _(data: st.DataObject) -> Case:
     at = ("profiles", profile_name(data), "scenarios")
-    return unknown_key(data, fresh(), at, loader._SCENARIO_KEYS)
+    return unknown_key(data, fresh(), at, fields_of(models.AxesEntry))
 
 
 @kind("unknown key: an include or exclude rule")
@@ -572,7 +577,7 @@ def _(data: st.DataObject) -> Case:
     doc = fresh()
     where = slot(data, [("include",), ("exclude",), ("profiles", "<p>", "include"), ("profiles", "<p>", "exclude")])  # fmt: skip
     put(doc, where, [{"model": "tiny-gpt2"}])
-    return unknown_key(data, doc, (*where, 0), loader._RULE_KEYS)
+    return unknown_key(data, doc, (*where, 0), fields_of(models.RuleEntry))
 
 
 @kind("model key not allowed for its source")
@@ -580,8 +585,8 @@ def _(data: st.DataObject) -> Case:
     doc = fresh()
     name = model_id(data)
     source = BASE["models"][name]["source"]
-    allowed = loader._SOURCE_KEYS[source]
-    key = data.draw(st.sampled_from([k for k in loader._MODEL_KEYS if k not in allowed]))
+    allowed = models._SOURCE_KEYS[source]
+    key = data.draw(st.sampled_from([k for k in fields_of(models.ModelEntry) if k not in allowed]))
     doc["models"][name][key] = "x"
     return structural(doc, ("models", name, key), "not allowed for source", exact=True)
 
@@ -819,10 +824,10 @@ def _(data: st.DataObject) -> Case:
     i = stack_index(data)
     key = data.draw(st.sampled_from(["index_url", "torch_backend"]))
     if key == "index_url":
-        pattern = loader._URL_RE
+        pattern = fields.URL_RE
         fixed = ["pypi.org/simple", "not a url", "http//x", "://x", "https:// spaced"]
     else:
-        pattern = loader._TORCH_BACKEND_RE
+        pattern = fields.TORCH_BACKEND_RE
         fixed = ["cuda12", "gpu", "rocm", "cu", "CPU", "cu12.4", "metal"]
     bad = data.draw(
         st.one_of(st.sampled_from(fixed), st.text(max_size=10)).filter(
@@ -841,7 +846,7 @@ def _(data: st.DataObject) -> Case:
         st.one_of(
             st.sampled_from(["a/b", "has space", "-lead", ".hidden", "x:y", "é", "a\tb"]),
             ANY_KEY,
-        ).filter(lambda t: loader._ID_RE.fullmatch(t) is None),
+        ).filter(lambda t: fields.ID_RE.fullmatch(t) is None),
         label="id",
     )
     where = data.draw(st.sampled_from(["stack id", "model id", "profile name"]))
@@ -981,7 +986,8 @@ def _(data: st.DataObject) -> Case:
     chain = "".join(f"- &a{i} {{<<: *a{i - 1}}}\n" for i in range(1, depth))
     text = dump(doc).replace("exclude: []\n", "exclude:\n- &a0 {model: gpt2-1.5b}\n" + chain)
     text += f"settings: {{<<: *a{depth - 1}}}\n"
-    return Case(text, "settings", (1, last_line(text)), "nested too deeply", exact=True)
+    # The first entry of the chain too deep in the file: the 100th link.
+    return Case(text, "exclude[100]", (1, last_line(text)), "nested too deeply", exact=True)
 
 
 BAD_NUMBERS = ["0x_", "0b_", "-0x_", "0b__", "+0x__", "1" + "0" * 5000, "1" + "0" * 400, "0",
@@ -1213,7 +1219,7 @@ def _(data: st.DataObject) -> Case:
     doc = fresh()
     bad = data.draw(
         st.one_of(st.sampled_from(["a/b/c", "has space", "-x", "org/", "/name"]), st.text(max_size=10))
-        .filter(lambda t: t.strip() and loader._REPO_RE.fullmatch(t) is None),
+        .filter(lambda t: t.strip() and fields.REPO_RE.fullmatch(t) is None),
         label="repo",
     )  # fmt: skip
     entry = with_model(doc, "extra", HUB_MODEL)
@@ -1268,7 +1274,7 @@ def _(data: st.DataObject) -> Case:
     stack = doc["stacks"][i] = dict(EXISTING)
     how = data.draw(st.sampled_from(["install-only key", "no id", "bad python"]), label="how")
     if how == "install-only key":
-        keys = [k for k in loader._STACK_KEYS if k not in ("id", "install", "python")]
+        keys = [k for k in fields_of(models.StackEntry) if k not in ("id", "install", "python")]
         key = data.draw(st.sampled_from(keys), label="key")
         stack[key] = "1.0"
         return structural(doc, ("stacks", i, key), "installs nothing", exact=True)
@@ -1290,13 +1296,13 @@ def _(data: st.DataObject) -> Case:
 
 @kind("unknown key: compare")
 def _(data: st.DataObject) -> Case:
-    return unknown_key(data, fresh(), ("compare",), loader._COMPARE_KEYS)
+    return unknown_key(data, fresh(), ("compare",), fields_of(models.CompareEntry))
 
 
 @kind("compare: bad threshold or fail_on")
 def _(data: st.DataObject) -> Case:
     doc = fresh()
-    key = data.draw(st.sampled_from(loader._COMPARE_KEYS), label="key")
+    key = data.draw(st.sampled_from(fields_of(models.CompareEntry)), label="key")
     if key in ("memory", "time", "alpha"):
         bad = NOT_NUMBER if key != "alpha" else st.one_of(NOT_NUMBER, st.floats(min_value=1))
     elif key == "min_repeats":
@@ -1378,7 +1384,7 @@ def assert_one_line_error(case: Case, file: Path, label: str) -> str:
     else:
         # The message went through _one_line as a whole: so does what it must start with.
         named = [f"{head.group()}{case.path}{end}" for end in (": ", "[", ".")]
-        named = [matrix._one_line(n) for n in (named[:1] if case.exact else named)]
+        named = [matrix.one_line(n) for n in (named[:1] if case.exact else named)]
         assert message.startswith(tuple(named)), (message, case.path)
     assert case.fragment in rest, (message, case.fragment)
     return message
@@ -1413,7 +1419,7 @@ def test_unreadable_file_gives_one_line(workdir: Path, name: str, what: str) -> 
         load(str(path))
     message = str(info.value)
     assert message.splitlines() == [message], message
-    assert message.startswith(matrix._one_line(f"{path}:")), message
+    assert message.startswith(matrix.one_line(f"{path}:")), message
 
 
 def test_at_least_thirty_kinds() -> None:
