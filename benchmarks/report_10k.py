@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -34,11 +34,11 @@ JITTERED = ("load_s", "ttft_s", "tokens_per_s", "load_peak_mb", "peak_mb", "anon
             "anon_peak_mb", "peak_ratio")  # fmt: skip
 
 
-def synthesize(source: list[dict[str, Any]], count: int, seed: int = 0) -> list[dict[str, Any]]:
+def synthesize(source: list[rec.Record], count: int, seed: int = 0) -> list[rec.Record]:
     """`count` records: copies of `source` on renamed stacks, with new repeats and jitter."""
     rng = random.Random(seed)  # noqa: S311 -- jitter for synthetic records, not security
     repeats = 1 + max(int(r["repeat"]) for r in source)
-    out: list[dict[str, Any]] = []
+    out: list[rec.Record] = []
     copy = 0
     while len(out) < count:
         # Every 4th copy adds repeats to the stacks so far; the others add stacks.
@@ -46,18 +46,19 @@ def synthesize(source: list[dict[str, Any]], count: int, seed: int = 0) -> list[
         for record in source:
             if len(out) == count:
                 break
-            new = dict(record)
+            new: dict[str, object] = dict(record)
             new["stack_id"] = f"{record['stack_id']}-v{stack_copy}"
             new["repeat"] = int(record["repeat"]) + repeats * repeat_copy
             for key in JITTERED:
-                if isinstance(new.get(key), (int, float)):
-                    new[key] = new[key] * rng.uniform(0.95, 1.05)
-            out.append(new)
+                value = new.get(key)
+                if isinstance(value, (int, float)):
+                    new[key] = value * rng.uniform(0.95, 1.05)
+            out.append(cast("rec.Record", new))
         copy += 1
     return out
 
 
-def _write(run_dir: Path, records: list[dict[str, Any]]) -> None:
+def _write(run_dir: Path, records: list[rec.Record]) -> None:
     raw = run_dir / "raw"
     raw.mkdir(parents=True)
     by_stack: dict[str, list[str]] = {}

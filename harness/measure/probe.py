@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from harness import metrics
 from harness import records as rec
@@ -25,6 +25,8 @@ from harness.target import worker
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
+
+    from harness.records import Record
 
 NUMERIC = metrics.NUMERIC  # every numeric field a bisect may follow
 
@@ -56,7 +58,7 @@ class Measurement:
 
 def reduce(
     version: str,
-    records: Sequence[dict[str, Any]],
+    records: Sequence[Record],
     metric: str,
     *,
     cached: bool,
@@ -91,13 +93,13 @@ def host_fingerprint() -> str:
     return rec.machine_fingerprint(worker.environment()["machine"])
 
 
-def _same_machine(record: dict[str, Any], host: str) -> bool:
+def _same_machine(record: Record, host: str) -> bool:
     # The worker adds the GPU's name where there is one; the host's view has none.
     machine = {k: v for k, v in (record.get("machine") or {}).items() if k != "gpu"}
     return bool(machine) and rec.machine_fingerprint(machine) == host
 
 
-def cached(spec: Spec, stack: Stack, host: str) -> list[dict[str, Any]]:
+def cached(spec: Spec, stack: Stack, host: str) -> list[Record]:
     """This machine's latest records of the cell on this stack, if there are enough."""
     path = spec.config.run_dir / "raw" / f"{stack.id}.jsonl"
     if not path.exists():

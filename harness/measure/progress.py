@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rich.progress import (
     BarColumn,
@@ -19,9 +19,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from harness.config.matrix import Cell
+    from harness.records import Record
 
 
-def line(done: int, total: int, cell: Cell, repeat: int, record: dict[str, Any]) -> str:
+def line(done: int, total: int, cell: Cell, repeat: int, record: Record) -> str:
     peak = record.get("peak_mb")
     extra = f" peak {peak:.0f} MiB" if isinstance(peak, float) else ""
     golden = f" golden {record['golden']}" if record.get("golden") else ""
@@ -34,13 +35,11 @@ def line(done: int, total: int, cell: Cell, repeat: int, record: dict[str, Any])
 @contextlib.contextmanager
 def reporter(
     title: str, *, force_plain: bool = False
-) -> Iterator[Callable[[int, int, Cell, int, dict[str, Any] | None], None]]:
+) -> Iterator[Callable[[int, int, Cell, int, Record | None], None]]:
     """Yields the callback run_stack calls before (record None) and after each run."""
     if force_plain or not sys.stdout.isatty():
 
-        def plain(
-            done: int, total: int, cell: Cell, repeat: int, record: dict[str, Any] | None
-        ) -> None:
+        def plain(done: int, total: int, cell: Cell, repeat: int, record: Record | None) -> None:
             if record is not None:
                 print(line(done, total, cell, repeat, record), flush=True)
 
@@ -58,9 +57,7 @@ def reporter(
     with Progress(*columns, transient=False) as bar:
         task = bar.add_task("", title=title, total=None)
 
-        def rich(
-            done: int, total: int, cell: Cell, repeat: int, record: dict[str, Any] | None
-        ) -> None:
+        def rich(done: int, total: int, cell: Cell, repeat: int, record: Record | None) -> None:
             if record is None:
                 bar.update(task, total=total, description=f"{cell.id} #{repeat}")
                 return

@@ -81,7 +81,7 @@ def record_all(
         record = to_record(cfg, one)
         hashes.stamp(record, one.cell)
         if cfg.judge is not None:
-            record.update(cfg.judge.judge(record))
+            cfg.judge.stamp(record)
         rec.append(raw / f"{stack.id}.jsonl", record)
         if one.fit is not None:
             # Apart from raw/: one record per (cell, repeat) stays true there.
