@@ -35,9 +35,10 @@ def say_error(exc: BaseException) -> int:
 
 def run(call: Callable[[], int], *errors: type[Exception]) -> int:
     """call()'s exit code; UsageError and `errors` (the user's mistakes) give one line and 2."""
+    mistakes: tuple[type[Exception], ...] = (UsageError, *errors)
     try:
         return call()
-    except (UsageError, *errors) as exc:
+    except mistakes as exc:
         return say_error(exc)
     except SystemExit as exc:
         if exc.code in (None, 0):  # --help printed
@@ -47,7 +48,8 @@ def run(call: Callable[[], int], *errors: type[Exception]) -> int:
 
 def or_exit(call: Callable[[], T], *errors: type[Exception]) -> T:
     """call()'s value; on the user's mistake one line and SystemExit(2) (for nox sessions)."""
+    mistakes: tuple[type[Exception], ...] = (UsageError, *errors)
     try:
         return call()
-    except (UsageError, *errors) as exc:
+    except mistakes as exc:
         raise SystemExit(say_error(exc)) from None
