@@ -19,7 +19,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from harness import paths
-from harness.metrics import GOLDEN_FAILING, GOLDEN_RANK
+from harness.metrics import GOLDEN_RANK
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 GOLDEN_VERSION = 1
 GOLDENS = paths.GOLDENS
 EXPECTATIONS_FILE = "expectations.yaml"
-FAILING = GOLDEN_FAILING  # for harness/report/console.py until it imports harness.metrics
 _EXPECTATION_KEYS = ("model", "prompt", "dtype", "transformers", "torch", "device", "ids", "reason")
 
 

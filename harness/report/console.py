@@ -4,66 +4,75 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import TYPE_CHECKING, Any
+import math
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import Console
 from rich.table import Table
 
+from harness import metrics
 from harness import records as rec
 from harness.golden import store as golden
+from harness.report import tables
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
+
+    import pandas as pd
+
+    from harness.records import Record
 
 
 def _fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def summary_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (stack, cell): medians over repeats, and the worst status seen."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+def _median(medians: pd.DataFrame, key: tuple[str, str], metric: str) -> float | None:
+    value = medians.loc[key, metric] if key in medians.index else None
+    return float(value) if isinstance(value, (int, float)) and not math.isnan(value) else None
+
+
+def summary_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (stack, cell): medians over the ok repeats, and the worst status seen.
+
+    The medians are harness.report.tables.spreads', which the markdown summary shows too.
+    """
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for r in records:
         groups.setdefault((r["stack_id"], r["cell_id"]), []).append(r)
+    frame = tables.to_frame(cast("Sequence[Record]", records))
+    medians = tables.spreads(frame, ["stack_id", "cell_id"], ("median",))["median"]
     rows = []
     for (stack, cell), group in groups.items():
-        statuses = sorted({r["status"] for r in group}, key=rec.STATUSES.index)
+        statuses = sorted({r["status"] for r in group}, key=metrics.STATUSES.index)
         ok = [r for r in group if r["status"] == "ok"]
         texts = ok[0]["output_text"] if ok else []
         message = next((r["message"] for r in group if r["status"] != "ok"), "")
-        rows.append(
-            {
-                "stack": stack,
-                "cell": cell,
-                "runs": len(group),
-                "status": "/".join(statuses),
-                "load_s": rec.median_or_none(r["load_s"] for r in ok),
-                "ttft_s": rec.median_or_none(r["ttft_s"] for r in ok),
-                "tokens_per_s": rec.median_or_none(r["tokens_per_s"] for r in ok),
-                "peak_mb": rec.median_or_none(r["peak_mb"] for r in ok),
-                "anon_mb": rec.median_or_none(r["anon_mb"] for r in ok),
-                "file_mb": rec.median_or_none(r["file_mb"] for r in ok),
-                "peak_ratio": rec.median_or_none(r["peak_ratio"] for r in ok),
-                "text": (texts[0] if texts else message)[:40],
-            }
-        )
+        row: dict[str, Any] = {
+            "stack": stack,
+            "cell": cell,
+            "runs": len(group),
+            "status": "/".join(statuses),
+        }
+        row.update({m.name: _median(medians, (stack, cell), m.name) for m in metrics.SHOWN})
+        row["text"] = (texts[0] if texts else message)[:40]
+        rows.append(row)
     return rows
 
 
-def print_summary(records: Sequence[dict[str, Any]], console: Console | None = None) -> None:
+def print_summary(records: Sequence[Mapping[str, Any]], console: Console | None = None) -> None:
     console = console or Console(width=200)
     table = Table(title="load + generate, medians over repeats (MiB relative to pre-load RSS)")
-    columns = ("stack", "cell", "runs", "status", "load s", "ttft s", "tok/s", "peak MiB",
-               "anon MiB", "file MiB", "peak/params", "first output or message")  # fmt: skip
+    columns = ("stack", "cell", "runs", "status", *(m.column for m in metrics.SHOWN),
+               "first output or message")  # fmt: skip
     for col in columns:
         table.add_column(col, overflow="fold")
     for row in summary_rows(records):
         table.add_row(
             row["stack"], row["cell"], str(row["runs"]), row["status"],
-            _fmt(row["load_s"], 3), _fmt(row["ttft_s"], 3), _fmt(row["tokens_per_s"]),
-            _fmt(row["peak_mb"]), _fmt(row["anon_mb"]), _fmt(row["file_mb"]),
-            _fmt(row["peak_ratio"], 2), row["text"].replace("\n", " "),
+            *(_fmt(row[m.name], m.digits) for m in metrics.SHOWN),
+            row["text"].replace("\n", " "),
         )  # fmt: skip
     console.print(table)
     counts: dict[str, int] = {}
@@ -87,7 +96,7 @@ def finish_run(
         line = f"  {r['status']}: {r['stack_id']} {r['cell_id']} #{r['repeat']}: {r['message']}"
         console.print(line, markup=False)
     verdicts = golden.counts(records)
-    failing = golden.FAILING | ({"drift"} if strict_golden else set())
+    failing = metrics.GOLDEN_FAILING | ({"drift"} if strict_golden else set())
     console.print(
         "golden: " + (", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) or "none")
     )

@@ -20,7 +20,7 @@ from harness import records as rec
 from harness.config import ids
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from harness.records import Record
 
@@ -189,6 +189,29 @@ def _worst(df: pd.DataFrame, column: str, order: Sequence[str]) -> pd.Series[Any
     return worst.map(dict(enumerate(order)))
 
 
+STATS = ("median", "min", "max", "q1", "q3")
+
+
+def spreads(
+    df: pd.DataFrame, keys: Sequence[str], stats: Sequence[str] = STATS
+) -> dict[str, pd.DataFrame]:
+    """Per group of `keys`, each statistic of the summarized metrics over the ok records.
+
+    The one summary computation: the markdown and site summary (`summarize`) and the
+    run's console summary (harness.report.console) both take their numbers from here.
+    """
+    ok = df.loc[df["status"] == "ok"]
+    groups = ok.groupby(list(keys), sort=False)[[m.name for m in metrics.SUMMARIZED]]
+    compute: dict[str, Callable[[], pd.DataFrame]] = {
+        "median": groups.median,
+        "min": groups.min,
+        "max": groups.max,
+        "q1": lambda: groups.quantile(0.25),
+        "q3": lambda: groups.quantile(0.75),
+    }
+    return {stat: compute[stat]() for stat in stats}
+
+
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (machine, stack, model, scenario): counts, verdicts and metric spreads."""
     ok = df.loc[df["status"] == "ok"]
@@ -205,14 +228,9 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     out["golden"] = _worst(df, "golden", metrics.GOLDEN_VERDICTS).reindex(out.index)
     bad = df.loc[df["status"] != "ok"]
     out["message"] = bad.groupby(GROUP, sort=False)["message"].first().reindex(out.index)
-    names = [m.name for m in metrics.SUMMARIZED]
-    ok_groups = ok.groupby(GROUP, sort=False)[names]
-    stats = {"median": ok_groups.median(), "min": ok_groups.min(), "max": ok_groups.max()}
-    stats["q1"] = ok_groups.quantile(0.25)
-    stats["q3"] = ok_groups.quantile(0.75)
-    for metric in names:
-        for stat, frame in stats.items():
-            out[f"{metric}_{stat}"] = frame[metric].reindex(out.index)
+    for stat, frame in spreads(df, GROUP).items():
+        for m in metrics.SUMMARIZED:
+            out[f"{m.name}_{stat}"] = frame[m.name].reindex(out.index)
     out = out.reset_index()
     rank = {
         "stack_id": {s: i for i, s in enumerate(stack_order(df))},
