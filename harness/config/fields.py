@@ -336,4 +336,4 @@ def values(item: Any, *, list_only: bool = False) -> Any:  # noqa: ANN401 - a ty
     return Annotated[tuple[item, ...], wrap]
 
 
-AList = BeforeValidator(_a_list, json_schema_input_type=list[Any])
+AList = BeforeValidator(_a_list)

@@ -340,8 +340,10 @@ class MatrixDocument(Entry):
     model_config = ConfigDict(title="matrix.yaml")
 
     settings: SettingsEntry | None = None
-    stacks: Annotated[tuple[StackEntry, ...], AList, Field(min_length=1)]
-    models: Annotated[dict[str, ModelEntry], BeforeValidator(_models), Field(min_length=1)]
+    stacks: Annotated[tuple[StackEntry, ...], AList, Field(json_schema_extra={"minItems": 1})]
+    models: Annotated[
+        dict[str, ModelEntry], BeforeValidator(_models), Field(json_schema_extra={"minProperties": 1})
+    ]
     scenarios: AxesEntry | None = None
     exclude: Excludes | None = None
     include: Includes | None = None

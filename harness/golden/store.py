@@ -14,11 +14,11 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import yaml
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
 
 from harness import paths
+from harness.config import expectations
 from harness.metrics import GOLDEN_RANK
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 GOLDEN_VERSION = 1
 GOLDENS = paths.GOLDENS
 EXPECTATIONS_FILE = "expectations.yaml"
-_EXPECTATION_KEYS = ("model", "prompt", "dtype", "transformers", "torch", "device", "ids", "reason")
 
 
 class GoldenError(Exception):
@@ -151,58 +150,25 @@ def write_golden(root: Path, golden: Golden) -> Path:
     return path
 
 
-def _spec(value: object, where: str) -> SpecifierSet | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise GoldenError(f"{where}: expected a version specifier string like '>=4.47,<5'")
-    try:
-        return SpecifierSet(value)
-    except InvalidSpecifier:
-        raise GoldenError(f"{where}: bad version specifier {value!r}") from None
-
-
 def load_expectations(root: Path) -> tuple[Expectation, ...]:
-    path = root / EXPECTATIONS_FILE
-    if not path.exists():
-        return ()
+    """The expectations of `root` (validated by harness/config/expectations.py)."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or []
-    except yaml.YAMLError as exc:
-        raise GoldenError(f"{path}: YAML syntax error: {exc}".replace("\n", " ")) from None
-    if not isinstance(data, list):
-        raise GoldenError(f"{path}: expected a list of expectations")
-    out = []
-    for i, item in enumerate(data):
-        where = f"{path}: [{i}]"
-        if not isinstance(item, dict):
-            raise GoldenError(f"{where}: expected a mapping")
-        unknown = sorted(set(item) - set(_EXPECTATION_KEYS))
-        if unknown:
-            raise GoldenError(
-                f"{where}: unknown key {unknown[0]!r} (allowed: {', '.join(_EXPECTATION_KEYS)})"
-            )
-        reason = item.get("reason")
-        if not isinstance(reason, str) or not reason.strip():
-            raise GoldenError(f"{where}.reason: every expectation needs a written reason")
-        if not isinstance(item.get("model"), str):
-            raise GoldenError(f"{where}.model: required")
-        ids = item.get("ids")
-        if not isinstance(ids, list) or not all(isinstance(x, int) for x in ids):
-            raise GoldenError(f"{where}.ids: expected a list of token ids")
-        out.append(
-            Expectation(
-                model=item["model"],
-                prompt=item.get("prompt"),
-                dtype=item.get("dtype"),
-                transformers=_spec(item.get("transformers"), f"{where}.transformers"),
-                torch=_spec(item.get("torch"), f"{where}.torch"),
-                device=item.get("device"),
-                ids=tuple(ids),
-                reason=reason.strip(),
-            )
+        entries = expectations.load_expectations(root / EXPECTATIONS_FILE)
+    except expectations.ExpectationsError as exc:
+        raise GoldenError(str(exc)) from None
+    return tuple(
+        Expectation(
+            model=e.model,
+            prompt=e.prompt,
+            dtype=e.dtype,
+            transformers=None if e.transformers is None else SpecifierSet(e.transformers),
+            torch=None if e.torch is None else SpecifierSet(e.torch),
+            device=e.device,
+            ids=e.ids,
+            reason=e.reason,
         )
-    return tuple(out)
+        for e in entries
+    )
 
 
 # ---------------------------------------------------------------- verdicts

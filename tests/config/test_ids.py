@@ -1,0 +1,90 @@
+"""harness/config/ids.py: ids are formatted and parsed there only; parse inverts format."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness.config import ids
+from harness.config.domain import CHECKPOINT_FORMATS, DEVICE_MAPS, DTYPES
+
+LCMU = (None, True, False)
+DEVICE = (None, *DEVICE_MAPS)
+
+
+@pytest.mark.parametrize(
+    ("lcmu", "device_map", "dtype", "fmt"),
+    list(itertools.product(LCMU, DEVICE, DTYPES, CHECKPOINT_FORMATS)),
+)
+def test_parse_scenario_id_inverts_format(
+    lcmu: bool | None, device_map: str | None, dtype: str, fmt: str
+) -> None:
+    text = ids.scenario_id(lcmu, device_map, dtype, fmt)
+    assert ids.parse_scenario_id(text) == ids.ScenarioAxes(lcmu, device_map, dtype, fmt)
+
+
+def test_scenario_id_examples() -> None:
+    assert ids.scenario_id(True, None, "float32", "safetensors") == "st/fp32/lcmu=true/dm=none"
+    assert ids.scenario_id(None, "cpu", "bfloat16", "bin") == "bin/bf16/lcmu=omit/dm=cpu"
+    assert ids.cell_id("gpt2-355m", "st/fp32/lcmu=true/dm=none") == (
+        "gpt2-355m/st/fp32/lcmu=true/dm=none"
+    )
+
+
+VERSION = st.from_regex(r"[0-9]{1,2}(\.[0-9]{1,2}){0,2}(\.dev[0-9]|rc[0-9]|\+cpu)?", fullmatch=True)
+
+
+@given(transformers=VERSION, torch=VERSION, python=st.from_regex(r"3\.[0-9]{1,2}", fullmatch=True))
+def test_parse_stack_id_inverts_format(transformers: str, torch: str, python: str) -> None:
+    text = ids.stack_id(transformers, torch, python)
+    assert ids.parse_stack_id(text) == ids.StackVersions(transformers, torch, python)
+
+
+def test_stack_id_example_and_custom_ids() -> None:
+    assert ids.stack_id("4.46.3", "2.5.1", "3.11") == "tf4.46.3-torch2.5.1-py3.11"
+    assert ids.parse_stack_id("system-env") is None
+    assert ids.parse_stack_id("tf4.46.3-torch2.5.1") is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "st/fp32/lcmu=true",
+        "st/fp32/lcmu=maybe/dm=none",
+        "gguf/fp32/lcmu=true/dm=none",
+        "st/fp8/lcmu=true/dm=none",
+        "st/fp32/lcmu=true/dm=none/extra",
+        "ST/FP32/lcmu=true/dm=none",
+        "st/fp32/lcmu=true/dm=",
+    ],
+)
+def test_bad_scenario_ids_raise(text: str) -> None:
+    with pytest.raises(ids.IdError) as info:
+        ids.parse_scenario_id(text)
+    message = str(info.value)
+    assert message.splitlines() == [message]
+    assert repr(text) in message
+
+
+@given(st.text(max_size=30))
+def test_parse_scenario_id_raises_only_id_error(text: str) -> None:
+    try:
+        axes = ids.parse_scenario_id(text)
+    except ids.IdError:
+        return
+    # What parses formats back to itself: format is the inverse of parse too.
+    again = ids.scenario_id(
+        axes.low_cpu_mem_usage, axes.device_map, axes.dtype, axes.checkpoint_format
+    )
+    assert again == text
+
+
+def test_stack_order_key_sorts_by_versions() -> None:
+    stacks = ["tf5.24.0-torch2.13.0-py3.12", "custom", "tf4.46.3-torch2.5.1-py3.11"]
+    ordered = sorted(stacks, key=ids.stack_order_key)
+    assert ordered == ["tf4.46.3-torch2.5.1-py3.11", "tf5.24.0-torch2.13.0-py3.12", "custom"]
+    assert ids.stack_order_key("custom", ["4.46.3"], ["2.5.1"])[0] == 0
