@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from harness.metrics import MIB
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -20,7 +22,6 @@ HANDMADE = DATA / "handmade"
 # Real records: the smoke profile on four stacks, and a subset of a default-profile run.
 SMOKE = DATA / "run-smoke"
 DEFAULT = DATA / "run-default"
-MIB = 1024 * 1024
 
 
 def make_record(
