@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from harness.measure import cgroups
 from harness.measure.watchdog import Watchdog
+from harness.metrics import MIB
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from typing import Self
 
 METHODS = ("cgroup-v2", "cgroup-v1", "systemd-run", "watchdog")
-MIB = 1024 * 1024
+
 _UNITS = {
     "": 1, "b": 1,
     "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,

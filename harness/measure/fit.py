@@ -16,10 +16,11 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from harness.metrics import MIB
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-MIB = 1024 * 1024
 FIT_STATUSES = ("fit", "fits_at_lo", "fails_at_hi")
 
 
