@@ -80,7 +80,22 @@ class GoldenFields(TypedDict):
     golden_detail: list[GoldenDetail]
 
 
-class Record(TypedDict):
+class MemoryFields(TypedDict):
+    """MiB, relative to the RSS just before from_pretrained (derived by memory_fields)."""
+
+    load_peak_mb: float | None
+    peak_mb: float | None
+    anon_mb: float | None
+    file_mb: float | None
+    anon_peak_mb: float | None
+    load_anon_mb: float | None
+    load_file_mb: float | None
+    peak_ratio: float | None  # peak_mb over the parameters' MiB
+    cuda_peak_mb: float | None
+    cuda_reserved_peak_mb: float | None
+
+
+class Record(MemoryFields):
     """One run of one cell, as `build_record` writes it (schema_version 1)."""
 
     schema_version: int
@@ -120,17 +135,7 @@ class Record(TypedDict):
     load_s: float | None
     ttft_s: float | None
     tokens_per_s: float | None
-    # MiB, relative to the RSS just before from_pretrained (see memory_fields).
-    load_peak_mb: float | None
-    peak_mb: float | None
-    anon_mb: float | None
-    file_mb: float | None
-    anon_peak_mb: float | None
-    load_anon_mb: float | None
-    load_file_mb: float | None
-    peak_ratio: float | None  # peak_mb over the parameters' MiB
-    cuda_peak_mb: float | None
-    cuda_reserved_peak_mb: float | None
+    # The memory fields come from MemoryFields.
     memory_method: str | None  # clear_refs or ru_maxrss
     # Per prompt.
     output_ids: list[list[int]]
@@ -189,20 +194,7 @@ def _max(values: Iterable[object]) -> float | None:
     return max(nums) if nums else None
 
 
-class _MemoryFields(TypedDict):
-    load_peak_mb: float | None
-    peak_mb: float | None
-    anon_mb: float | None
-    file_mb: float | None
-    anon_peak_mb: float | None
-    load_anon_mb: float | None
-    load_file_mb: float | None
-    peak_ratio: float | None
-    cuda_peak_mb: float | None
-    cuda_reserved_peak_mb: float | None
-
-
-def memory_fields(result: Result) -> _MemoryFields:
+def memory_fields(result: Result) -> MemoryFields:
     """Derive the flat memory fields, in MiB relative to the RSS just before from_pretrained."""
     phases = result.get("phases") or {}
     base = result.get("baseline") or {}
