@@ -50,7 +50,7 @@ def _raw(data: object, loc: Loc) -> object:
     return data
 
 
-def _refs(
+def _refs(  # noqa: PLR0917 - one call per kind of reference
     data: object,
     loc: Loc,
     what: str,

@@ -54,7 +54,7 @@ def fail(
     return PydanticCustomError("harness", "{problem}", ctx)
 
 
-def got(value: object, raw: str | None = None) -> str:
+def got(value: object, raw: str | None = None) -> str:  # noqa: PLR0911 - one per YAML type
     """How a YAML value is shown in a message: its text (`raw`: as the file wrote it) and,
     for non-strings, its YAML type."""
     if isinstance(value, dict):
@@ -109,7 +109,7 @@ def text(what: str = "a string") -> Callable[[object], str]:
 
 def _positive_int(value: object) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
-        raise fail(f"expected a positive integer", shown=value)
+        raise fail("expected a positive integer", shown=value)
     if value < 1:
         raise fail(f"must be positive, got {value}")
     return value
@@ -144,7 +144,7 @@ def _non_negative(value: object) -> float:
 
 def _boolean(value: object) -> bool:
     if not isinstance(value, bool):
-        raise fail(f"expected true or false", shown=value)
+        raise fail("expected true or false", shown=value)
     return value
 
 
@@ -255,7 +255,7 @@ def _lcmu(value: object) -> bool | None:
         return value
     if value == "omit":
         return None
-    raise fail(f"expected omit, true or false", shown=value)
+    raise fail("expected omit, true or false", shown=value)
 
 
 DEVICE_MAPS = ("cpu", "auto", "cuda")
@@ -298,7 +298,7 @@ def _lifted(error: ErrorDetails) -> PydanticCustomError:
 
 def _a_list(value: object) -> object:
     if not isinstance(value, list):
-        raise fail(f"expected a list", shown=value)
+        raise fail("expected a list", shown=value)
     return value
 
 
@@ -316,9 +316,7 @@ FindLink = Annotated[str, BeforeValidator(_find_link)]
 Url = Annotated[str, BeforeValidator(_url)]
 TorchBackend = Annotated[str, BeforeValidator(_torch_backend)]
 Repo = Annotated[str, BeforeValidator(_repo)]
-Lcmu = Annotated[
-    bool | None, BeforeValidator(_lcmu, json_schema_input_type=bool | Literal["omit"])
-]
+Lcmu = Annotated[bool | None, BeforeValidator(_lcmu, json_schema_input_type=bool | Literal["omit"])]
 DeviceMap = Annotated[
     str | None,
     BeforeValidator(

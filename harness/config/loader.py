@@ -49,9 +49,7 @@ def load(path: str | Path) -> Matrix:
     except SourceError as exc:
         raise MatrixError(str(exc)) from None
     if source.data is None:
-        raise MatrixError(
-            source.error((), "the file is empty; expected stacks, models, profiles")
-        )
+        raise MatrixError(source.error((), "the file is empty; expected stacks, models, profiles"))
     base = file.resolve().parent
     try:
         doc = MatrixDocument.model_validate(source.data, context={"base": base})
@@ -177,9 +175,7 @@ def _compare(doc: MatrixDocument) -> CompareSettings:
         time=default.time if c.time is None else c.time,
         alpha=default.alpha if c.alpha is None else c.alpha,
         min_repeats=default.min_repeats if c.min_repeats is None else c.min_repeats,
-        memory_floor_mb=default.memory_floor_mb
-        if c.memory_floor_mb is None
-        else c.memory_floor_mb,
+        memory_floor_mb=default.memory_floor_mb if c.memory_floor_mb is None else c.memory_floor_mb,
         fail_on=default.fail_on if c.fail_on is None else c.fail_on,
     )
 

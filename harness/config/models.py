@@ -12,8 +12,15 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
-from pydantic import field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from harness.config.domain import (
@@ -342,7 +349,9 @@ class MatrixDocument(Entry):
     settings: SettingsEntry | None = None
     stacks: Annotated[tuple[StackEntry, ...], AList, Field(json_schema_extra={"minItems": 1})]
     models: Annotated[
-        dict[str, ModelEntry], BeforeValidator(_models), Field(json_schema_extra={"minProperties": 1})
+        dict[str, ModelEntry],
+        BeforeValidator(_models),
+        Field(json_schema_extra={"minProperties": 1}),
     ]
     scenarios: AxesEntry | None = None
     exclude: Excludes | None = None
@@ -368,5 +377,5 @@ class MatrixDocument(Entry):
             if value not in known:
                 label = "embedded fixture" if model.source == "embedded" else "preset"
                 at = ("models", name, field) if getattr(model, field) else ("models", name)
-                raise fail(unknown(label, value, known), at, key=len(at) == 2)  # noqa: PLR2004
+                raise fail(unknown(label, value, known), at, key=len(at) == 2)
         return self

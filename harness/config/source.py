@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import yaml
 
@@ -33,6 +33,13 @@ _KINDS = {
     "tag:yaml.org,2002:timestamp": "a YAML timestamp",
 }
 _CONSTRUCT = yaml.constructor.SafeConstructor()
+_READERS: dict[str, Callable[[Any], object]] = {
+    "tag:yaml.org,2002:int": _CONSTRUCT.construct_yaml_int,
+    "tag:yaml.org,2002:float": _CONSTRUCT.construct_yaml_float,
+    "tag:yaml.org,2002:bool": _CONSTRUCT.construct_yaml_bool,
+    "tag:yaml.org,2002:timestamp": _CONSTRUCT.construct_yaml_timestamp,
+    _NULL: _CONSTRUCT.construct_yaml_null,
+}
 _MAX_MERGE_DEPTH = 100
 
 
@@ -157,14 +164,14 @@ class _Builder:
             return str(node.value)
         if node.tag != _NULL:
             self.source.raw[loc] = str(node.value)
-        reader: Callable[[yaml.Node], object] | None = _CONSTRUCT.yaml_constructors.get(node.tag)
-        if reader is None or node.tag not in (*_KINDS, _NULL):
+        reader = _READERS.get(node.tag)
+        if reader is None:
             problem = f"unsupported YAML tag {node.tag} on {node.value!r}"
             raise self.fail(node, loc, problem)
         try:
-            return reader(_CONSTRUCT, node)  # type: ignore[call-arg]
+            return reader(node)
         except (ValueError, KeyError, IndexError, OverflowError, TypeError):
-            shown = node.value if len(node.value) <= 20 else f"{node.value[:20]}..."  # noqa: PLR2004
+            shown = node.value if len(node.value) <= 20 else f"{node.value[:20]}..."
             raise self.fail(node, loc, f"cannot read {shown!r} as {_KINDS[node.tag]}") from None
 
     def entries(
@@ -180,7 +187,9 @@ class _Builder:
         merged: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE:
-                items = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                items = (
+                    value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                )
                 for item in items:
                     if not isinstance(item, yaml.MappingNode):
                         got = _got(item)

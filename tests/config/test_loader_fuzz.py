@@ -19,24 +19,24 @@ import os
 import re
 import subprocess
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
 from harness.commands import cli
-from harness.config import fields, matrix
-from harness.config import models
+from harness.config import fields, matrix, models
 from harness.config.matrix import MatrixError, load
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_TEXT = (REPO / "matrix.yaml").read_text(encoding="utf-8")
@@ -157,11 +157,11 @@ def stack_index(data: st.DataObject) -> int:
 
 
 def model_id(data: st.DataObject) -> str:
-    return data.draw(st.sampled_from(MODEL_IDS), label="model")
+    return str(data.draw(st.sampled_from(MODEL_IDS), label="model"))
 
 
 def profile_name(data: st.DataObject) -> str:
-    return data.draw(st.sampled_from(PROFILE_NAMES), label="profile")
+    return str(data.draw(st.sampled_from(PROFILE_NAMES), label="profile"))
 
 
 def selected_models(profile: str) -> list[str]:
@@ -182,11 +182,12 @@ def rename_key(mapping: dict[str, Any], old: str, new: str) -> dict[str, Any]:
 
 
 def with_model(doc: dict[str, Any], name: str, entry: dict[str, Any]) -> dict[str, Any]:
-    doc["models"][name] = copy.deepcopy(entry)
-    return doc["models"][name]
+    added: dict[str, Any] = copy.deepcopy(entry)
+    doc["models"][name] = added
+    return added
 
 
-def slot(data: st.DataObject, templates: list[tuple[str, ...]]) -> tuple[str | int, ...]:
+def slot(data: st.DataObject, templates: Sequence[tuple[str | int, ...]]) -> tuple[str | int, ...]:
     """A key path, placeholders drawn: <i> a stack index, <m> a model id, <p> a profile."""
     template = data.draw(st.sampled_from(templates), label="slot")
     out: list[str | int] = []
@@ -288,6 +289,7 @@ def _leaves(node: yaml.Node, at: tuple[str | int, ...]) -> dict[tuple[str | int,
 
 
 BASE_ROOT = yaml.compose(BASE_TEXT, Loader=yaml.SafeLoader)
+assert BASE_ROOT is not None
 BASE_SCALARS = _leaves(BASE_ROOT, ())
 BASE_LINES = BASE_TEXT.splitlines(keepends=True)
 
@@ -563,7 +565,9 @@ def _(data: st.DataObject) -> Case:
 
 @kind("unknown key: profiles.<name>")
 def _(data: st.DataObject) -> Case:
-    return unknown_key(data, fresh(), ("profiles", profile_name(data)), fields_of(models.ProfileEntry))
+    return unknown_key(
+        data, fresh(), ("profiles", profile_name(data)), fields_of(models.ProfileEntry)
+    )
 
 
 @kind("unknown key: profiles.<name>.scenarios")
@@ -1289,6 +1293,29 @@ def _(data: st.DataObject) -> Case:
     )
     stack["python"] = bad
     return structural(doc, ("stacks", i, "python"), exact=True)
+
+
+@fast(60)
+@given(python=st.text(max_size=12).filter(lambda t: t.strip()))
+@example(python="bin/py\x00thon")  # accepted until the control-character check
+def test_existing_environment_python_path(workdir: Path, python: str) -> None:
+    """An interpreter path is taken (made absolute) or refused in one line, never kept
+    with a control character in it."""
+    doc = fresh()
+    doc["stacks"][0] = {**EXISTING, "python": python}
+    file = workdir / "python.yaml"
+    file.write_text(dump(doc), encoding="utf-8")
+    bad = any(unicodedata.category(c).startswith("C") for c in python)
+    try:
+        stack = load(file).stacks[0]
+    except MatrixError as exc:
+        message = str(exc)
+        assert message.splitlines() == [message], message
+        assert ": stacks[0].python: " in message, message
+        assert bad or python.startswith("~"), message
+        return
+    assert not bad, stack.python
+    assert Path(stack.python).is_absolute()
 
 
 # ---- compare (thresholds for `nox -s compare`)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]
 import yaml
 
 from harness.config.schema import SCHEMA_FILE, matrix_json_schema, schema_text
