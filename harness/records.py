@@ -16,7 +16,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NotRequired, TypedDict, TypeVar, cast
 
-from harness.metrics import GOOD_STATUSES, MIB, STATUSES, GoldenVerdict, Status
+from harness.metrics import GOOD_STATUSES, MIB, GoldenVerdict, Status
 
 # At run time too: typing.get_type_hints(Record) resolves Phase (harness.report.tables).
 from harness.target.contract import Phase  # noqa: TC001
@@ -27,28 +27,6 @@ if TYPE_CHECKING:
 
     from harness.config.matrix import Cell, Stack
     from harness.target.contract import Environment, Result
-
-__all__ = [
-    "GOOD_STATUSES",
-    "MEMORY_PHASES",
-    "MIB",
-    "SCHEMA_VERSION",
-    "STATUSES",
-    "GoldenDetail",
-    "GoldenFields",
-    "Outcome",
-    "Record",
-    "TornLineWarning",
-    "append",
-    "build_record",
-    "failed",
-    "install_error_records",
-    "machine_fingerprint",
-    "median_or_none",
-    "memory_fields",
-    "read",
-    "read_run",
-]
 
 SCHEMA_VERSION = 1
 MEMORY_PHASES = ("load", "first_token", "generate")
