@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from harness.config.domain import unknown
+from harness.config.fields import unknown
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from harness.config.domain import Matrix
+    from harness.config.matrix import Matrix
     from harness.config.models import MatrixDocument, RuleEntry
     from harness.config.source import Loc, Source
 

@@ -13,7 +13,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
 from harness.config.fields import Text, fail
-from harness.config.loader import validation_problem
+from harness.config.matrix import validation_problem
 from harness.config.models import Entry
 from harness.config.source import SourceError, parse, read
 

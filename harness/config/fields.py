@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 from pydantic import BeforeValidator, Field, ValidationError, ValidationInfo, WrapValidator
 from pydantic_core import PydanticCustomError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
     from pydantic import ValidatorFunctionWrapHandler
     from pydantic_core import ErrorDetails
@@ -34,7 +35,16 @@ URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 TORCH_BACKEND_RE = re.compile(r"auto|cpu|xpu|cu\d+|rocm\d+(\.\d+)*")
 
 
+DEVICE_MAPS = ("cpu", "auto", "cuda")  # plus None: the keyword is not passed
 _NOTHING = object()
+
+
+def unknown(what: str, name: str, known: Iterable[str]) -> str:
+    return f"unknown {what} {name!r} (known: {', '.join(sorted(known))})"
+
+
+def requirement_name(text: str) -> str:
+    return canonicalize_name(Requirement(text).name)
 
 
 def fail(
@@ -256,9 +266,6 @@ def _lcmu(value: object) -> bool | None:
     if value == "omit":
         return None
     raise fail("expected omit, true or false", shown=value)
-
-
-DEVICE_MAPS = ("cpu", "auto", "cuda")
 
 
 def _device_map(value: object) -> str | None:

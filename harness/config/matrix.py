@@ -1,67 +1,376 @@
-"""matrix.yaml: the data model (harness/config/domain.py) and its entry point, `load`.
+"""matrix.yaml: the frozen data model and `load`, which validates the file into it.
 
-Every problem in the file is a `MatrixError` whose text is one line,
-``<file>:<line>: <key.path>: <problem>``. The file is validated by the pydantic models of
-harness/config/schema.py (line numbers from PyYAML's node tree, harness/config/source.py),
-then by the cross-reference rules of harness/config/checks.py.
+Every problem is a `MatrixError` of one line, ``<file>:<line>: <key.path>: <problem>``, the
+first in the file: the pydantic models (models.py) check each entry, checks.py what crosses
+entries; each error's key path is mapped to its line in the YAML (source.py).
 """
 
 from __future__ import annotations
 
-from harness.config.domain import (
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ValidationError
+
+from harness.config import ids
+from harness.config.checks import CheckError, check
+from harness.config.fields import DEVICE_MAPS, got, requirement_name, unknown
+from harness.config.models import (
     AXES,
     CHECKPOINT_FORMATS,
-    DEFAULT_AXES,
     DEFAULT_GOLDEN_TOLERANCE,
-    DEVICE_MAPS,
     DTYPES,
     EMBEDDED,
     MODES,
     PRESETS,
     PROFILES_REQUIRED,
     SOURCES,
-    Axes,
-    Cell,
-    CISettings,
-    CompareSettings,
-    Matrix,
-    MatrixError,
-    Model,
-    Profile,
-    Rule,
-    Scenario,
-    Settings,
-    Stack,
-    one_line,
+    AxesEntry,
+    MatrixDocument,
+    ProfileEntry,
+    RuleEntry,
 )
-from harness.config.loader import load
+from harness.config.source import Loc, Source, SourceError, one_line, parse, read
 from harness.metrics import FAIL_ON_CHOICES
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from pydantic_core import ErrorDetails
+
 __all__ = [
-    "AXES",
-    "CHECKPOINT_FORMATS",
-    "DEFAULT_AXES",
-    "DEFAULT_GOLDEN_TOLERANCE",
-    "DEVICE_MAPS",
-    "DTYPES",
-    "EMBEDDED",
-    "FAIL_ON_CHOICES",
-    "MODES",
-    "PRESETS",
-    "PROFILES_REQUIRED",
-    "SOURCES",
-    "Axes",
-    "CISettings",
-    "Cell",
-    "CompareSettings",
-    "Matrix",
-    "MatrixError",
-    "Model",
-    "Profile",
-    "Rule",
-    "Scenario",
-    "Settings",
-    "Stack",
-    "load",
-    "one_line",
-]
+    "AXES", "CHECKPOINT_FORMATS", "DEFAULT_AXES", "DEFAULT_GOLDEN_TOLERANCE", "DEVICE_MAPS",
+    "DTYPES", "EMBEDDED", "FAIL_ON_CHOICES", "MODES", "PRESETS", "PROFILES_REQUIRED", "SOURCES",
+    "Axes", "CISettings", "Cell", "CompareSettings", "Matrix", "MatrixError", "Model", "Profile",
+    "Rule", "Scenario", "Settings", "Stack", "load", "one_line", "validation_problem",
+]  # fmt: skip
+
+AxisValue = bool | str | None
+
+
+class MatrixError(Exception):
+    """A problem with the matrix file or a lookup in it; str() is a single line."""
+
+
+@dataclass(frozen=True)
+class Stack:
+    id: str
+    python: str
+    transformers: str
+    torch: str
+    accelerate: str | None = None
+    pins: tuple[str, ...] = ()
+    find_links: tuple[str, ...] = ()
+    index_url: str | None = None
+    torch_backend: str | None = None
+    # False: an existing environment; `python` is its interpreter, nothing is installed and
+    # the versions are read from it.
+    install: bool = True
+
+    def requirements(self) -> tuple[str, ...]:
+        """What to install: core pins, accelerate (bare when unpinned), extra pins."""
+        reqs = [f"torch=={self.torch}", f"transformers=={self.transformers}"]
+        if self.accelerate is not None:
+            reqs.append(f"accelerate=={self.accelerate}")
+        elif not any(requirement_name(pin) == "accelerate" for pin in self.pins):
+            reqs.append("accelerate")  # unpinned: the resolver picks one that fits
+        return (*reqs, *self.pins)
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    source: str
+    location: str
+    prompts: tuple[str, ...]
+    revision: str | None = None
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class Scenario:
+    low_cpu_mem_usage: bool | None
+    device_map: str | None
+    dtype: str
+    checkpoint_format: str
+    max_new_tokens: int
+
+    @property
+    def id(self) -> str:
+        return ids.scenario_id(
+            self.low_cpu_mem_usage, self.device_map, self.dtype, self.checkpoint_format
+        )
+
+
+@dataclass(frozen=True)
+class Cell:
+    stack: Stack
+    model: Model
+    scenario: Scenario
+
+    @property
+    def id(self) -> str:
+        """Unique within one stack; the stack id is kept apart (it names the environment)."""
+        return ids.cell_id(self.model.id, self.scenario.id)
+
+
+@dataclass(frozen=True)
+class Settings:
+    repeats: int = 3
+    timeout_s: float = 600.0
+    mode: str = "forkserver"
+    max_new_tokens: int = 20
+    golden_tolerance: Mapping[str, float] = field(default_factory=lambda: DEFAULT_GOLDEN_TOLERANCE)
+
+
+@dataclass(frozen=True)
+class CompareSettings:
+    """Thresholds for `nox -s compare`: relative changes, the test level, the CI policy."""
+
+    memory: float = 0.05  # a memory metric must move by 5% to count
+    time: float = 0.10  # load, first-token and decode times: 10%
+    alpha: float = 0.05  # 95% confidence intervals; Mann-Whitney U at this level
+    min_repeats: int = 3  # fewer repeats on either side: `uncertain`
+    memory_floor_mb: float = 1.0  # smaller absolute moves are page and allocator noise
+    fail_on: tuple[str, ...] = ("memory", "status", "golden")
+
+
+@dataclass(frozen=True)
+class CISettings:
+    """Runner labels for the workflow `nox -s ci-workflow` writes."""
+
+    cpu_runner: tuple[str, ...] = ("ubuntu-latest",)
+    gpu_runner: tuple[str, ...] = ("self-hosted", "gpu")
+
+
+@dataclass(frozen=True)
+class Axes:
+    """Scenario axes; an empty tuple (or None for max_new_tokens) means "not given here"."""
+
+    low_cpu_mem_usage: tuple[bool | None, ...] = ()
+    device_map: tuple[str | None, ...] = ()
+    dtype: tuple[str, ...] = ()
+    checkpoint_format: tuple[str, ...] = ()
+    max_new_tokens: int | None = None
+
+    def overlay(self, other: Axes) -> Axes:
+        """These axes with every axis that `other` gives replaced by other's values."""
+        return Axes(**{k: getattr(other, k) or v for k, v in vars(self).items()})
+
+    def scenarios(self, max_new_tokens: int) -> list[Scenario]:
+        """The product, axis by axis in YAML order, values in the order listed."""
+        product = itertools.product(*(getattr(self, axis) for axis in AXES))
+        return [Scenario(lcmu, dm, dt, fmt, max_new_tokens) for lcmu, dm, dt, fmt in product]
+
+
+DEFAULT_AXES = Axes((None,), (None,), ("float32",), ("safetensors",))
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An include/exclude entry; an empty tuple means the key was not given (matches anything)."""
+
+    stack: tuple[str, ...] = ()
+    model: tuple[str, ...] = ()
+    low_cpu_mem_usage: tuple[bool | None, ...] = ()
+    device_map: tuple[str | None, ...] = ()
+    dtype: tuple[str, ...] = ()
+    checkpoint_format: tuple[str, ...] = ()
+
+    def matches(self, cell: Cell) -> bool:
+        pairs: list[tuple[tuple[AxisValue, ...], AxisValue]] = [
+            (self.stack, cell.stack.id),
+            (self.model, cell.model.id),
+            *((getattr(self, axis), getattr(cell.scenario, axis)) for axis in AXES),
+        ]
+        return all(not wanted or value in wanted for wanted, value in pairs)
+
+    @property
+    def axes(self) -> Axes:
+        return Axes(*(getattr(self, axis) for axis in AXES))
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    models: tuple[str, ...] = ()  # empty: all models
+    stacks: tuple[str, ...] = ()  # empty: all stacks
+    axes: Axes = Axes()  # overrides the top-level scenario axes, axis by axis
+    repeats: int | None = None  # None: settings.repeats
+    include: tuple[Rule, ...] = ()
+    exclude: tuple[Rule, ...] = ()
+
+
+@dataclass(frozen=True)
+class Matrix:
+    path: Path
+    settings: Settings
+    stacks: tuple[Stack, ...]
+    models: tuple[Model, ...]
+    profiles: Mapping[str, Profile]
+    axes: Axes = DEFAULT_AXES  # top-level `scenarios`, complete
+    include: tuple[Rule, ...] = ()  # top-level rules, applied in every profile
+    exclude: tuple[Rule, ...] = ()
+    compare: CompareSettings = CompareSettings()
+    ci: CISettings = CISettings()
+
+    def stack(self, stack_id: str) -> Stack:
+        for stack in self.stacks:
+            if stack.id == stack_id:
+                return stack
+        raise MatrixError(unknown("stack id", stack_id, [s.id for s in self.stacks]))
+
+    def model(self, model_id: str) -> Model:
+        for model in self.models:
+            if model.id == model_id:
+                return model
+        raise MatrixError(unknown("model id", model_id, [m.id for m in self.models]))
+
+    def profile(self, name: str) -> Profile:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            raise MatrixError(unknown("profile", name, list(self.profiles))) from None
+
+    def repeats(self, profile: str) -> int:
+        repeats = self.profile(profile).repeats
+        return self.settings.repeats if repeats is None else repeats
+
+    def cells(
+        self,
+        profile: str = "default",
+        *,
+        models: Sequence[str] | None = None,
+        stacks: Sequence[str] | None = None,
+    ) -> list[Cell]:
+        """The profile's cells, in stack, model, scenario order; `models`/`stacks` narrow it."""
+        prof = self.profile(profile)
+        stack_ids = _narrow(prof.stacks or [s.id for s in self.stacks], stacks, self.stack)
+        model_ids = _narrow(prof.models or [m.id for m in self.models], models, self.model)
+        axes = self.axes.overlay(prof.axes)
+        max_new_tokens = axes.max_new_tokens or self.settings.max_new_tokens
+        exclude = (*self.exclude, *prof.exclude)
+        cells: dict[Cell, None] = {}
+        for stack_id, model_id in itertools.product(stack_ids, model_ids):
+            for scenario in axes.scenarios(max_new_tokens):
+                cell = Cell(self.stack(stack_id), self.model(model_id), scenario)
+                if not any(rule.matches(cell) for rule in exclude):
+                    cells[cell] = None
+        for rule in (*self.include, *prof.include):
+            extra = rule.axes.scenarios(max_new_tokens)
+            for stack_id, model_id in itertools.product(stack_ids, model_ids):
+                if (not rule.stack or stack_id in rule.stack) and model_id in rule.model:
+                    stack, model = self.stack(stack_id), self.model(model_id)
+                    cells.update(dict.fromkeys(Cell(stack, model, sc) for sc in extra))
+        return list(cells)
+
+
+def _narrow(
+    base: Sequence[str], wanted: Sequence[str] | None, lookup: Callable[[str], object]
+) -> list[str]:
+    if wanted is None:
+        return list(base)
+    if isinstance(wanted, str):
+        wanted = (wanted,)
+    for name in wanted:
+        lookup(name)  # raises for unknown ids
+    return [name for name in base if name in wanted]
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load(path: str | Path) -> Matrix:
+    """Read and validate a matrix file; any problem raises a one-line `MatrixError`."""
+    label, file = str(path), Path(path)
+    try:
+        source = parse(read(file, label), label)
+    except SourceError as exc:
+        raise MatrixError(str(exc)) from None
+    if source.data is None:
+        raise MatrixError(source.error((), "the file is empty; expected stacks, models, profiles"))
+    try:
+        doc = MatrixDocument.model_validate(source.data, context={"base": file.resolve().parent})
+    except ValidationError as exc:
+        raise MatrixError(validation_problem(source, exc)) from None
+    matrix = build(doc, file)
+    try:
+        check(doc, matrix, source)
+    except CheckError as exc:
+        raise MatrixError(source.error(exc.loc, exc.problem, key=exc.key)) from None
+    return matrix
+
+
+def validation_problem(source: Source, exc: ValidationError) -> str:
+    """The one-line message of the first (topmost in the file) of `exc`'s errors."""
+    found = [_problem(source, error) for error in exc.errors(include_url=False)]
+    loc, problem, key = min(found, key=lambda f: source.line(f[0], key=f[2]))
+    return source.error(loc, problem, key=key)
+
+
+def _problem(source: Source, error: ErrorDetails) -> tuple[Loc, str, bool]:
+    loc: Loc = tuple(error["loc"])
+    ctx: dict[str, Any] = dict(error.get("ctx") or {})
+    if error["type"] == "harness":
+        at = ctx.get("at")
+        if at is not None:
+            loc = (*loc, *(at if isinstance(at, tuple | list) else (at,)))
+        problem = str(ctx["problem"])
+        if "shown" in ctx:
+            problem += f"{ctx['sep']}{got(ctx['shown'], source.raw.get(loc))}{ctx['then']}"
+        return loc, problem, bool(ctx.get("key"))
+    if error["type"] == "missing":
+        return loc[:-1], f"missing required key {loc[-1]!r}", False
+    msg = error["msg"]
+    return loc, f"{msg[:1].lower()}{msg[1:]}, got {got(error['input'], source.raw.get(loc))}", False
+
+
+def _axes(entry: AxesEntry | RuleEntry | None) -> Any:  # noqa: ANN401 - Axes or Rule
+    if entry is None:
+        return Axes()
+    return (Rule if isinstance(entry, RuleEntry) else Axes)(**entry.model_dump())
+
+
+def _profile(name: str, e: ProfileEntry | None) -> Profile:
+    e = e or ProfileEntry()
+    include, exclude = (tuple(map(_axes, rules or ())) for rules in (e.include, e.exclude))
+    return Profile(name, e.models, e.stacks, _axes(e.scenarios), e.repeats, include, exclude)
+
+
+def _dump(entry: BaseModel | None, *, unset: bool = False) -> dict[str, Any]:
+    """The keys given (`unset`: also those given as null), for the dataclass's defaults."""
+    if entry is None:
+        return {}
+    return entry.model_dump(exclude_unset=True) if unset else entry.model_dump(exclude_none=True)
+
+
+def build(doc: MatrixDocument, file: Path) -> Matrix:
+    """The frozen data model of a validated document."""
+    stacks = []
+    for s in doc.stacks:
+        if s.install is False:
+            stacks.append(Stack(str(s.id), s.python, "", "", install=False))
+            continue
+        kept = s.model_dump(exclude={"id", "install"})
+        stacks.append(Stack(id=s.id or ids.stack_id(str(s.transformers), str(s.torch), s.python), **kept))  # fmt: skip  # noqa: E501
+    models = tuple(
+        Model(name, m.source, m.location(name), m.prompts, m.revision, bool(m.trust_remote_code))
+        for name, m in doc.models.items()
+    )
+    settings = _dump(doc.settings)
+    tolerance = settings.pop("golden_tolerance", DEFAULT_GOLDEN_TOLERANCE)
+    return Matrix(
+        path=file,
+        settings=Settings(**settings, golden_tolerance=MappingProxyType(dict(tolerance))),
+        stacks=tuple(stacks),
+        models=models,
+        profiles=MappingProxyType({n: _profile(n, p) for n, p in doc.profiles.items()}),
+        axes=DEFAULT_AXES.overlay(_axes(doc.scenarios)),
+        include=tuple(map(_axes, doc.include or ())),
+        exclude=tuple(map(_axes, doc.exclude or ())),
+        compare=CompareSettings(**_dump(doc.compare)),
+        ci=CISettings(**_dump(doc.ci, unset=True)),
+    )

@@ -10,7 +10,8 @@ from __future__ import annotations
 import difflib
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -23,19 +24,11 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from harness.config.domain import (
-    AXES,
-    CHECKPOINT_FORMATS,
-    DEFAULT_GOLDEN_TOLERANCE,
-    DTYPES,
-    EMBEDDED,
-    MODES,
-    PRESETS,
-    PROFILES_REQUIRED,
-    SOURCES,
-    requirement_name,
-    unknown,
-)
+from harness.config import ids
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 from harness.config.fields import (
     ID_RE,
     AList,
@@ -60,11 +53,26 @@ from harness.config.fields import (
     folder,
     no_control,
     python_version,
+    requirement_name,
     text,
+    unknown,
     values,
     version,
 )
 from harness.metrics import FAIL_ON_CHOICES
+
+PRESETS = ("gpt2-124m", "gpt2-355m", "gpt2-774m", "gpt2-1.5b")
+EMBEDDED = ("tiny-gpt2",)
+SOURCES = ("embedded", "preset", "local", "hub")
+MODES = ("forkserver", "fresh")
+DTYPES = tuple(ids.DTYPE_SHORT)
+CHECKPOINT_FORMATS = tuple(ids.FORMAT_SHORT)
+PROFILES_REQUIRED = ("smoke", "default", "full")
+AXES = ("low_cpu_mem_usage", "device_map", "dtype", "checkpoint_format")
+# Logit margins (top-1 minus top-2) below which a first differing token is float noise.
+DEFAULT_GOLDEN_TOLERANCE: Mapping[str, float] = MappingProxyType(
+    {"float32": 0.01, "bfloat16": 0.5, "float16": 0.1}
+)
 
 _INSTALL_ONLY = ("transformers", "torch", "accelerate", "pins", "find_links", "index_url", "torch_backend")  # fmt: skip  # noqa: E501
 _SOURCE_KEYS = {

@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.config import ids
-from harness.config.domain import DEVICE_MAPS
-from harness.config.matrix import Scenario
+from harness.config.matrix import DEVICE_MAPS, Scenario
 from harness.decide import releases
 from harness.metrics import NUMERIC
 

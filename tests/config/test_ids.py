@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.config import ids
-from harness.config.domain import CHECKPOINT_FORMATS, DEVICE_MAPS, DTYPES
+from harness.config.matrix import CHECKPOINT_FORMATS, DEVICE_MAPS, DTYPES
 
 LCMU = (None, True, False)
 DEVICE = (None, *DEVICE_MAPS)
