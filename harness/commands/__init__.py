@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import argparse
+import importlib
+import math
+import sys
+from typing import TYPE_CHECKING, TypeVar
+
+from harness import usage
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+
+T = TypeVar("T")
+N = TypeVar("N", int, float)
 
 # name -> one line of help; each command is the module harness.commands.<name, - as _>.
 COMMANDS: dict[str, str] = {
@@ -22,8 +31,70 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """The `harness` console script."""
-    from harness.commands import cli  # noqa: PLC0415 - `import harness.commands.x` stays light
+def command(name: str, *parents: argparse.ArgumentParser) -> usage.Parser:
+    return usage.Parser(prog=f"harness {name}", description=COMMANDS[name], parents=list(parents))
 
-    return cli.main(argv)
+
+def entry(
+    parser: Callable[[], argparse.ArgumentParser],
+    call: Callable[[argparse.Namespace], int],
+    *errors: type[Exception],
+) -> Callable[[Sequence[str] | None], int]:
+    """A command's main(argv): parse, call; the user's mistakes are one line and exit code 2."""
+
+    def main(argv: Sequence[str] | None = None) -> int:
+        args = list(sys.argv[1:] if argv is None else argv)
+        return usage.run(lambda: call(parser().parse_args(args)), *errors)
+
+    return main
+
+
+def checked(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """An argparse type that shows parse's ValueError (argparse's own message drops it)."""
+
+    def check(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return check
+
+
+def _positive(convert: Callable[[str], N], what: str) -> Callable[[str], N]:
+    def parse(text: str) -> N:
+        try:
+            value = convert(text)
+        except ValueError:
+            value = convert("0")
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a {what}, got {text!r}")
+        return value
+
+    return parse
+
+
+positive_int = _positive(int, "positive integer")
+positive_float = _positive(float, "positive number of seconds")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `harness` console script: the first word picks the command, which parses the rest."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    top = usage.Parser(
+        prog="harness",
+        description="Validation and benchmark harness for transformers x torch upgrades.",
+        epilog="nox installs the stacks: `nox -s bench`; `nox -l` lists the sessions.",
+    )
+    sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in COMMANDS.items():
+        sub.add_parser(name, help=text, add_help=False)
+
+    def dispatch() -> int:
+        name = top.parse_args(args[:1]).command
+        code: int = importlib.import_module(f"harness.commands.{name.replace('-', '_')}").main(
+            args[1:]
+        )
+        return code
+
+    return usage.run(dispatch)

@@ -7,45 +7,46 @@ and calls the same functions.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import datetime as dt
 import hashlib
 import json
-import math
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from harness import paths, usage
 from harness import records as rec
-from harness.commands import COMMANDS
+from harness.commands import checked, command, entry, positive_float, positive_int
 from harness.config import matrix as matrix_mod
 from harness.golden import store as golden
 from harness.measure import budget, envs, runner, shards
 from harness.report.console import finish_run
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Sequence
 
 UsageError = usage.UsageError
 REPORTS = paths.REPORTS
-ERRORS: tuple[type[Exception], ...] = (matrix_mod.MatrixError, golden.GoldenError)
 
 
 @dataclass(frozen=True)
 class BenchArgs:
-    profile: str
-    models: tuple[str, ...] | None
-    stacks: tuple[str, ...] | None
-    repeats: int | None
-    out: Path | None
-    mode: str | None
-    timeout_s: float | None
+    """The bench options; each field but run_id is the parser's option of that name."""
+
+    profile: str = "default"
+    models: tuple[str, ...] | None = None
+    stacks: tuple[str, ...] | None = None
+    repeats: int | None = None
+    out: Path | None = None
+    mode: str | None = None
+    timeout_s: float | None = None
     strict_golden: bool = False
     run_id: str | None = None
-    resume: bool = False
+    resume: Path | None = None
     memory_budget: int | None = None
     fit: bool = False
     shard: tuple[int, int] | None = None
@@ -54,68 +55,36 @@ class BenchArgs:
 def _ids(text: str) -> tuple[str, ...]:
     ids = tuple(i.strip() for i in text.split(",") if i.strip())
     if not ids:
-        raise argparse.ArgumentTypeError("expected one or more comma-separated ids")
+        raise ValueError("expected one or more comma-separated ids")
     return ids
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _size(text: str) -> int:
-    try:
-        return budget.parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _shard(text: str) -> tuple[int, int]:
-    try:
-        return shards.parse_shard(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
-def bench_parser() -> usage.Parser:
+def bench_options() -> usage.Parser:
     p = usage.Parser(prog="nox -s bench --", add_help=False)
     p.add_argument("--profile", default="default", help="smoke, default or full")
-    p.add_argument("--models", type=_ids, default=None, help="model ids, comma-separated")
-    p.add_argument("--stacks", type=_ids, default=None, help="stack ids, comma-separated")
-    p.add_argument("--repeats", type=_positive_int, default=None)
-    p.add_argument("--out", type=Path, default=None, help="run folder (default reports/<run-id>)")
-    p.add_argument("--mode", choices=("forkserver", "fresh"), default=None)
-    p.add_argument("--timeout", dest="timeout_s", type=_positive_float, default=None)
+    p.add_argument("--models", type=checked(_ids), help="model ids, comma-separated")
+    p.add_argument("--stacks", type=checked(_ids), help="stack ids, comma-separated")
+    p.add_argument("--repeats", type=positive_int)
+    p.add_argument("--out", type=Path, help="run folder (default reports/<run-id>)")
+    p.add_argument("--mode", choices=("forkserver", "fresh"))
+    p.add_argument("--timeout", dest="timeout_s", type=positive_float)
     p.add_argument("--strict-golden", action="store_true", help="golden drift fails the run")
-    p.add_argument("--resume", type=Path, default=None, help="finish an interrupted run folder")
-    p.add_argument("--memory-budget", type=_size, default=None, help="hard cap per run, e.g. 2GiB")
+    p.add_argument("--resume", type=Path, help="finish an interrupted run folder")
+    p.add_argument(
+        "--memory-budget", type=checked(budget.parse_size), help="hard cap per run, e.g. 2GiB"
+    )
     p.add_argument("--fit", action="store_true", help="find the smallest cap each cell fits in")
     p.add_argument(
-        "--shard", type=_shard, default=None, help="I/N: this machine's slice of the cells"
+        "--shard", type=checked(shards.parse_shard), help="I/N: this machine's slice of the cells"
     )
     return p
 
 
-def _resumed(ns: argparse.Namespace, matrix: matrix_mod.Matrix) -> BenchArgs:
+def _resumed(args: BenchArgs, matrix: matrix_mod.Matrix) -> BenchArgs:
     """The interrupted run's own options: a resumed run must select the same cells."""
-    run_dir: Path = ns.resume
+    run_dir = cast("Path", args.resume)
     given = [f"--{k}" for k in ("profile", "models", "stacks", "repeats", "out")
-             if getattr(ns, k) not in (None, "default")]  # fmt: skip
+             if getattr(args, k) not in (None, "default")]  # fmt: skip
     if given:
         raise UsageError(f"--resume takes the run's own options; drop {', '.join(given)}")
     try:
@@ -131,20 +100,10 @@ def _resumed(ns: argparse.Namespace, matrix: matrix_mod.Matrix) -> BenchArgs:
     if data.get("cells_sha256") != now:
         # Other cells (or other pins) would make one run out of two different selections.
         raise UsageError(f"the cells of {matrix.path} changed since run {data.get('run_id')}")
-    return BenchArgs(
-        profile=data["profile"],
-        models=models,
-        stacks=stacks,
-        repeats=data.get("repeats"),
-        out=run_dir,
-        mode=ns.mode or data.get("mode"),
-        timeout_s=ns.timeout_s,
-        strict_golden=ns.strict_golden,
-        run_id=data["run_id"],
-        resume=True,
-        memory_budget=ns.memory_budget,
-        fit=ns.fit,
-    )
+    return dataclasses.replace(
+        args, profile=data["profile"], models=models, stacks=stacks, repeats=data.get("repeats"),
+        out=run_dir, mode=args.mode or data.get("mode"), run_id=data["run_id"], shard=None,
+    )  # fmt: skip
 
 
 def cells_sha256(
@@ -171,26 +130,14 @@ def ensure_writable(run_dir: Path) -> None:
 
 
 def parse_bench_args(argv: Sequence[str], matrix: matrix_mod.Matrix) -> BenchArgs:
-    return bench_args(bench_parser().parse_args(list(argv)), matrix)
+    return bench_args(bench_options().parse_args(list(argv)), matrix)
 
 
 def bench_args(ns: argparse.Namespace, matrix: matrix_mod.Matrix) -> BenchArgs:
     """Checked bench options from parsed ones (nox's posargs or `python -m harness bench`)."""
-    if ns.resume is not None:
-        return _resumed(ns, matrix)
-    args = BenchArgs(
-        profile=ns.profile,
-        models=ns.models,
-        stacks=ns.stacks,
-        repeats=ns.repeats,
-        out=ns.out,
-        mode=ns.mode,
-        timeout_s=ns.timeout_s,
-        strict_golden=ns.strict_golden,
-        memory_budget=ns.memory_budget,
-        fit=ns.fit,
-        shard=ns.shard,
-    )
+    args = BenchArgs(**{f.name: getattr(ns, f.name) for f in fields(BenchArgs) if f.name in ns})
+    if args.resume is not None:
+        return _resumed(args, matrix)
     if (args.memory_budget or args.fit) and args.mode == "forkserver":
         # A forked child cannot be charged for the imports its parent did.
         raise UsageError("--memory-budget and --fit run fresh interpreters; drop --mode forkserver")
@@ -214,7 +161,7 @@ def run_config(args: BenchArgs, matrix: matrix_mod.Matrix, run_id: str) -> runne
         repeats=args.repeats or matrix.repeats(args.profile),
         cache_dir=runner.default_cache_dir(),
         judge=golden.Judge.open(golden.GOLDENS, matrix.settings.golden_tolerance),
-        resume=args.resume,
+        resume=args.resume is not None,
         memory_budget=args.memory_budget,
         fit=args.fit,
     )
@@ -318,12 +265,10 @@ def bench_existing(ns: argparse.Namespace) -> int:
     return finish_run(run_dir, strict_golden=args.strict_golden)
 
 
-def parser(prog: str = "harness bench") -> usage.Parser:
-    p = usage.Parser(prog=prog, description=COMMANDS["bench"], parents=[bench_parser()])
+def parser(name: str = "bench") -> usage.Parser:
+    p = command(name, bench_options())
     p.add_argument("--matrix", type=Path, default=paths.DEFAULT_MATRIX)
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    return usage.run(lambda: bench_existing(parser().parse_args(args)), *ERRORS)
+main = entry(parser, bench_existing, matrix_mod.MatrixError, golden.GoldenError)

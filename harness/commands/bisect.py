@@ -3,8 +3,6 @@
     harness bisect --good tf==4.46.3 --bad tf==4.57.6 --model tiny-gpt2 \\
         --scenario st/fp32/lcmu=false/dm=cpu --metric status [--torch 2.13.0] [--run DIR]
 
-The bisection is harness.decide.bisect; the measuring is harness.measure.probe (a fresh uv
-environment per release, reusing this machine's records in the run folder).
 Exit codes: 0 found, 1 no single answer (the ends agree, or skipped releases hide it),
 2 bad input.
 """
@@ -14,12 +12,11 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import paths, usage
-from harness.commands import COMMANDS
+from harness import paths
+from harness.commands import command, entry, positive_int
 from harness.config.matrix import Cell, Matrix, MatrixError, Stack
 from harness.config.matrix import load as load_matrix
 from harness.decide import bisect, releases
@@ -27,14 +24,9 @@ from harness.golden import store as golden
 from harness.measure import probe, runner
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
-USAGE_EXIT = usage.USAGE_EXIT
 UNDECIDED_EXIT = 1
-DEFAULT_RUN = paths.REPORTS / "bisect"
-DEFAULT_ENVS = paths.REPO / ".nox" / "bisect-envs"
-DEFAULT_MATRIX = paths.DEFAULT_MATRIX
-ERRORS = (bisect.BisectError, MatrixError, releases.ReleasesError)
 
 
 def _end(text: str) -> str:
@@ -44,9 +36,9 @@ def _end(text: str) -> str:
     return version
 
 
-def parser(prog: str = "harness bisect") -> usage.Parser:
+def parser() -> argparse.ArgumentParser:
     metrics = ", ".join(bisect.METRICS)
-    p = usage.Parser(prog=prog, description=COMMANDS["bisect"])
+    p = command("bisect")
     p.add_argument("--good", type=_end, required=True, help="tf==VERSION that behaves as before")
     p.add_argument("--bad", type=_end, required=True, help="tf==VERSION that behaves differently")
     p.add_argument("--model", required=True, help="a model id of matrix.yaml")
@@ -57,14 +49,16 @@ def parser(prog: str = "harness bisect") -> usage.Parser:
     p.add_argument("--python", default="3.11")
     p.add_argument("--accelerate", default=None, help="exact version (default: the resolver's)")
     p.add_argument("--pin", action="append", default=[], help="extra requirement, repeatable")
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--repeats", type=positive_int, default=1)
     p.add_argument("--timeout", type=float, default=None, help="per run, seconds")
     p.add_argument("--max-new-tokens", type=int, default=None)
-    p.add_argument("--run", type=Path, default=DEFAULT_RUN, help="run folder (the cache)")
-    p.add_argument("--envdir", type=Path, default=DEFAULT_ENVS)
+    p.add_argument(
+        "--run", type=Path, default=paths.REPORTS / "bisect", help="run folder (the cache)"
+    )
+    p.add_argument("--envdir", type=Path, default=paths.REPO / ".nox" / "bisect-envs")
     p.add_argument("--keep-envs", action="store_true")
     p.add_argument("--refresh-versions", action="store_true", help="ask the index again")
-    default_matrix = Path(os.environ.get("HARNESS_MATRIX", DEFAULT_MATRIX))
+    default_matrix = Path(os.environ.get("HARNESS_MATRIX", paths.DEFAULT_MATRIX))
     p.add_argument("--matrix", type=Path, default=default_matrix)
     return p
 
@@ -80,13 +74,10 @@ def _threshold(ns: argparse.Namespace, matrix: Matrix) -> float:
     return matrix.compare.memory if memory else matrix.compare.time
 
 
-def build(argv: Sequence[str]) -> tuple[probe.Spec, bisect.Plan]:
-    ns = parser().parse_args(list(argv))
+def build(ns: argparse.Namespace) -> tuple[probe.Spec, bisect.Plan]:
     if ns.metric not in bisect.METRICS:
         metrics = ", ".join(bisect.METRICS)
         raise bisect.BisectError(f"unknown metric {ns.metric!r} (one of {metrics})")
-    if ns.repeats < 1:
-        raise bisect.BisectError(f"--repeats: expected a positive integer, got {ns.repeats}")
     matrix = load_matrix(ns.matrix)
     model = matrix.model(ns.model)
     max_new = ns.max_new_tokens or matrix.settings.max_new_tokens
@@ -124,8 +115,9 @@ def measurer(spec: probe.Spec) -> Callable[[str], probe.Measurement]:
     return lambda version: probe.measure(spec, version, host)
 
 
-def run_bisect(argv: Sequence[str]) -> int:
-    spec, plan = build(argv)
+def run_bisect(ns: argparse.Namespace) -> int:
+    """0: found; 1: no single answer."""
+    spec, plan = build(ns)
     plan.run_dir.mkdir(parents=True, exist_ok=True)
     try:
         bisect.run(plan, measurer(spec))
@@ -135,7 +127,4 @@ def run_bisect(argv: Sequence[str]) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """0: found; 1: no single answer; 2: bad input."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    return usage.run(lambda: run_bisect(args), *ERRORS)
+main = entry(parser, run_bisect, bisect.BisectError, MatrixError, releases.ReleasesError)

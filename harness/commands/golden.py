@@ -12,19 +12,18 @@ from typing import TYPE_CHECKING
 
 from harness import paths, usage
 from harness import records as rec
-from harness.commands import COMMANDS
+from harness.commands import command, entry
 from harness.golden import bless
 from harness.golden import store as golden
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
 
 REFUSED_EXIT = 1
 
 
-def parser(prog: str = "harness golden") -> usage.Parser:
-    p = usage.Parser(prog=prog, description=COMMANDS["golden"])
+def parser() -> argparse.ArgumentParser:
+    p = command("golden")
     p.add_argument("--from", dest="stack", required=True, help="the stack id to bless from")
     p.add_argument("--models", default=None, help="model ids, comma-separated")
     p.add_argument("--run", type=Path, default=paths.REPORTS / "latest", help="run folder")
@@ -56,6 +55,4 @@ def bless_run(ns: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    return usage.run(lambda: bless_run(parser().parse_args(args)))
+main = entry(parser, bless_run)

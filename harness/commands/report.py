@@ -7,17 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import paths, usage
-from harness.commands import COMMANDS
+from harness.commands import command, entry
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import Sequence
-
-DEFAULT_RUN = paths.REPORTS / "latest"
 
 
-def parser(prog: str = "harness report") -> usage.Parser:
-    p = usage.Parser(prog=prog, description=COMMANDS["report"])
+def parser() -> argparse.ArgumentParser:
+    p = command("report")
     p.add_argument("run_dirs", nargs="*", type=Path, metavar="RUN_DIR", help="default latest")
     p.add_argument("--out", type=Path, default=None, help="folder (default: first run)")
     p.add_argument("--png", action="store_true", help="also export each chart as PNG")
@@ -28,18 +25,15 @@ def report(ns: argparse.Namespace) -> int:
     from harness.report import build  # noqa: PLC0415 - pandas and plotly: only for this command
 
     try:
-        out = build.build_reports(ns.run_dirs or [DEFAULT_RUN], ns.out, png=ns.png)
+        out = build.build_reports(ns.run_dirs or [paths.REPORTS / "latest"], ns.out, png=ns.png)
     except build.ReportError as exc:
         raise usage.UsageError(str(exc)) from None
     if out.png_note:
         print(out.png_note, file=sys.stderr)
-    print(f"report: {out.index_html}")
-    print(f"summary: {out.markdown}")
+    print(f"report: {out.index_html}\nsummary: {out.markdown}")
     if out.pngs:
         print(f"png: {len(out.pngs)} charts in {out.pngs[0].parent}")
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    return usage.run(lambda: report(parser().parse_args(args)))
+main = entry(parser, report)

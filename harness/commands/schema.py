@@ -3,27 +3,19 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import TYPE_CHECKING
 
-from harness import usage
-from harness.commands import COMMANDS
+from harness.commands import command, entry
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    import argparse
 
 
-def parser(prog: str = "harness schema") -> usage.Parser:
-    return usage.Parser(prog=prog, description=COMMANDS["schema"])
-
-
-def schema() -> int:
+def schema(_: argparse.Namespace) -> int:
     from harness.config.schema import matrix_json_schema  # noqa: PLC0415 - only this command
 
     print(json.dumps(matrix_json_schema(), indent=2))
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    return usage.run(lambda: (parser().parse_args(args), schema())[1])
+main = entry(lambda: command("schema"), schema)

@@ -64,7 +64,7 @@ def reduce(
     cached: bool,
     seconds: float,
 ) -> Measurement:
-    worst = max(records, key=lambda r: (rec.STATUSES.index(r["status"]), r["repeat"]))
+    worst = max(records, key=lambda r: (metrics.STATUSES.index(r["status"]), r["repeat"]))
     ok = [r for r in records if r["status"] == "ok"]
     value = rec.median_or_none(r.get(metric) for r in ok) if metric in NUMERIC else None
     output = tuple(tuple(ids) for ids in ok[0]["output_ids"]) if ok else None
