@@ -1,9 +1,9 @@
 """Field types of the config models: pydantic `Annotated` types with one-line messages.
 
-YAML types matter (``torch: 2.5`` is a float, ``3.10`` is 3.1), so every validator here is
-strict: it checks the Python type the YAML scalar became and says what it got. A problem is
-a `PydanticCustomError` of type ``harness`` whose context may name `at`, a key or index
-below the field where the problem lies, and `key`, whether the line is the key's.
+YAML types matter (``torch: 2.5`` is a float, ``3.10`` is 3.1), so every validator is strict
+about the Python type the scalar became and says what it got. A problem is a
+`PydanticCustomError` of type ``harness``; its context may name `at`, a key or index below
+the field, and `key`, whether the line is the key's.
 """
 
 from __future__ import annotations
@@ -33,8 +33,6 @@ PYTHON_MINORS = range(8, 15)
 REPO_RE = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 TORCH_BACKEND_RE = re.compile(r"auto|cpu|xpu|cu\d+|rocm\d+(\.\d+)*")
-
-
 DEVICE_MAPS = ("cpu", "auto", "cuda")  # plus None: the keyword is not passed
 _NOTHING = object()
 
@@ -56,59 +54,41 @@ def fail(
     then: str = "",
     sep: str = ", got ",
 ) -> PydanticCustomError:
-    """The error to raise: `problem` at the field, or at its key or item `at`. With `shown`,
-    the message goes on ", got <shown as the YAML wrote it><then>" (see `got`)."""
+    """`problem` at the field, or at its key or item `at`; with `shown`, the message goes on
+    "<sep><shown as the YAML wrote it><then>" (see `got`)."""
     ctx: dict[str, Any] = {"problem": problem, "at": at, "key": key}
     if shown is not _NOTHING:
         ctx.update(shown=shown, then=then, sep=sep)
     return PydanticCustomError("harness", "{problem}", ctx)
 
 
-def got(value: object, raw: str | None = None) -> str:  # noqa: PLR0911 - one per YAML type
-    """How a YAML value is shown in a message: its text (`raw`: as the file wrote it) and,
-    for non-strings, its YAML type."""
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list | tuple):
-        return "a list"
-    if isinstance(value, str):
+def got(value: object, raw: str | None = None) -> str:
+    """A YAML value as a message shows it: its text (`raw`: as written) and YAML type."""
+    if isinstance(value, dict | list | tuple | str) or value is None:
+        kinds = {dict: "a mapping", list: "a list", tuple: "a list", type(None): "nothing (null)"}
+        return kinds.get(type(value), repr(value))
+    kind = next((k for t, k in _KINDS if isinstance(value, t)), None)
+    if kind is None:
         return repr(value)
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, bool):
-        return f"{raw or str(value).lower()} (a YAML boolean)"
-    if isinstance(value, int):
-        return f"{raw or value} (a YAML integer)"
-    if isinstance(value, float):
-        return f"{raw or value} (a YAML float)"
-    if isinstance(value, dt.date):
-        return f"{raw or value} (a YAML timestamp)"
-    return repr(value)
+    return f"{raw or (str(value).lower() if isinstance(value, bool) else value)} (a YAML {kind})"
 
 
-def _scalar(value: object) -> bool:
-    return value is not None and not isinstance(value, dict | list)
-
-
-def control_character(text: str) -> str | None:
-    """The first control, format or unassigned character of `text` (Unicode category C*)."""
-    for char in text:
-        if unicodedata.category(char).startswith("C"):
-            return f"U+{ord(char):04X}"
-    return None
+_KINDS = ((bool, "boolean"), (int, "integer"), (float, "float"), (dt.date, "timestamp"))
 
 
 def no_control(what: str, value: str) -> str:
-    bad = control_character(value)
-    if bad is not None:
-        raise fail(f"invalid {what} {value!r}: contains the control character {bad}")
+    """`value`, unless it holds a control, format or unassigned character (category C*)."""
+    for char in value:
+        if unicodedata.category(char).startswith("C"):
+            problem = f"invalid {what} {value!r}: contains the control character U+{ord(char):04X}"
+            raise fail(problem)
     return value
 
 
 def text(what: str = "a string") -> Callable[[object], str]:
     def check(value: object) -> str:
         if not isinstance(value, str):
-            quote = "; quote it" if _scalar(value) else ""
+            quote = "; quote it" if value is not None and not isinstance(value, dict | list) else ""
             raise fail(f"expected {what}", shown=value, then=quote)
         if not value.strip():
             raise fail(f"expected {what}, got an empty string")
@@ -117,39 +97,35 @@ def text(what: str = "a string") -> Callable[[object], str]:
     return check
 
 
-def _positive_int(value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise fail("expected a positive integer", shown=value)
-    if value < 1:
-        raise fail(f"must be positive, got {value}")
-    return value
+def _matching(what: str, pattern: re.Pattern[str], problem: str) -> Callable[[object], str]:
+    """A non-empty string that `pattern` matches; else `problem` (``{v}``: the value)."""
+
+    def check(value: object) -> str:
+        value = text(what)(value)
+        if not pattern.fullmatch(value):
+            raise fail(problem.format(v=repr(value)))
+        return value
+
+    return check
 
 
-def _number(value: object, expected: str) -> float:
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise fail(f"expected {expected}", shown=value)
-    return float(value)
+def _number(
+    expected: str, kind: type, *bounds: tuple[Callable[[float], bool], str]
+) -> Callable[[object], Any]:
+    """An int (or float) of YAML type `kind`; each bound (test, problem) fails in turn."""
+
+    def check(value: object) -> Any:  # noqa: ANN401
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise fail(f"expected {expected}", shown=value)
+        for ok, problem in bounds:
+            if not ok(value):  # type: ignore[arg-type]
+                raise fail(f"{problem}, got {value}")
+        return value if kind is int else float(value)  # type: ignore[arg-type]
+
+    return check
 
 
-def _positive(value: object) -> float:
-    number = _number(value, "a positive number")
-    if not math.isfinite(number) or number <= 0:
-        raise fail(f"must be positive and finite, got {value}")
-    return number
-
-
-def _fraction(value: object) -> float:
-    number = _positive(value)
-    if number >= 1:
-        raise fail(f"expected a number between 0 and 1, got {value}")
-    return number
-
-
-def _non_negative(value: object) -> float:
-    number = _number(value, "a number >= 0")
-    if not math.isfinite(number) or number < 0:
-        raise fail(f"must be >= 0 and finite, got {value}")
-    return number
+_POSITIVE = (lambda v: math.isfinite(v) and v > 0, "must be positive and finite")
 
 
 def _boolean(value: object) -> bool:
@@ -178,9 +154,8 @@ def version(example: str) -> Callable[[object], str]:
         try:
             Version(value)
         except InvalidVersion:
-            raise fail(
-                f'invalid version {value!r}; expected an exact version like "{example}"'
-            ) from None
+            problem = f'invalid version {value!r}; expected an exact version like "{example}"'
+            raise fail(problem) from None
         if value != value.strip():
             raise fail(f"version {value!r} has surrounding spaces")
         return value
@@ -221,29 +196,9 @@ def _find_link(value: object, info: ValidationInfo) -> str:
     return value if URL_RE.fullmatch(value) else folder(value, info)
 
 
-def _url(value: object) -> str:
-    value = text("a URL")(value)
-    if not URL_RE.fullmatch(value):
-        raise fail(f"expected a URL like https://host/simple, got {value!r}")
-    return value
-
-
-def _torch_backend(value: object) -> str:
-    value = text('a uv torch backend like "cpu" or "cu124"')(value)
-    if not TORCH_BACKEND_RE.fullmatch(value):
-        raise fail(f"expected auto, cpu, xpu, cuXYZ or rocmX.Y, got {value!r}")
-    return value
-
-
 def identifier(value: object, what: str = "id") -> str:
-    value = text(f"an {what}" if what[0] in "aeiou" else f"a {what}")(value)
-    if not ID_RE.fullmatch(value):
-        raise fail(f"invalid {what} {value!r}: use letters, digits and . _ + - (no / or spaces)")
-    return value
-
-
-def _label(value: object) -> str:
-    return no_control("label", text()(value))
+    problem = f"invalid {what} {{v}}: use letters, digits and . _ + - (no / or spaces)"
+    return _matching(f"an {what}" if what[0] in "aeiou" else f"a {what}", ID_RE, problem)(value)
 
 
 def _prompt(value: object) -> str:
@@ -253,18 +208,9 @@ def _prompt(value: object) -> str:
     return value
 
 
-def _repo(value: object) -> str:
-    value = text('a Hub repo id like "gpt2" or "org/name"')(value)
-    if not REPO_RE.fullmatch(value):
-        raise fail(f"invalid Hub repo id {value!r}")
-    return value
-
-
 def _lcmu(value: object) -> bool | None:
-    if isinstance(value, bool):
-        return value
-    if value == "omit":
-        return None
+    if isinstance(value, bool) or value == "omit":
+        return None if value == "omit" else bool(value)
     raise fail("expected omit, true or false", shown=value)
 
 
@@ -309,36 +255,32 @@ def _a_list(value: object) -> object:
     return value
 
 
-Text = Annotated[str, BeforeValidator(text())]
-Label = Annotated[str, BeforeValidator(_label)]
-Prompt = Annotated[str, BeforeValidator(_prompt)]
-PositiveInt = Annotated[int, BeforeValidator(_positive_int), Field(ge=1)]
-PositiveNumber = Annotated[float, BeforeValidator(_positive), Field(gt=0)]
-Fraction = Annotated[float, BeforeValidator(_fraction), Field(gt=0, lt=1)]
-NonNegative = Annotated[float, BeforeValidator(_non_negative), Field(ge=0)]
+def _str(check: Callable[..., str]) -> Any:  # noqa: ANN401 - a type
+    return Annotated[str, BeforeValidator(check)]
+
+
+Text = _str(text())
+Label = _str(lambda v: no_control("label", text()(v)))
+Prompt = _str(_prompt)
+PositiveInt = Annotated[int, BeforeValidator(_number("a positive integer", int, (lambda v: v >= 1, "must be positive"))), Field(ge=1)]  # fmt: skip  # noqa: E501
+PositiveNumber = Annotated[float, BeforeValidator(_number("a positive number", float | int, _POSITIVE)), Field(gt=0)]  # fmt: skip  # noqa: E501
+Fraction = Annotated[float, BeforeValidator(_number("a positive number", float | int, _POSITIVE, (lambda v: v < 1, "expected a number between 0 and 1"))), Field(gt=0, lt=1)]  # fmt: skip  # noqa: E501
+NonNegative = Annotated[float, BeforeValidator(_number("a number >= 0", float | int, (lambda v: math.isfinite(v) and v >= 0, "must be >= 0 and finite"))), Field(ge=0)]  # fmt: skip  # noqa: E501
 Bool = Annotated[bool, BeforeValidator(_boolean)]
 Id = Annotated[str, BeforeValidator(identifier), Field(pattern=f"^{ID_RE.pattern}$")]
-Requirement_ = Annotated[str, BeforeValidator(_requirement)]
-FindLink = Annotated[str, BeforeValidator(_find_link)]
-Url = Annotated[str, BeforeValidator(_url)]
-TorchBackend = Annotated[str, BeforeValidator(_torch_backend)]
-Repo = Annotated[str, BeforeValidator(_repo)]
+Requirement_ = _str(_requirement)
+FindLink = _str(_find_link)
+Url = _str(_matching("a URL", URL_RE, "expected a URL like https://host/simple, got {v}"))
+TorchBackend = _str(_matching('a uv torch backend like "cpu" or "cu124"', TORCH_BACKEND_RE, "expected auto, cpu, xpu, cuXYZ or rocmX.Y, got {v}"))  # fmt: skip  # noqa: E501
+Repo = _str(_matching('a Hub repo id like "gpt2" or "org/name"', REPO_RE, "invalid Hub repo id {v}"))  # fmt: skip  # noqa: E501
 Lcmu = Annotated[bool | None, BeforeValidator(_lcmu, json_schema_input_type=bool | Literal["omit"])]
-DeviceMap = Annotated[
-    str | None,
-    BeforeValidator(
-        _device_map, json_schema_input_type=Literal["none", "cpu", "auto", "cuda"] | None
-    ),
-]
+DeviceMap = Annotated[str | None, BeforeValidator(_device_map, json_schema_input_type=Literal["none", "cpu", "auto", "cuda"] | None)]  # fmt: skip  # noqa: E501
+AList = BeforeValidator(_a_list)
 
 
 def values(item: Any, *, list_only: bool = False) -> Any:  # noqa: ANN401 - a type
     """A scalar (unless `list_only`) or a non-empty list of distinct `item`s, as a tuple."""
-    given = list[item] if list_only else item | list[item]
-    wrap = WrapValidator(_distinct, json_schema_input_type=given)
+    wrap = WrapValidator(_distinct, json_schema_input_type=list[item] if list_only else item | list[item])  # fmt: skip  # noqa: E501
     if list_only:
-        return Annotated[tuple[item, ...], wrap, BeforeValidator(_a_list)]
+        return Annotated[tuple[item, ...], wrap, AList]
     return Annotated[tuple[item, ...], wrap]
-
-
-AList = BeforeValidator(_a_list)
