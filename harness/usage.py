@@ -1,8 +1,5 @@
-"""Bad input is the user's mistake, not ours: one line on stderr and exit code 2.
-
-Every command's parser raises UsageError instead of printing argparse's usage block, and
-every command (the `harness` CLI and the nox sessions alike) turns the user's mistakes into
-that one line through `run` or `or_exit`.
+"""Bad input is the user's mistake, not ours: one line on stderr and exit code 2, through `run`
+(the `harness` commands) or `or_exit` (the nox sessions); parsers raise rather than print usage.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
-"""How one stack's environment is described and installed: pins, indexes, torch backend.
+"""How one stack's environment is installed: pins, indexes, torch backend, wheel sources.
 
-Where wheels come from: uv reads its own environment variables (UV_FIND_LINKS, UV_INDEX_URL,
-...), but not pip's configuration. When none of uv's are set, a machine's pip configuration
-(pip.conf, PIP_* variables) is read with `pip config list` and its find-links are passed to uv,
-so a local wheelhouse set up for pip works for uv too.
+uv reads its own UV_* variables but not pip's configuration: without those, `pip config list`
+is asked and its find-links are passed to uv, so a wheelhouse set up for pip works for uv too.
 """
 
 from __future__ import annotations
@@ -33,20 +31,14 @@ _PIP_SECTIONS = (":env:", "install", "global")
 
 @dataclass(frozen=True)
 class WheelSources:
-    """Where an install looks for wheels, and which configuration said so."""
-
     origin: Literal["uv env", "pip config", "defaults"]
     find_links: tuple[str, ...] = ()
     index_url: str | None = None
     extra_index_urls: tuple[str, ...] = ()
 
     def uv_args(self) -> list[str]:
-        """What uv is told on top of what it reads itself (nothing, for its own variables).
-
-        Only pip's find-links: pip merges every index, while uv takes a package from the first
-        index that has it (a local file:// index holding one transformers release hides the
-        others), so handing uv pip's index urls breaks installs pip would do.
-        """
+        # Only pip's find-links: uv takes a package from the first index that has it (a file://
+        # index holding one transformers release hides the others), pip merges every index.
         if self.origin != "pip config":
             return []
         return [arg for link in self.find_links for arg in ("--find-links", link)]
@@ -125,9 +117,8 @@ def pip_config_list() -> str | None:
 
 def wheel_sources(environ: Mapping[str, str] | None = None) -> WheelSources:
     environ = os.environ if environ is None else environ
-    if any(environ.get(v) for v in UV_SOURCE_VARS):
-        return sources_from(environ, None)  # pip is not even asked
-    return sources_from(environ, pip_config_list())
+    uv_own = any(environ.get(v) for v in UV_SOURCE_VARS)
+    return sources_from(environ, None if uv_own else pip_config_list())  # pip is asked only then
 
 
 @dataclass(frozen=True)
@@ -144,8 +135,7 @@ class InstallResult:
 
 
 def find_uv() -> str | None:
-    found = shutil.which("uv")
-    if found:
+    if found := shutil.which("uv"):
         return found
     try:
         from uv import find_uv_bin  # noqa: PLC0415 - optional: the uv wheel ships its binary
@@ -176,9 +166,8 @@ def install_command(stack: Stack, python: Path, uv: str | None) -> list[str]:
 
 def existing(python: Path) -> InstallResult:
     """An existing environment installs nothing; it only has to be an interpreter."""
-    if not (python.is_file() and os.access(python, os.X_OK)):
-        return InstallResult(ok=False, command=(), output=f"{python}: no such interpreter")
-    return InstallResult(ok=True, command=(), output="")
+    ok = python.is_file() and os.access(python, os.X_OK)
+    return InstallResult(ok=ok, command=(), output="" if ok else f"{python}: no such interpreter")
 
 
 def install(stack: Stack, python: Path, log: Path, *, timeout_s: float = 3600) -> InstallResult:
@@ -189,14 +178,11 @@ def install(stack: Stack, python: Path, log: Path, *, timeout_s: float = 3600) -
         note = f"uv not found: pip ignores torch_backend={stack.torch_backend}\n"
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
-        output = note + proc.stdout + proc.stderr
-        ok = proc.returncode == 0
+        ok, output = proc.returncode == 0, note + proc.stdout + proc.stderr
     except subprocess.TimeoutExpired as exc:
-        output = note + f"install timed out after {timeout_s:.0f} s: {exc}"
-        ok = False
+        ok, output = False, note + f"install timed out after {timeout_s:.0f} s: {exc}"
     except OSError as exc:
-        output = note + f"could not start the installer: {exc}"
-        ok = False
+        ok, output = False, note + f"could not start the installer: {exc}"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_text(" ".join(cmd) + "\n" + output, encoding="utf-8")
     return InstallResult(ok=ok, command=tuple(cmd), output=output)

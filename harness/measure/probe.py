@@ -1,10 +1,7 @@
-"""Measuring one transformers release for a bisect: a fresh environment, one cell, records.
+"""Measuring one transformers release for a bisect: a fresh uv environment, one cell, records.
 
-Each probed release gets a fresh uv environment with the bisect's torch
-(harness.measure.envs.install) and runs the one cell through the bench machinery
-(harness.measure.runner.run_stack), so its records land in <run>/raw/<stack-id>.jsonl like any
-bench run's. A release already measured on this machine is not measured again: its latest
-records in the run folder are reused.
+The records land in <run>/raw/<stack-id>.jsonl like a bench run's; a release this machine
+already measured is not measured again.
 """
 
 from __future__ import annotations
@@ -57,12 +54,7 @@ class Measurement:
 
 
 def reduce(
-    version: str,
-    records: Sequence[Record],
-    metric: str,
-    *,
-    cached: bool,
-    seconds: float,
+    version: str, records: Sequence[Record], metric: str, *, cached: bool, seconds: float
 ) -> Measurement:
     worst = max(records, key=lambda r: (metrics.STATUSES.index(r["status"]), r["repeat"]))
     ok = [r for r in records if r["status"] == "ok"]
@@ -104,14 +96,8 @@ def cached(spec: Spec, stack: Stack, host: str) -> list[Record]:
     path = spec.config.run_dir / "raw" / f"{stack.id}.jsonl"
     if not path.exists():
         return []
-    cell_id = spec.cell.id
-    found = [
-        r
-        for r in rec.read(path)
-        if r.get("cell_id") == cell_id
-        and r.get("status") != "install_error"
-        and _same_machine(r, host)
-    ]
+    found = [r for r in rec.read(path) if r.get("cell_id") == spec.cell.id
+             and r.get("status") != "install_error" and _same_machine(r, host)]  # fmt: skip
     return found[-spec.config.repeats :] if len(found) >= spec.config.repeats else []
 
 

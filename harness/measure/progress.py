@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from harness.config.matrix import Cell
     from harness.records import Record
 
+BAD_GOLDEN = ("mismatch", "stale")
+
 
 def line(done: int, total: int, cell: Cell, repeat: int, record: Record) -> str:
     peak = record.get("peak_mb")
@@ -62,15 +64,8 @@ def reporter(
                 bar.update(task, total=total, description=f"{cell.id} #{repeat}")
                 return
             bar.update(task, total=total, completed=done)
-            if record["status"] not in ("ok", "unsupported") or record.get("golden") in (
-                "mismatch",
-                "stale",
-            ):
-                bar.console.print(
-                    line(done, total, cell, repeat, record),
-                    markup=False,
-                    highlight=False,
-                    soft_wrap=True,
-                )
+            if record["status"] not in ("ok", "unsupported") or record.get("golden") in BAD_GOLDEN:
+                text = line(done, total, cell, repeat, record)
+                bar.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
         yield rich

@@ -1,9 +1,5 @@
-"""Scale-out: deterministic shards of the cell list, and a GitHub Actions workflow.
-
-`nox -s bench -- --shard I/N` runs the I-th of N disjoint slices, so N machines together
-cover the matrix exactly once. `nox -s ci-workflow` writes a workflow from matrix.yaml:
-one job per stack (and shard), uv's cache, records uploaded as artifacts, and a final job
-that merges them and publishes the dashboard to GitHub Pages.
+"""Scale-out: `--shard I/N` slices of the cells (N machines cover the matrix exactly once), and
+the GitHub Actions workflow: a job per stack and shard, then one that publishes the dashboard.
 """
 
 from __future__ import annotations
@@ -62,11 +58,7 @@ def workflow(
     cells = matrix.cells(profile)
     stack_ids = [s.id for s in matrix.stacks if any(c.stack.id == s.id for c in cells)]
     include = [
-        {
-            "stack": sid,
-            "shard": f"{i}/{shards}",
-            "runner": gpu if _needs_gpu(cells, sid) else cpu,
-        }
+        {"stack": sid, "shard": f"{i}/{shards}", "runner": gpu if _needs_gpu(cells, sid) else cpu}
         for sid in stack_ids
         for i in range(1, shards + 1)
     ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from collections import Counter
 from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import Console
@@ -34,10 +35,7 @@ def _median(medians: pd.DataFrame, key: tuple[str, str], metric: str) -> float |
 
 
 def summary_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (stack, cell): medians over the ok repeats, and the worst status seen.
-
-    The medians are harness.report.tables.spreads', which the markdown summary shows too.
-    """
+    """One row per (stack, cell): medians over the ok repeats (tables.spreads'), every status."""
     groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
     for r in records:
         groups.setdefault((r["stack_id"], r["cell_id"]), []).append(r)
@@ -49,12 +47,8 @@ def summary_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         ok = [r for r in group if r["status"] == "ok"]
         texts = ok[0]["output_text"] if ok else []
         message = next((r["message"] for r in group if r["status"] != "ok"), "")
-        row: dict[str, Any] = {
-            "stack": stack,
-            "cell": cell,
-            "runs": len(group),
-            "status": "/".join(statuses),
-        }
+        row: dict[str, Any] = {"stack": stack, "cell": cell, "runs": len(group),
+                               "status": "/".join(statuses)}  # fmt: skip
         row.update({m.name: _median(medians, (stack, cell), m.name) for m in metrics.SHOWN})
         row["text"] = (texts[0] if texts else message)[:40]
         rows.append(row)
@@ -75,9 +69,7 @@ def print_summary(records: Sequence[Mapping[str, Any]], console: Console | None 
             row["text"].replace("\n", " "),
         )  # fmt: skip
     console.print(table)
-    counts: dict[str, int] = {}
-    for r in records:
-        counts[r["status"]] = counts.get(r["status"], 0) + 1
+    counts = Counter(r["status"] for r in records)
     console.print("records: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
 
