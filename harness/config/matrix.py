@@ -280,9 +280,6 @@ def _narrow(
     return [name for name in base if name in wanted]
 
 
-# --------------------------------------------------------------------------- loading
-
-
 def load(path: str | Path) -> Matrix:
     """Read and validate a matrix file; any problem raises a one-line `MatrixError`."""
     label, file = str(path), Path(path)

@@ -1,8 +1,6 @@
 """The pydantic models of matrix.yaml: shape, types and every rule within one entry.
 
-They validate the plain data of harness/config/source.py; harness/config/loader.py builds
-the frozen dataclasses of harness/config/domain.py from them, and harness/config/checks.py
-applies the rules that cross entries (ids named elsewhere, profiles that select nothing).
+Rules that cross entries (ids named elsewhere, profiles that select nothing) are checks.py's.
 """
 
 from __future__ import annotations
@@ -24,41 +22,12 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from harness.config import fields as f
 from harness.config import ids
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-from harness.config.fields import (
-    ID_RE,
-    AList,
-    Bool,
-    DeviceMap,
-    FindLink,
-    Fraction,
-    Id,
-    Label,
-    Lcmu,
-    NonNegative,
-    PositiveInt,
-    PositiveNumber,
-    Prompt,
-    Repo,
-    Requirement_,
-    Text,
-    TorchBackend,
-    Url,
-    choice,
-    fail,
-    folder,
-    no_control,
-    python_version,
-    requirement_name,
-    text,
-    unknown,
-    values,
-    version,
-)
 from harness.metrics import FAIL_ON_CHOICES
 
 PRESETS = ("gpt2-124m", "gpt2-355m", "gpt2-774m", "gpt2-1.5b")
@@ -97,83 +66,73 @@ class Entry(BaseModel):
     @classmethod
     def _known_keys(cls, data: object) -> object:
         if not isinstance(data, dict):
-            raise fail("expected a mapping", shown=data)
+            raise f.fail("expected a mapping", shown=data)
         allowed = list(cls.model_fields)
         for key in data:
             if key not in allowed:
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f"did you mean {close[0]!r}? " if close else ""
                 problem = f"unknown key {key!r} ({hint}allowed: {', '.join(allowed)})"
-                raise fail(problem, key, key=True)
+                raise f.fail(problem, key, key=True)
         return data
 
 
 def _choice(choices: tuple[str, ...]) -> Any:  # noqa: ANN401 - a type
-    return Annotated[str, BeforeValidator(choice(choices)), Field(json_schema_extra={"enum": list(choices)})]  # fmt: skip  # noqa: E501
+    return Annotated[str, BeforeValidator(f.choice(choices)), Field(json_schema_extra={"enum": list(choices)})]  # fmt: skip  # noqa: E501
 
 
 def _ref(what: str) -> Any:  # noqa: ANN401 - a type
-    return Annotated[str, BeforeValidator(text(f"a {what} id"))]
+    return Annotated[str, BeforeValidator(f.text(f"a {what} id"))]
 
 
 def _version(example: str) -> Any:  # noqa: ANN401 - a type
-    return Annotated[str, BeforeValidator(version(example))]
-
-
-# --------------------------------------------------------------------------- settings
+    return Annotated[str, BeforeValidator(f.version(example))]
 
 
 class GoldenTolerance(Entry):
-    float32: PositiveNumber = DEFAULT_GOLDEN_TOLERANCE["float32"]
-    bfloat16: PositiveNumber = DEFAULT_GOLDEN_TOLERANCE["bfloat16"]
-    float16: PositiveNumber = DEFAULT_GOLDEN_TOLERANCE["float16"]
+    float32: f.PositiveNumber = DEFAULT_GOLDEN_TOLERANCE["float32"]
+    bfloat16: f.PositiveNumber = DEFAULT_GOLDEN_TOLERANCE["bfloat16"]
+    float16: f.PositiveNumber = DEFAULT_GOLDEN_TOLERANCE["float16"]
 
 
 class SettingsEntry(Entry):
-    repeats: PositiveInt | None = None
-    timeout_s: PositiveNumber | None = None
+    repeats: f.PositiveInt | None = None
+    timeout_s: f.PositiveNumber | None = None
     mode: _choice(MODES) | None = None  # type: ignore[valid-type]
-    max_new_tokens: PositiveInt | None = None
+    max_new_tokens: f.PositiveInt | None = None
     golden_tolerance: GoldenTolerance | None = None
 
 
-def _fail_on(value: object, handler: Any) -> Any:  # noqa: ANN401
-    return () if value == [] else handler(value)  # empty: compare reports, never fails
-
-
 class CompareEntry(Entry):
-    memory: PositiveNumber | None = None
-    time: PositiveNumber | None = None
-    alpha: Fraction | None = None
-    min_repeats: PositiveInt | None = None
-    memory_floor_mb: NonNegative | None = None
-    fail_on: values(_choice(FAIL_ON_CHOICES)) | None = None  # type: ignore[valid-type]
+    memory: f.PositiveNumber | None = None
+    time: f.PositiveNumber | None = None
+    alpha: f.Fraction | None = None
+    min_repeats: f.PositiveInt | None = None
+    memory_floor_mb: f.NonNegative | None = None
+    fail_on: f.values(_choice(FAIL_ON_CHOICES)) | None = None  # type: ignore[valid-type]
 
     @field_validator("fail_on", mode="wrap")
     @classmethod
     def _empty(cls, value: object, handler: Any) -> Any:  # noqa: ANN401
-        return _fail_on(value, handler)
+        return () if value == [] else handler(value)  # empty: compare reports, never fails
 
 
 class CIEntry(Entry):
-    cpu_runner: values(Label) = ()  # type: ignore[valid-type]
-    gpu_runner: values(Label) = ()  # type: ignore[valid-type]
-
-
-# --------------------------------------------------------------------------- stacks
+    cpu_runner: f.values(f.Label) = ()  # type: ignore[valid-type]
+    gpu_runner: f.values(f.Label) = ()  # type: ignore[valid-type]
 
 
 class StackEntry(Entry):
-    id: Id | None = None
-    install: Bool | None = None
+    id: f.Id | None = None
+    install: f.Bool | None = None
     python: Annotated[Any, Field(json_schema_extra={"type": "string"})]
     transformers: _version("4.46.3") | None = None  # type: ignore[valid-type]
     torch: _version("2.5.1") | None = None  # type: ignore[valid-type]
     accelerate: _version("1.1.1") | None = None  # type: ignore[valid-type]
-    pins: values(Requirement_) = ()  # type: ignore[valid-type]
-    find_links: values(FindLink) = ()  # type: ignore[valid-type]
-    index_url: Url | None = None
-    torch_backend: TorchBackend | None = None
+    pins: f.values(f.Requirement_) = ()  # type: ignore[valid-type]
+    find_links: f.values(f.FindLink) = ()  # type: ignore[valid-type]
+    index_url: f.Url | None = None
+    torch_backend: f.TorchBackend | None = None
 
     @model_validator(mode="after")
     def _by_kind(self, info: ValidationInfo) -> StackEntry:
@@ -181,11 +140,11 @@ class StackEntry(Entry):
             return self._existing(info)
         for key, example in (("transformers", "4.46.3"), ("torch", "2.5.1")):
             if getattr(self, key) is None and key in self.model_fields_set:
-                raise fail(f'expected a version string like "{example}"', key, shown=None)
+                raise f.fail(f'expected a version string like "{example}"', key, shown=None)
             if getattr(self, key) is None:
-                raise fail(f"missing required key {key!r}")
+                raise f.fail(f"missing required key {key!r}")
         try:
-            python_version(text('a Python version string like "3.11"')(self.python))
+            f.python_version(f.text('a Python version string like "3.11"')(self.python))
         except PydanticCustomError as exc:
             raise _at(exc, "python") from None
         return self
@@ -196,25 +155,25 @@ class StackEntry(Entry):
         pins = handler(value)
         accelerate = info.data.get("accelerate")
         for i, pin in enumerate(pins):
-            name = requirement_name(pin)
+            name = f.requirement_name(pin)
             if name in ("torch", "transformers") or (name == "accelerate" and accelerate):
                 at = i if isinstance(value, list) else None
-                raise fail(f"{pin!r} conflicts with the stack's own {name!r} key", at)
+                raise f.fail(f"{pin!r} conflicts with the stack's own {name!r} key", at)
         return pins
 
     def _existing(self, info: ValidationInfo) -> StackEntry:
         for key in _INSTALL_ONLY:
             if key in self.model_fields_set:
                 problem = "an existing environment (install: false) installs nothing"
-                raise fail(problem, key, key=True)
+                raise f.fail(problem, key, key=True)
         if self.id is None:
-            raise fail("an existing environment (install: false) needs an id", "id")
+            raise f.fail("an existing environment (install: false) needs an id", "id")
         try:
-            value = text("the path of an interpreter")(self.python)
+            value = f.text("the path of an interpreter")(self.python)
         except PydanticCustomError as exc:
             raise _at(exc, "python") from None
         try:
-            no_control("interpreter path", value)
+            f.no_control("interpreter path", value)
             python = Path(value).expanduser()
             if not python.is_absolute():
                 # normpath, not resolve(): a venv's bin/python is a symlink to the base
@@ -224,23 +183,20 @@ class StackEntry(Entry):
         except PydanticCustomError as exc:
             raise _at(exc, "python") from None
         except (RuntimeError, ValueError) as exc:  # ~unknown-user
-            raise fail(f"invalid interpreter path {value!r}: {exc}", "python") from None
+            raise f.fail(f"invalid interpreter path {value!r}: {exc}", "python") from None
         self.python = str(python)
         return self
 
 
-# --------------------------------------------------------------------------- models
-
-
 class ModelEntry(Entry):
     source: _choice(SOURCES)  # type: ignore[valid-type]
-    prompts: Annotated[tuple[Prompt, ...], AList]
-    fixture: Text | None = None
-    preset: Text | None = None
-    path: Annotated[str, BeforeValidator(text("a folder path"))] | None = None
-    repo: Repo | None = None
-    revision: Label | None = None
-    trust_remote_code: Bool | None = None
+    prompts: Annotated[tuple[f.Prompt, ...], f.AList]
+    fixture: f.Text | None = None
+    preset: f.Text | None = None
+    path: Annotated[str, BeforeValidator(f.text("a folder path"))] | None = None
+    repo: f.Repo | None = None
+    revision: f.Label | None = None
+    trust_remote_code: f.Bool | None = None
 
     @model_validator(mode="after")
     def _by_source(self, info: ValidationInfo) -> ModelEntry:
@@ -248,15 +204,15 @@ class ModelEntry(Entry):
         for key in self.model_fields_set:
             if key not in allowed:
                 problem = f"not allowed for source {self.source!r} (allowed: {', '.join(allowed)})"
-                raise fail(problem, key, key=True)
+                raise f.fail(problem, key, key=True)
         if not self.prompts:
-            raise fail("must list at least one prompt", "prompts")
+            raise f.fail("must list at least one prompt", "prompts")
         field = {"local": "path", "hub": "repo"}.get(self.source)
         if field is not None and getattr(self, field) is None:
-            raise fail(f"source {self.source!r} needs the key {field!r}")
+            raise f.fail(f"source {self.source!r} needs the key {field!r}")
         if self.path is not None:
             try:
-                self.path = folder(self.path, info)
+                self.path = f.folder(self.path, info)
             except PydanticCustomError as exc:
                 raise _at(exc, "path") from None
         return self
@@ -271,40 +227,37 @@ class ModelEntry(Entry):
 
 def _models(value: object) -> object:
     if not isinstance(value, dict):
-        raise fail("expected a mapping", shown=value)
+        raise f.fail("expected a mapping", shown=value)
     if not value:
-        raise fail("must define at least one model")
+        raise f.fail("must define at least one model")
     for name in value:
-        if not ID_RE.fullmatch(name):
+        if not f.ID_RE.fullmatch(name):
             problem = f"invalid model id {name!r}: use letters, digits and . _ + - (no / or spaces)"
-            raise fail(problem, name, key=True)
+            raise f.fail(problem, name, key=True)
     return value
 
 
-# --------------------------------------------------------------------------- axes, rules
-
-
 class AxesEntry(Entry):
-    low_cpu_mem_usage: values(Lcmu) = ()  # type: ignore[valid-type]
-    device_map: values(DeviceMap) = ()  # type: ignore[valid-type]
-    dtype: values(_choice(DTYPES)) = ()  # type: ignore[valid-type]
-    checkpoint_format: values(_choice(CHECKPOINT_FORMATS)) = ()  # type: ignore[valid-type]
-    max_new_tokens: PositiveInt | None = None
+    low_cpu_mem_usage: f.values(f.Lcmu) = ()  # type: ignore[valid-type]
+    device_map: f.values(f.DeviceMap) = ()  # type: ignore[valid-type]
+    dtype: f.values(_choice(DTYPES)) = ()  # type: ignore[valid-type]
+    checkpoint_format: f.values(_choice(CHECKPOINT_FORMATS)) = ()  # type: ignore[valid-type]
+    max_new_tokens: f.PositiveInt | None = None
 
 
 class RuleEntry(Entry):
-    stack: values(_ref("stack")) = ()  # type: ignore[valid-type]
-    model: values(_ref("model")) = ()  # type: ignore[valid-type]
-    low_cpu_mem_usage: values(Lcmu) = ()  # type: ignore[valid-type]
-    device_map: values(DeviceMap) = ()  # type: ignore[valid-type]
-    dtype: values(_choice(DTYPES)) = ()  # type: ignore[valid-type]
-    checkpoint_format: values(_choice(CHECKPOINT_FORMATS)) = ()  # type: ignore[valid-type]
+    stack: f.values(_ref("stack")) = ()  # type: ignore[valid-type]
+    model: f.values(_ref("model")) = ()  # type: ignore[valid-type]
+    low_cpu_mem_usage: f.values(f.Lcmu) = ()  # type: ignore[valid-type]
+    device_map: f.values(f.DeviceMap) = ()  # type: ignore[valid-type]
+    dtype: f.values(_choice(DTYPES)) = ()  # type: ignore[valid-type]
+    checkpoint_format: f.values(_choice(CHECKPOINT_FORMATS)) = ()  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _not_empty(self) -> RuleEntry:
         if not self.model_fields_set:
             keys = ", ".join(type(self).model_fields)
-            raise fail(f"an empty rule matches every cell; give some of: {keys}")
+            raise f.fail(f"an empty rule matches every cell; give some of: {keys}")
         return self
 
 
@@ -314,39 +267,33 @@ class IncludeEntry(RuleEntry):
         missing = [key for key in ("model", *AXES) if key not in self.model_fields_set]
         if missing and self.model_fields_set:
             problem = "an include rule needs model and every scenario axis"
-            raise fail(f"{problem} (missing: {', '.join(missing)})")
+            raise f.fail(f"{problem} (missing: {', '.join(missing)})")
         return self
 
 
-Includes = Annotated[tuple[IncludeEntry, ...], AList]
-Excludes = Annotated[tuple[RuleEntry, ...], AList]
-
-
-# --------------------------------------------------------------------------- profiles
+Includes = Annotated[tuple[IncludeEntry, ...], f.AList]
+Excludes = Annotated[tuple[RuleEntry, ...], f.AList]
 
 
 class ProfileEntry(Entry):
-    models: values(_ref("model"), list_only=True) = ()  # type: ignore[valid-type]
-    stacks: values(_ref("stack"), list_only=True) = ()  # type: ignore[valid-type]
+    models: f.values(_ref("model"), list_only=True) = ()  # type: ignore[valid-type]
+    stacks: f.values(_ref("stack"), list_only=True) = ()  # type: ignore[valid-type]
     scenarios: AxesEntry | None = None
-    repeats: PositiveInt | None = None
+    repeats: f.PositiveInt | None = None
     include: Includes | None = None
     exclude: Excludes | None = None
 
 
 def _profiles(value: object) -> object:
     if not isinstance(value, dict):
-        raise fail("expected a mapping", shown=value)
+        raise f.fail("expected a mapping", shown=value)
     for name in value:
-        if not ID_RE.fullmatch(name):
-            raise fail(f"invalid profile name {name!r}", name, key=True)
+        if not f.ID_RE.fullmatch(name):
+            raise f.fail(f"invalid profile name {name!r}", name, key=True)
     for name in PROFILES_REQUIRED:
         if name not in value:
-            raise fail(f"missing required profile {name!r}")
+            raise f.fail(f"missing required profile {name!r}")
     return value
-
-
-# --------------------------------------------------------------------------- the document
 
 
 class MatrixDocument(Entry):
@@ -355,7 +302,7 @@ class MatrixDocument(Entry):
     model_config = ConfigDict(title="matrix.yaml")
 
     settings: SettingsEntry | None = None
-    stacks: Annotated[tuple[StackEntry, ...], AList, Field(json_schema_extra={"minItems": 1})]
+    stacks: Annotated[tuple[StackEntry, ...], f.AList, Field(json_schema_extra={"minItems": 1})]
     models: Annotated[
         dict[str, ModelEntry],
         BeforeValidator(_models),
@@ -372,7 +319,7 @@ class MatrixDocument(Entry):
     @classmethod
     def _some_stacks(cls, value: object) -> object:
         if value == []:
-            raise fail("must list at least one stack")
+            raise f.fail("must list at least one stack")
         return value
 
     @model_validator(mode="after")
@@ -385,5 +332,5 @@ class MatrixDocument(Entry):
             if value not in known:
                 label = "embedded fixture" if model.source == "embedded" else "preset"
                 at = ("models", name, field) if getattr(model, field) else ("models", name)
-                raise fail(unknown(label, value, known), at, key=len(at) == 2)
+                raise f.fail(f.unknown(label, value, known), at, key=len(at) == 2)
         return self
