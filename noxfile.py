@@ -13,16 +13,10 @@
 #     "pydantic>=2.6",
 # ]
 # ///
-"""Thin sessions, one per concern; the work is in harness/ (the `harness` commands).
+"""Thin sessions over the `harness` commands. `nox -s bench -- OPTIONS` (`harness bench --help`)
+runs one `bench-<stack-id>` session per stack of $HARNESS_MATRIX or matrix.yaml.
 
-`nox -s bench` runs one `bench-<stack-id>` session per stack of matrix.yaml (one uv
-environment each), then prints the run's summary. Options after `--`:
-  --profile smoke|default|full  --models ID[,ID]  --stacks ID[,ID]  --repeats N
-  --out DIR  --mode forkserver|fresh  --timeout SECONDS
-Set HARNESS_MATRIX to use another matrix file.
-
-The block above is the harness's host dependencies (pyproject's, kept equal by a test): a
-nox installed on its own (pipx, uvx) makes .nox/_nox_script_mode with them and re-runs there.
+The block above is pyproject's dependencies (a test keeps them equal), for a nox of its own.
 """
 
 from __future__ import annotations
@@ -38,9 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import usage
 from harness.commands import bench as bench_cmd
-from harness.commands import bisect as bisect_cmd
-from harness.commands import ci_workflow as ci_workflow_cmd
-from harness.commands import compare as compare_cmd
+from harness.commands import bisect, ci_workflow, compare
 from harness.commands import golden as golden_cmd
 from harness.commands import report as report_cmd
 from harness.config import matrix
@@ -114,15 +106,10 @@ def _make_stack_session(stack: matrix.Stack) -> None:
         bench_stack_impl(session, stack)
 
     bench_stack.__doc__ = f"Measure stack {stack.id} ({', '.join(stack.requirements())})."
-    if stack.install:
-        nox.session(
-            name=f"bench-{stack.id}",
-            python=stack.python,
-            venv_backend="uv|virtualenv",
-            default=False,
-        )(bench_stack)
-    else:
-        nox.session(name=f"bench-{stack.id}", python=False, default=False)(bench_stack)
+    nox.session(
+        name=f"bench-{stack.id}", python=stack.python if stack.install else False,
+        venv_backend="uv|virtualenv" if stack.install else None, default=False,
+    )(bench_stack)  # fmt: skip
 
 
 for _stack in MATRIX.stacks:
@@ -165,19 +152,19 @@ def report(session: nox.Session) -> None:
 @nox.session(name="compare", python=False, default=False)
 def compare_session(session: nox.Session) -> None:
     """Upgrade verdicts: -- BASE CANDIDATE | --walk  [--run DIR] [--json F] [--markdown F]."""
-    _call(session, compare_cmd.main, "worse verdicts under the fail-on policy (see above)")
+    _call(session, compare.main, "worse verdicts under the fail-on policy (see above)")
 
 
 @nox.session(name="bisect", python=False, default=False)
 def bisect_session(session: nox.Session) -> None:
     """First transformers release where a metric flips: -- --good tf==A --bad tf==B ..."""
-    _call(session, bisect_cmd.main, "no single answer (see above)")
+    _call(session, bisect.main, "no single answer (see above)")
 
 
 @nox.session(name="ci-workflow", python=False)
-def ci_workflow(session: nox.Session) -> None:
+def ci_workflow_session(session: nox.Session) -> None:
     """Write .github/workflows/bench.yml from matrix.yaml: -- [--shards N] [--profile P]."""
-    _call(session, ci_workflow_cmd.main)
+    _call(session, ci_workflow.main)
 
 
 @nox.session(python=False)
