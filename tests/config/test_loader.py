@@ -1,4 +1,4 @@
-"""harness.config.loader: every validation error of matrix.yaml, one line each.
+"""harness.config.matrix.load: every validation error of matrix.yaml, one line each.
 
 Each message is ``<file>:<line>: <key.path>: <problem>``; the tables give the text, the line
 and what the message must say. The fuzz test (test_loader_fuzz.py) draws many more.
@@ -6,14 +6,14 @@ and what the message must say. The fuzz test (test_loader_fuzz.py) draws many mo
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from harness.config.matrix import MatrixError, load
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 # Small valid sections; their line counts matter for the error table below.
 STACKS = 'stacks:\n  - {python: "3.11", transformers: "4.46.3", torch: "2.5.1"}\n'  # lines 1-2
@@ -966,3 +966,27 @@ def test_control_characters_are_rejected(
 def test_prompts_may_hold_newlines_and_tabs(tmp_path: Path) -> None:
     text = STACKS + 'models:\n  tiny-gpt2: {source: embedded, prompts: ["a\\nb\\tc"]}\n' + PROFILES
     assert load(write(tmp_path, text)).model("tiny-gpt2").prompts == ("a\nb\tc",)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("cells", "--stacks", "unknown"), "unknown stack id 'unknown'"),
+        (("cells", "--repeats", "0"), "expected a positive integer"),
+        (("validate", "/no/such/matrix.yaml"), "/no/such/matrix.yaml: no such file"),
+    ],
+    ids=["stacks", "repeats", "validate"],
+)
+def test_cli_bad_arguments(args: tuple[str, ...], fragment: str) -> None:
+    """Through `python -m harness`: one line on stderr, exit code 2, nothing on stdout."""
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(repo), "PYTHONIOENCODING": "utf-8"}
+    result = subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=repo, env=env, capture_output=True, text=True, encoding="utf-8", timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result
+    assert result.stdout == ""
+    assert result.stderr.startswith("harness: error: "), result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert fragment in result.stderr, result.stderr

@@ -1534,24 +1534,6 @@ def test_cli_validate_malformed_matrix(
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize(
-    ("args", "fragment"),
-    [
-        (("cells", "--profile", "nope"), "unknown profile 'nope'"),
-        (("cells", "--models", "unknown"), "unknown model id 'unknown'"),
-        (("cells", "--stacks", "unknown"), "unknown stack id 'unknown'"),
-        (("summary", "/no/such/dir"), "/no/such/dir: no such run folder"),
-        (("validate", "/no/such/matrix.yaml"), "/no/such/matrix.yaml: no such file"),
-        (("cells", "--repeats", "0"), "expected a positive integer"),
-    ],
-    ids=["profile", "models", "stacks", "summary", "validate", "repeats"],
-)
-def test_cli_bad_arguments(args: tuple[str, ...], fragment: str) -> None:
-    result = harness(*args)
-    assert fragment in assert_usage_error(result)
-    assert result.stdout == ""
-
-
 NO_LINE_BREAKS = st.text(
     alphabet=st.characters(exclude_categories=["Cc", "Cs", "Zl", "Zp"]), min_size=1, max_size=12
 )
