@@ -167,9 +167,12 @@ def _delta(a: object, b: object) -> float | None:
     return None if x is None or y is None else round(x - y, 3)
 
 
+def _nums(values: Iterable[object]) -> list[float]:
+    return [v for v in map(_num, values) if v is not None]
+
+
 def _max(values: Iterable[object]) -> float | None:
-    nums = [v for v in (_num(x) for x in values) if v is not None]
-    return max(nums) if nums else None
+    return max(_nums(values), default=None)
 
 
 def memory_fields(result: Result) -> MemoryFields:
@@ -218,7 +221,6 @@ def build_record(
     phases = result.get("phases") or {}
     outputs = result.get("outputs") or []
     scenario = cell.scenario
-    memory = memory_fields(result)
     record: Record = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run_id,
@@ -253,16 +255,7 @@ def build_record(
         "load_s": _num(phases["load"].get("seconds")) if "load" in phases else None,
         "ttft_s": result.get("ttft_s"),
         "tokens_per_s": result.get("tokens_per_s"),
-        "load_peak_mb": memory["load_peak_mb"],
-        "peak_mb": memory["peak_mb"],
-        "anon_mb": memory["anon_mb"],
-        "file_mb": memory["file_mb"],
-        "anon_peak_mb": memory["anon_peak_mb"],
-        "load_anon_mb": memory["load_anon_mb"],
-        "load_file_mb": memory["load_file_mb"],
-        "peak_ratio": memory["peak_ratio"],
-        "cuda_peak_mb": memory["cuda_peak_mb"],
-        "cuda_reserved_peak_mb": memory["cuda_reserved_peak_mb"],
+        **memory_fields(result),  # type: ignore[typeddict-item]  # NotRequired keys come later
         "memory_method": result.get("memory_method"),
         "output_ids": [o["ids"] for o in outputs],
         "output_text": [o["text"] for o in outputs],
@@ -284,10 +277,7 @@ def build_record(
 
 
 def append(path: Path, record: Mapping[str, object]) -> None:
-    """Append one JSON line with a single write and fsync, so a crash leaves whole lines.
-
-    Any JSON object: records, and the fit records kept beside them.
-    """
+    """Append one JSON line (a record or a fit record) with one write and fsync: whole lines."""
     line = (json.dumps(record, default=str, separators=(",", ":")) + "\n").encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -299,11 +289,7 @@ def append(path: Path, record: Mapping[str, object]) -> None:
 
 
 def read(path: Path) -> Iterator[Record]:
-    """Records of one JSONL file, as they are; a torn last line (a crash mid-write) is skipped.
-
-    Every schema version so far is 1, so there is nothing to convert: a record written by an
-    older harness may lack fields added since, which is why readers use `.get` for those.
-    """
+    """Records of one JSONL file, as they are; a torn last line (a crash mid-write) is skipped."""
     with path.open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):
             if not line.endswith("\n"):
@@ -315,10 +301,7 @@ def read(path: Path) -> Iterator[Record]:
 
 
 def read_run(run_dir: Path) -> list[Record]:
-    records: list[Record] = []
-    for path in sorted((run_dir / "raw").glob("*.jsonl")):
-        records.extend(read(path))
-    return records
+    return [r for path in sorted((run_dir / "raw").glob("*.jsonl")) for r in read(path)]
 
 
 _R = TypeVar("_R", bound="Mapping[str, object]")
@@ -329,7 +312,7 @@ def failed(records: Iterable[_R]) -> list[_R]:
 
 
 def median_or_none(values: Iterable[object]) -> float | None:
-    nums = [v for v in (_num(x) for x in values) if v is not None]
+    nums = _nums(values)
     return statistics.median(nums) if nums else None
 
 

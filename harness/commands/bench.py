@@ -204,23 +204,14 @@ def write_manifest(
     path = run_dir / "run.json"
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     data.update(
-        {
-            "run_id": run_id,
-            "schema_version": rec.SCHEMA_VERSION,
-            "command": sys.argv,
-            "matrix": str(matrix_path),
-            "matrix_sha256": hashlib.sha256(matrix_path.read_bytes()).hexdigest(),
-            "cells_sha256": cells_sha256(
-                matrix_mod.load(matrix_path), args.profile, args.models, args.stacks
-            ),
-            "profile": args.profile,
-            "models": args.models,
-            "stacks": args.stacks,
-            # Where uv looked for wheels: the index, a wheelhouse, pip's configuration.
-            "wheel_sources": envs.wheel_sources().as_json(),
-            **extra,
-        }
-    )
+        run_id=run_id, schema_version=rec.SCHEMA_VERSION, command=sys.argv,
+        matrix=str(matrix_path), matrix_sha256=hashlib.sha256(matrix_path.read_bytes()).hexdigest(),
+        cells_sha256=cells_sha256(matrix_mod.load(matrix_path), args.profile, args.models,
+                                  args.stacks),
+        profile=args.profile, models=args.models, stacks=args.stacks,
+        # Where uv looked for wheels: the index, a wheelhouse, pip's configuration.
+        wheel_sources=envs.wheel_sources().as_json(), **extra,
+    )  # fmt: skip
     data.setdefault("started_at", dt.datetime.now(dt.timezone.utc).isoformat())
     run_dir.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
@@ -230,12 +221,11 @@ def record_install_error(
     cfg: runner.RunConfig, stack: matrix_mod.Stack, cells: Sequence[matrix_mod.Cell], message: str
 ) -> None:
     """Every run of a stack without an environment, as install_error records in its .jsonl."""
-    jsonl = cfg.run_dir / "raw" / f"{stack.id}.jsonl"
     for record in rec.install_error_records(
         run_id=cfg.run_id, stack=stack, cells=cells, repeats=cfg.repeats, mode=cfg.mode,
         message=message,
     ):  # fmt: skip
-        rec.append(jsonl, record)
+        rec.append(cfg.run_dir / "raw" / f"{stack.id}.jsonl", record)
 
 
 def bench_existing(ns: argparse.Namespace) -> int:

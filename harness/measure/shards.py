@@ -4,6 +4,7 @@ the GitHub Actions workflow: a job per stack and shard, then one that publishes 
 
 from __future__ import annotations
 
+import copy
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -62,35 +63,25 @@ def workflow(
         for sid in stack_ids
         for i in range(1, shards + 1)
     ]
+    checkout: dict[str, Any] = {"uses": "actions/checkout@v4"}
+    python: dict[str, Any] = {"uses": "actions/setup-python@v5", "with": {"python-version": "3.11"}}
+    install: dict[str, Any] = {"run": "python -m pip install -e ."}
+    measure = (
+        "nox -s bench-${{ matrix.stack }} -- "
+        f"--profile {profile} --shard ${{{{ matrix.shard }}}} --out reports/run"
+    )
+    # fmt: off
     bench_steps: list[dict[str, Any]] = [
-        {"uses": "actions/checkout@v4"},
-        {
-            "uses": "astral-sh/setup-uv@v5",
-            "with": {"enable-cache": True, "cache-dependency-glob": "matrix.yaml"},
-        },
-        {"uses": "actions/setup-python@v5", "with": {"python-version": "3.11"}},
-        {"run": "python -m pip install -e ."},
-        {
-            "name": "Measure",
-            "run": (
-                "nox -s bench-${{ matrix.stack }} -- "
-                f"--profile {profile} --shard ${{{{ matrix.shard }}}} --out reports/run"
-            ),
-        },
-        {
-            "uses": "actions/upload-artifact@v4",
-            "if": "always()",
-            "with": {
-                "name": "records-${{ strategy.job-index }}",
-                "path": "reports/run/",
-                "if-no-files-found": "warn",
-            },
-        },
+        checkout,
+        {"uses": "astral-sh/setup-uv@v5",
+         "with": {"enable-cache": True, "cache-dependency-glob": "matrix.yaml"}},
+        python, install, {"name": "Measure", "run": measure},
+        {"uses": "actions/upload-artifact@v4", "if": "always()",
+         "with": {"name": "records-${{ strategy.job-index }}", "path": "reports/run/",
+                  "if-no-files-found": "warn"}},
     ]
     publish_steps: list[dict[str, Any]] = [
-        {"uses": "actions/checkout@v4"},
-        {"uses": "actions/setup-python@v5", "with": {"python-version": "3.11"}},
-        {"run": "python -m pip install -e ."},
+        *copy.deepcopy([checkout, python, install]),  # shared objects would dump as anchors
         {"uses": "actions/download-artifact@v4", "with": {"pattern": "records-*", "path": "runs"}},
         {"name": "Merge and report", "run": "nox -s report -- runs/* --out site"},
         {"uses": "actions/upload-pages-artifact@v3", "with": {"path": "site"}},
@@ -103,24 +94,20 @@ def workflow(
         "jobs": {
             "bench": {
                 "name": "${{ matrix.stack }} (${{ matrix.shard }})",
-                "runs-on": "${{ matrix.runner }}",
-                "timeout-minutes": 120,
+                "runs-on": "${{ matrix.runner }}", "timeout-minutes": 120,
                 "strategy": {"fail-fast": False, "matrix": {"include": include}},
                 "steps": bench_steps,
             },
             "publish": {
-                "needs": "bench",
-                "if": "always()",
-                "runs-on": cpu,
+                "needs": "bench", "if": "always()", "runs-on": cpu,
                 "permissions": {"pages": "write", "id-token": "write"},
-                "environment": {
-                    "name": "github-pages",
-                    "url": "${{ steps.deployment.outputs.page_url }}",
-                },
+                "environment": {"name": "github-pages",
+                                "url": "${{ steps.deployment.outputs.page_url }}"},
                 "steps": publish_steps,
             },
         },
     }
+    # fmt: on
 
 
 def write_workflow(path: Path, data: dict[str, Any]) -> Path:
