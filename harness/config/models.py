@@ -9,7 +9,7 @@ import difflib
 import os
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -26,7 +26,7 @@ from harness.config import fields as f
 from harness.config import ids
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 from harness.metrics import FAIL_ON_CHOICES
 
@@ -43,6 +43,7 @@ DEFAULT_GOLDEN_TOLERANCE: Mapping[str, float] = MappingProxyType(
     {"float32": 0.01, "bfloat16": 0.5, "float16": 0.1}
 )
 
+T = TypeVar("T")
 _INSTALL_ONLY = ("transformers", "torch", "accelerate", "pins", "find_links", "index_url", "torch_backend")  # fmt: skip  # noqa: E501
 _SOURCE_KEYS = {
     "embedded": ("source", "prompts", "fixture"),
@@ -52,9 +53,14 @@ _SOURCE_KEYS = {
 }
 
 
-def _at(exc: PydanticCustomError, at: str) -> PydanticCustomError:
-    """A field's error raised by its entry's validator: moved down to the field."""
-    return PydanticCustomError("harness", "{problem}", {**(exc.context or {}), "at": at})
+def _under(at: str, check: Callable[[], T]) -> T:
+    """`check()`, run by an entry's validator; its error is moved down to the field `at`."""
+    try:
+        return check()
+    except PydanticCustomError as exc:
+        raise PydanticCustomError(
+            "harness", "{problem}", {**(exc.context or {}), "at": at}
+        ) from None
 
 
 class Entry(BaseModel):
@@ -143,10 +149,7 @@ class StackEntry(Entry):
                 raise f.fail(f'expected a version string like "{example}"', key, shown=None)
             if getattr(self, key) is None:
                 raise f.fail(f"missing required key {key!r}")
-        try:
-            f.python_version(f.text('a Python version string like "3.11"')(self.python))
-        except PydanticCustomError as exc:
-            raise _at(exc, "python") from None
+        _under("python", lambda: f.python_version(f.text('a Python version string like "3.11"')(self.python)))  # fmt: skip  # noqa: E501
         return self
 
     @field_validator("pins", mode="wrap")
@@ -168,20 +171,14 @@ class StackEntry(Entry):
                 raise f.fail(problem, key, key=True)
         if self.id is None:
             raise f.fail("an existing environment (install: false) needs an id", "id")
+        value = _under("python", lambda: f.no_control("interpreter path", f.text("the path of an interpreter")(self.python)))  # fmt: skip  # noqa: E501
         try:
-            value = f.text("the path of an interpreter")(self.python)
-        except PydanticCustomError as exc:
-            raise _at(exc, "python") from None
-        try:
-            f.no_control("interpreter path", value)
             python = Path(value).expanduser()
             if not python.is_absolute():
                 # normpath, not resolve(): a venv's bin/python is a symlink to the base
                 # interpreter, and following it would leave the environment behind.
                 base = Path((info.context or {}).get("base", "."))
                 python = Path(os.path.normpath(base / python))
-        except PydanticCustomError as exc:
-            raise _at(exc, "python") from None
         except (RuntimeError, ValueError) as exc:  # ~unknown-user
             raise f.fail(f"invalid interpreter path {value!r}: {exc}", "python") from None
         self.python = str(python)
@@ -211,10 +208,7 @@ class ModelEntry(Entry):
         if field is not None and getattr(self, field) is None:
             raise f.fail(f"source {self.source!r} needs the key {field!r}")
         if self.path is not None:
-            try:
-                self.path = f.folder(self.path, info)
-            except PydanticCustomError as exc:
-                raise _at(exc, "path") from None
+            self.path = _under("path", lambda: f.folder(str(self.path), info))
         return self
 
     def location(self, name: str) -> str:
@@ -225,16 +219,31 @@ class ModelEntry(Entry):
         return str(self.path if self.source == "local" else self.repo)
 
 
-def _models(value: object) -> object:
-    if not isinstance(value, dict):
-        raise f.fail("expected a mapping", shown=value)
-    if not value:
-        raise f.fail("must define at least one model")
-    for name in value:
-        if not f.ID_RE.fullmatch(name):
-            problem = f"invalid model id {name!r}: use letters, digits and . _ + - (no / or spaces)"
-            raise f.fail(problem, name, key=True)
-    return value
+def _named(invalid: str, empty: str = "", required: tuple[str, ...] = ()) -> BeforeValidator:
+    """A mapping whose keys are ids (else `invalid`, ``{n}``: the key), not empty, with
+    the `required` keys."""
+
+    def check(value: object) -> object:
+        if not isinstance(value, dict):
+            raise f.fail("expected a mapping", shown=value)
+        if empty and not value:
+            raise f.fail(empty)
+        for name in value:
+            if not f.ID_RE.fullmatch(name):
+                raise f.fail(invalid.format(n=repr(name)), name, key=True)
+        for name in required:
+            if name not in value:
+                raise f.fail(f"missing required profile {name!r}")
+        return value
+
+    return BeforeValidator(check)
+
+
+_MODEL_IDS = _named(
+    "invalid model id {n}: use letters, digits and . _ + - (no / or spaces)",
+    "must define at least one model",
+)
+_PROFILE_NAMES = _named("invalid profile name {n}", required=PROFILES_REQUIRED)
 
 
 class AxesEntry(Entry):
@@ -284,18 +293,6 @@ class ProfileEntry(Entry):
     exclude: Excludes | None = None
 
 
-def _profiles(value: object) -> object:
-    if not isinstance(value, dict):
-        raise f.fail("expected a mapping", shown=value)
-    for name in value:
-        if not f.ID_RE.fullmatch(name):
-            raise f.fail(f"invalid profile name {name!r}", name, key=True)
-    for name in PROFILES_REQUIRED:
-        if name not in value:
-            raise f.fail(f"missing required profile {name!r}")
-    return value
-
-
 class MatrixDocument(Entry):
     """matrix.yaml: the validation matrix of stacks, models and loading scenarios."""
 
@@ -303,15 +300,11 @@ class MatrixDocument(Entry):
 
     settings: SettingsEntry | None = None
     stacks: Annotated[tuple[StackEntry, ...], f.AList, Field(json_schema_extra={"minItems": 1})]
-    models: Annotated[
-        dict[str, ModelEntry],
-        BeforeValidator(_models),
-        Field(json_schema_extra={"minProperties": 1}),
-    ]
+    models: Annotated[dict[str, ModelEntry], _MODEL_IDS, Field(json_schema_extra={"minProperties": 1})]  # fmt: skip  # noqa: E501
     scenarios: AxesEntry | None = None
     exclude: Excludes | None = None
     include: Includes | None = None
-    profiles: Annotated[dict[str, ProfileEntry | None], BeforeValidator(_profiles)]
+    profiles: Annotated[dict[str, ProfileEntry | None], _PROFILE_NAMES]
     compare: CompareEntry | None = None
     ci: CIEntry | None = None
 

@@ -1,16 +1,14 @@
 """A YAML file as plain data plus the line of every key path, for one-line errors.
 
-The file is composed with PyYAML (`yaml.compose`) into a node tree, which keeps the line of
-every key and value and shows duplicate mapping keys, which PyYAML's loader silently
-collapses. The tree is then turned into plain Python data (dicts, lists, scalars) and a map
-from each key path, a tuple such as ``("stacks", 0, "torch")``, to its line.
+Composed (`yaml.compose`), not loaded: the node tree keeps every line and shows duplicate
+keys, which PyYAML's loader silently collapses. A key path is e.g. ``("stacks", 0, "torch")``.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -21,7 +19,6 @@ if TYPE_CHECKING:
 __all__ = ["Loc", "Source", "SourceError", "dotted", "one_line", "read"]
 
 Loc = tuple[str | int, ...]
-T = TypeVar("T")
 
 _STR = "tag:yaml.org,2002:str"
 _NULL = "tag:yaml.org,2002:null"
@@ -96,10 +93,9 @@ def read(file: Path, label: str) -> str:
     except UnicodeDecodeError as exc:
         line = exc.object[: exc.start].count(b"\n") + 1
         raise SourceError(one_line(f"{label}:{line}: not UTF-8 text")) from None
-    except OSError as exc:
-        raise SourceError(one_line(f"{label}: cannot read: {exc.strerror or exc}")) from None
-    except ValueError as exc:  # a NUL byte in the path
-        raise SourceError(one_line(f"{label}: cannot read: {exc}")) from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise SourceError(one_line(f"{label}: cannot read: {reason}")) from None
 
 
 def _compose(text: str) -> yaml.Node | None:
@@ -137,9 +133,9 @@ def parse(text: str, label: str) -> Source:
     return source
 
 
+@dataclass
 class _Builder:
-    def __init__(self, source: Source) -> None:
-        self.source = source
+    source: Source
 
     def fail(self, node: yaml.Node, loc: Loc, problem: str) -> SourceError:
         line = node.start_mark.line + 1
