@@ -1,8 +1,7 @@
 """Run the attempts of one stack: workers started, timeouts and caps enforced, fit searched.
 
-This module only runs: every (cell, repeat) comes back as one typed `Attempted`, whatever
-happened to it (a crash, a hang and a kill included). Turning attempts into records,
-judging them and writing them is the pipeline's job (harness.measure.runner).
+Every (cell, repeat) comes back as one `Attempted`, a crash, hang or kill included; records
+are the pipeline's job (harness.measure.runner).
 """
 
 from __future__ import annotations
@@ -74,42 +73,40 @@ class Attempted:
 
 @dataclass(frozen=True)
 class Attempt:
-    """One worker run of a prepared job, in the fork-server or fresh, capped or not."""
+    """One worker run of a prepared job, in the stack's fork-server or fresh, capped or not."""
 
-    python: Path
-    env: dict[str, str]
-    log: IO[str]
+    stack: _Stack
     job: Path
     out: Path
-    phase_file: Path
-    timeout_s: float
 
-    def in_server(self, server: ForkServer, log_path: Path) -> Classified:
+    def in_server(self, server: ForkServer) -> Classified:
+        s, timeout_s = self.stack, self.stack.cfg.timeout_s
         try:
-            exit_ = server.run(self.job, self.out, self.timeout_s)
+            exit_ = server.run(self.job, self.out, timeout_s)
         except WorkerStartError:
-            exit_ = Exit(note=f"the fork-server could not restart: {log_tail(log_path)}")
-        status, message, result = classify(exit_, self.out, self.timeout_s, self.phase_file)
+            exit_ = Exit(note=f"the fork-server could not restart: {log_tail(s.log_path)}")
+        status, message, result = classify(exit_, self.out, timeout_s, s.phase_file)
         if result and result.get("import_s") is None:
             result["import_s"] = server.import_s
         return status, message, result
 
     def fresh(self, cap: int | None) -> Classified:
+        s, timeout_s = self.stack, self.stack.cfg.timeout_s
         self.out.unlink(missing_ok=True)
         if cap is None:
-            exit_ = run_fresh(self.python, env=self.env, log=self.log, job=self.job,
-                              out=self.out, timeout_s=self.timeout_s)  # fmt: skip
-            return classify(exit_, self.out, self.timeout_s, self.phase_file)
+            exit_ = run_fresh(s.python, env=s.env, log=s.log, job=self.job, out=self.out,
+                              timeout_s=timeout_s)  # fmt: skip
+            return classify(exit_, self.out, timeout_s, s.phase_file)
         with budget.Budget.create(cap, self.job.stem) as limit:
-            exit_ = run_fresh(self.python, env=self.env, log=self.log, job=self.job,
-                              out=self.out, timeout_s=self.timeout_s, budget=limit)  # fmt: skip
+            exit_ = run_fresh(s.python, env=s.env, log=s.log, job=self.job, out=self.out,
+                              timeout_s=timeout_s, budget=limit)  # fmt: skip
             limit.stop()
             reason = None if exit_.timed_out else budget.classify_kill(limit, exit_.signal)
-        status, message, result = classify(exit_, self.out, self.timeout_s, self.phase_file)
+        status, message, result = classify(exit_, self.out, timeout_s, s.phase_file)
         result["budget_method"] = limit.method
         result["budget_mb"] = limit.budget_mb
         if status == "killed" and reason:
-            where = phase_note(self.phase_file)
+            where = phase_note(s.phase_file)
             message = f"killed by the memory budget ({cap / MIB:.0f} MiB, {limit.method}){where}"
             result["reason"] = reason
         return status, message, result
@@ -229,11 +226,9 @@ class _Stack:
         self.log.write(f"--- {cell.id} repeat {repeat}\n")
         self.log.flush()
         started = time.monotonic()
-        run = Attempt(
-            self.python, self.env, self.log, job_path, out_path, self.phase_file, cfg.timeout_s
-        )
+        run = Attempt(self, job_path, out_path)
         if self.server is not None:
-            status, message, result = run.in_server(self.server, self.log_path)
+            status, message, result = run.in_server(self.server)
         else:
             status, message, result = run.fresh(cfg.memory_budget)
         wall = time.monotonic() - started

@@ -34,7 +34,6 @@ from harness.metrics import MIB
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from pathlib import Path
-    from types import TracebackType
     from typing import Self
 
 METHODS = ("cgroup-v2", "cgroup-v1", "systemd-run", "watchdog")
@@ -85,9 +84,6 @@ def systemd_run_available() -> bool:
     return probe.returncode == 0
 
 
-# --- the budget --------------------------------------------------------------------------
-
-
 @dataclass
 class _State:
     """What changes over a budget's life; the Budget itself is frozen."""
@@ -130,11 +126,8 @@ class Budget:
         can_wrap: bool = True,
         poll_s: float = 0.005,
     ) -> Budget:
-        """The strongest enforcement available (or exactly `method`, else BudgetError).
-
-        can_wrap=False leaves out systemd-run, which can only start a new command: a
-        fork-server child cannot be wrapped.
-        """
+        """The strongest enforcement available (or exactly `method`, else BudgetError);
+        can_wrap=False leaves out systemd-run, which cannot wrap a fork-server child."""
         if limit_bytes <= 0:
             raise ValueError("the memory budget must be positive")
         if method is not None and method not in METHODS:
@@ -189,10 +182,7 @@ class Budget:
     def started(self, pid: int) -> None:
         """Call once the worker runs (wrapped, or a fork child that joined via procs_file)."""
         if self.method == "watchdog":
-            self.start_watchdog(pid)
-
-    def start_watchdog(self, pid: int) -> None:
-        self._state.watchdog.start(pid)
+            self._state.watchdog.start(pid)
 
     def stop(self) -> None:
         """Stop the watchdog, if one runs (keeps what it saw for oom_killed)."""
@@ -243,20 +233,12 @@ class Budget:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
 
 
 def classify_kill(budget: Budget | None, exit_signal: int | None) -> str | None:
-    """'memory_budget' when a SIGKILL came from the budget, else None.
-
-    `exit_signal` is the signal number (Popen's -returncode, or the fork-server's reply).
-    """
+    """'memory_budget' when a SIGKILL (a signal number, either sign) came from the budget."""
     if budget is None or exit_signal is None or abs(exit_signal) != signal.SIGKILL:
         return None
     return "memory_budget" if budget.oom_killed() else None

@@ -21,8 +21,6 @@ from harness.metrics import MIB
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-FIT_STATUSES = ("fit", "fits_at_lo", "fails_at_hi")
-
 
 @dataclass(frozen=True)
 class Trial:

@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from harness.target.contract import Result
 
 WORKER = paths.WORKER
-PRESETS = paths.PRESETS
-FIXTURES = paths.FIXTURES
 # -I keeps the script's folder off sys.path: harness/ must never shadow a stdlib module in
 # the target environment (a harness/bisect.py once replaced `bisect` there; it is
 # harness/bisection.py now). -u: unbuffered.
@@ -100,13 +98,9 @@ class ForkServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [str(self.python), *ISOLATED, str(WORKER), "serve"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            env=self.env,
-            start_new_session=True,
-        )
+            [str(self.python), *ISOLATED, str(WORKER), "serve"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self.log, env=self.env, start_new_session=True,
+        )  # fmt: skip
         self._buffer = b""
         reply = self._read(self.start_timeout_s)
         if reply is None or not reply.get("ready"):
@@ -210,21 +204,12 @@ def run_fresh(
     timeout_s: float,
     budget: Budget | None = None,
 ) -> Exit:
-    """A fresh interpreter per run: the slow but simplest mode, kept as a switch.
-
-    Under a memory budget the worker joins the cap before exec, so everything it ever
-    maps, the imports included, counts against it.
-    """
+    """A fresh interpreter per run; under a budget it joins the cap before exec, imports too."""
     cmd = [str(python), *ISOLATED, str(WORKER), "run", "--job", str(job), "--out", str(out)]
     if budget is not None:
         cmd = budget.wrap(cmd)
     proc = subprocess.Popen(
-        cmd,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-        env=env,
-        start_new_session=True,
+        cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True
     )
     if budget is not None:
         budget.started(proc.pid)
@@ -274,7 +259,6 @@ def classify(
         note = exit_.note or f"worker exited with code {exit_.code}{during} and wrote no result"
         return "error", note, result
     status = str(result.get("status", "error"))
-    for known in metrics.STATUSES:
-        if status == known:
-            return known, str(result.get("message", "")), result
+    if status in metrics.STATUSES:
+        return status, str(result.get("message", "")), result
     return "error", f"worker reported unknown status {status!r}", result
