@@ -45,9 +45,6 @@ class Undecided(Exception):  # noqa: N818 - an outcome, not a failure of the pro
     """No single answer: the ends agree, or the answer hides among skipped releases."""
 
 
-# ---------------------------------------------------------------- measurements and verdicts
-
-
 class Measurement(Protocol):
     """One release's records of the cell, reduced (harness.measure.probe.Measurement)."""
 
@@ -155,9 +152,6 @@ def search(count: int, verdict: Callable[[int], str]) -> Search:
             skipped.add(i)
     untestable = tuple(sorted(i for i in skipped if lo < i < hi))
     return Search(lo, hi, untestable, tuple(probes))
-
-
-# ---------------------------------------------------------------- the bisection
 
 
 def end_version(text: str) -> str | None:

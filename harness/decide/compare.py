@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import records as rec
-from harness.decide.verdicts import CompareError, Comparison, Row, compare_records
+from harness.decide.verdicts import CompareError, Comparison, Row, by, compare_records
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Mapping
 
     from harness.config.matrix import CompareSettings
     from harness.records import Record
@@ -27,13 +27,6 @@ class Side:
     stacks: Mapping[str, list[Record]]  # stack id -> its records
 
 
-def _stacks_of(records: Iterable[Record]) -> dict[str, list[Record]]:
-    out: dict[str, list[Record]] = {}
-    for r in records:
-        out.setdefault(str(r["stack_id"]), []).append(r)
-    return out
-
-
 def resolve_side(text: str, run: Path) -> Side:
     """A run folder, one stack's .jsonl, or a stack id inside `run`."""
     path = Path(text)
@@ -43,9 +36,9 @@ def resolve_side(text: str, run: Path) -> Side:
         records = rec.read_run(path)
         if not records:
             raise CompareError(f"{text}: the run folder has no records")
-        return Side(text, _stacks_of(records))
+        return Side(text, by(records, "stack_id"))
     if path.suffix == ".jsonl" and path.is_file():
-        return Side(text, _stacks_of(rec.read(path)))
+        return Side(text, by(rec.read(path), "stack_id"))
     if "/" in text or path.suffix == ".jsonl":
         raise CompareError(f"{text}: no such run folder or record file")
     if not (run / "raw").is_dir():
@@ -54,7 +47,7 @@ def resolve_side(text: str, run: Path) -> Side:
     if not jsonl.is_file():
         known = sorted(p.stem for p in (run / "raw").glob("*.jsonl"))
         raise CompareError(f"unknown stack id {text!r} in {run} (known: {', '.join(known)})")
-    return Side(text, _stacks_of(rec.read(jsonl)))
+    return Side(text, by(rec.read(jsonl), "stack_id"))
 
 
 def compare_sides(

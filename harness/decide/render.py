@@ -38,9 +38,6 @@ class Outputs:
     all_rows: bool = False  # the terminal table shows `same` rows too
 
 
-# ---------------------------------------------------------------- cells of a table
-
-
 def value(row: Row, which: float | str | None) -> str:
     if which is None:
         return "-"
@@ -101,9 +98,6 @@ def _headline(comparison: Comparison) -> str:
     return f"{verdict}; {tally}"
 
 
-# ---------------------------------------------------------------- terminal
-
-
 def table(comparison: Comparison, *, all_rows: bool = False) -> Table:
     s = comparison.settings
     title = (
@@ -132,9 +126,6 @@ def emit(out: Outputs, comparison: Comparison, console: Console | None = None) -
         console.print(f"note: {note}", markup=False)
     console.print(_headline(comparison), markup=False)
     _write(out, markdown(comparison), to_json(comparison))
-
-
-# ---------------------------------------------------------------- markdown and JSON
 
 
 def _md_row(items: Iterable[str]) -> str:
@@ -182,9 +173,6 @@ def _write(out: Outputs, md: str, data: Mapping[str, object]) -> None:
             fh.write(md)
     if out.json is not None:
         out.json.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-
-
-# ---------------------------------------------------------------- the walk
 
 
 def walk_lines(steps: Sequence[walk.Step]) -> list[str]:

@@ -77,9 +77,6 @@ class Comparison:
         ]
 
 
-# ---------------------------------------------------------------- one pair of record sets
-
-
 def _status_rank(status: str) -> int:
     return metrics.STATUS_RANK[status] if status in metrics.GOOD_STATUSES else _FAILED_RANK
 
@@ -205,11 +202,12 @@ def _metric_row(pair: Pair, metric: Metric, settings: CompareSettings) -> Row:
     )  # fmt: skip
 
 
-def _by_cell(records: Iterable[Record]) -> dict[str, list[Record]]:
-    cells: dict[str, list[Record]] = {}
+def by(records: Iterable[Record], field: str) -> dict[str, list[Record]]:
+    """Records grouped by one field's value as text, in first-seen order."""
+    out: dict[str, list[Record]] = {}
     for r in records:
-        cells.setdefault(str(r["cell_id"]), []).append(r)
-    return cells
+        out.setdefault(str(r[field]), []).append(r)  # type: ignore[literal-required]
+    return out
 
 
 def _fingerprints(records: Iterable[Record]) -> set[str]:
@@ -238,24 +236,18 @@ def _machine_groups(
         for fp in sorted(found - set(common)) if common else ():
             n = sum(1 for r in records if r.get("machine_fingerprint") == fp)
             notes.append(f"{n} {side} records from machine {fp} left out: no counterpart there")
-    if len(common) <= 1:
-        keep = set(common)
-        return [
-            (
-                "",
-                [r for r in base if not keep or r.get("machine_fingerprint") in (*keep, None)],
-                [r for r in cand if not keep or r.get("machine_fingerprint") in (*keep, None)],
-            )
-        ]
-    notes.append(f"records from {len(common)} machines: compared machine by machine")
-    return [
-        (
-            f"machine {fp}",
-            [r for r in base if r.get("machine_fingerprint") in (fp, None)],
-            [r for r in cand if r.get("machine_fingerprint") in (fp, None)],
-        )
-        for fp in common
+    several = len(common) > 1
+    if several:
+        notes.append(f"records from {len(common)} machines: compared machine by machine")
+
+    def on(records: Sequence[Record], fp: str | None) -> list[Record]:
+        return [r for r in records if fp is None or r.get("machine_fingerprint") in (fp, None)]
+
+    groups: list[tuple[str, str | None]] = [
+        (f"machine {fp}" if several else "", fp) for fp in common
     ]
+    groups = groups or [("", None)]
+    return [(label, on(base, fp), on(cand, fp)) for label, fp in groups]
 
 
 def compare_records(
@@ -274,7 +266,7 @@ def compare_records(
     rows: list[Row] = []
     for machine, rb, rc in _machine_groups(base, cand, cross_machine=cross_machine, notes=notes):
         label = " ".join(part for part in (group, machine) if part)
-        cells_b, cells_c = _by_cell(rb), _by_cell(rc)
+        cells_b, cells_c = by(rb, "cell_id"), by(rc, "cell_id")
         for side, mine, other in (("base", cells_b, cells_c), ("candidate", cells_c, cells_b)):
             only = [c for c in mine if c not in other]
             if only:

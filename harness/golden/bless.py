@@ -38,18 +38,10 @@ class Change:
     note: str
 
 
-def _reference(records: Sequence[Record]) -> Record:
+def _plainness(r: Record) -> tuple[bool, bool, bool, int]:
     """The plainest scenario: safetensors, keywords omitted, no device_map, first repeat."""
-
-    def plainness(r: Record) -> tuple[int, int, int, int]:
-        return (
-            r["checkpoint_format"] != "safetensors",
-            r["low_cpu_mem_usage"] is not None,
-            r["device_map"] is not None,
-            r["repeat"],
-        )
-
-    return min(records, key=plainness)
+    fields = (r["checkpoint_format"] != "safetensors", r["low_cpu_mem_usage"] is not None)
+    return (*fields, r["device_map"] is not None, r["repeat"])
 
 
 def plan(
@@ -78,7 +70,7 @@ def plan(
         ok = [r for r in group if r["status"] == "ok"]
         if not ok:
             raise BlessError(f"refusing to bless {model}/{dtype} from {stack_id}: no ok record")
-        ref = _reference(ok)
+        ref = min(ok, key=_plainness)
         for other in ok:
             if other["output_ids"] != ref["output_ids"]:
                 raise BlessError(

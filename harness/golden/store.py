@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -119,9 +120,6 @@ class CaseKey:
         return root / self.model / name
 
 
-# ---------------------------------------------------------------- store
-
-
 def load_golden(path: Path) -> Golden:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -169,9 +167,6 @@ def load_expectations(root: Path) -> tuple[Expectation, ...]:
         )
         for e in entries
     )
-
-
-# ---------------------------------------------------------------- verdicts
 
 
 def compare(
@@ -239,10 +234,8 @@ class Judge:
         return {"golden": worst, "golden_detail": details}
 
     def stamp(self, record: Record) -> None:
-        """Set the record's `golden` and `golden_detail` to this judge's verdict."""
         found = self.judge(record)
-        record["golden"] = found["golden"]
-        record["golden_detail"] = found["golden_detail"]
+        record["golden"], record["golden_detail"] = found["golden"], found["golden_detail"]
 
     def _one(
         self,
@@ -285,15 +278,7 @@ class Judge:
 
 
 def counts(records: Iterable[Mapping[str, object]]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for r in records:
-        verdict = r.get("golden")
-        if isinstance(verdict, str) and verdict:
-            out[verdict] = out.get(verdict, 0) + 1
-    return out
-
-
-# ---------------------------------------------------------------- weights
+    return dict(Counter(v for r in records if isinstance(v := r.get("golden"), str) and v))
 
 
 _HASHES: dict[tuple[str, int, int], str] = {}

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from harness import metrics, paths
+from harness import metrics
 from harness import records as rec
 from harness.report import claims, dashboard, plots
 from harness.report.tables import (
     failures,
     model_order,
+    number,
     plural,
     stack_order,
     summarize,
@@ -32,8 +33,6 @@ if TYPE_CHECKING:
 
     from harness.records import Record
 
-USAGE_EXIT = 2
-DEFAULT_RUN = paths.REPORTS / "latest"
 # A GitHub PR comment holds 65,536 characters; leave room for a bot's own header.
 MARKDOWN_BUDGET = 60_000
 MESSAGE_CHARS = 160
@@ -46,7 +45,7 @@ class ReportError(Exception):
 
 @dataclass(frozen=True)
 class ReportPaths:
-    """What build_reports wrote; `png_note` says why PNGs were asked for but not written."""
+    """What build_reports wrote; png_note: why PNGs were asked for but not written."""
 
     out_dir: Path
     parquet: Path
@@ -57,9 +56,6 @@ class ReportPaths:
     plotly_js: Path
     pngs: tuple[Path, ...] = ()
     png_note: str | None = None
-
-
-# ---------------------------------------------------------------- loading
 
 
 def load_records(run_dirs: Sequence[Path]) -> list[Record]:
@@ -83,9 +79,6 @@ def load_records(run_dirs: Sequence[Path]) -> list[Record]:
     return records
 
 
-# ---------------------------------------------------------------- markdown
-
-
 def md_cell(text: object, limit: int = MESSAGE_CHARS) -> str:
     """Record text made safe for a table cell: no HTML, no pipes, one line."""
     if text is None or (isinstance(text, float) and math.isnan(text)):
@@ -96,16 +89,9 @@ def md_cell(text: object, limit: int = MESSAGE_CHARS) -> str:
     return html.escape(one_line, quote=False).replace("|", "\\|")
 
 
-def _num(value: object, digits: int) -> str:
-    if value is None or not isinstance(value, (int, float)) or math.isnan(value):
-        return "-"
-    return f"{value:.{digits}f}"
-
-
 def _spread(row: dict[Hashable, Any], metric: str) -> str:
     digits = metrics.METRICS[metric].digits
-    median = _num(row[f"{metric}_median"], digits)
-    low, high = _num(row[f"{metric}_min"], digits), _num(row[f"{metric}_max"], digits)
+    median, low, high = (number(row[f"{metric}_{s}"], digits) for s in ("median", "min", "max"))
     return median if low == high else f"{median} ({low}{DASH}{high})"
 
 
@@ -230,9 +216,6 @@ def render_markdown(df: pd.DataFrame, summary: pd.DataFrame) -> str:
     lines = _md_header(df, several) + _md_stacks(df) + _md_failures(df, several)
     budget = MARKDOWN_BUDGET - sum(len(x) + 1 for x in lines)
     return "\n".join(lines + _md_results(summary, several, budget))
-
-
-# ---------------------------------------------------------------- files
 
 
 def _write_tables(df: pd.DataFrame, summary: pd.DataFrame, out: Path) -> tuple[Path, ...]:

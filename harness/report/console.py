@@ -25,10 +25,6 @@ if TYPE_CHECKING:
     from harness.records import Record
 
 
-def _fmt(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def _median(medians: pd.DataFrame, key: tuple[str, str], metric: str) -> float | None:
     value = medians.loc[key, metric] if key in medians.index else None
     return float(value) if isinstance(value, (int, float)) and not math.isnan(value) else None
@@ -65,12 +61,18 @@ def print_summary(records: Sequence[Mapping[str, Any]], console: Console | None 
     for row in summary_rows(records):
         table.add_row(
             row["stack"], row["cell"], str(row["runs"]), row["status"],
-            *(_fmt(row[m.name], m.digits) for m in metrics.SHOWN),
+            *(tables.number(row[m.name], m.digits) for m in metrics.SHOWN),
             row["text"].replace("\n", " "),
         )  # fmt: skip
     console.print(table)
     counts = Counter(r["status"] for r in records)
     console.print("records: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+def _list(console: Console, rows: Sequence[Record], head: str, tail: str = "") -> None:
+    for r in rows[:20]:
+        line = f"  {head}: {{stack_id}} {{cell_id}} #{{repeat}}{tail}".format_map(r)
+        console.print(line, markup=False)
 
 
 def finish_run(
@@ -84,18 +86,13 @@ def finish_run(
         return 1
     print_summary(records, console)
     bad = rec.failed(records)
-    for r in bad[:20]:
-        line = f"  {r['status']}: {r['stack_id']} {r['cell_id']} #{r['repeat']}: {r['message']}"
-        console.print(line, markup=False)
+    _list(console, bad, "{status}", ": {message}")
     verdicts = golden.counts(records)
+    tally = ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items()))
+    console.print("golden: " + (tally or "none"))
     failing = metrics.GOLDEN_FAILING | ({"drift"} if strict_golden else set())
-    console.print(
-        "golden: " + (", ".join(f"{k} {v}" for k, v in sorted(verdicts.items())) or "none")
-    )
     wrong = [r for r in records if r.get("golden") in failing]
-    for r in wrong[:20]:
-        line = f"  golden {r['golden']}: {r['stack_id']} {r['cell_id']} #{r['repeat']}"
-        console.print(line, markup=False)
+    _list(console, wrong, "golden {golden}")
     if verdicts.get("drift") and not strict_golden:
         console.print(
             "  warning: golden drift (near-tie flips) does not fail the run; --strict-golden does"

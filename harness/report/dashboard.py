@@ -122,12 +122,6 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequenc
     return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
 
 
-def _num(value: object, digits: int) -> str:
-    if not isinstance(value, (int, float)) or math.isnan(value):
-        return ""
-    return f"{value:.{digits}f}"
-
-
 def _header(df: pd.DataFrame) -> str:
     counts = df["status"].value_counts()
     status = ", ".join(
@@ -189,17 +183,16 @@ def _problems(df: pd.DataFrame, *, failures: bool) -> str:
 
 
 def _summary_table(summary: pd.DataFrame) -> str:
-    metrics = (("load_s", 3), ("ttft_s", 3), ("tokens_per_s", 1), ("peak_mb", 1),
-               ("anon_mb", 1), ("file_mb", 1), ("peak_ratio", 2))  # fmt: skip
-    header = ["machine", "stack", "model", "scenario", "n", "status", "golden", "load s",
-              "ttft s", "tok/s", "peak MiB", "anon MiB", "file MiB", "peak/weights"]  # fmt: skip
+    shown = metrics.SHOWN
+    header = ["machine", "stack", "model", "scenario", "n", "status", "golden",
+              *(m.column for m in shown)]  # fmt: skip
     rows = (
         [f"<code>{e(r['machine_fingerprint'])}</code>", e(r["stack_id"]), e(r["model"]),
          e(r["scenario"]), str(int(r["n"])), e(r["statuses"]), e(r["golden"]) or "-"]
-        + [_num(r[f"{m}_median"], d) for m, d in metrics]
+        + [tables.number(r[f"{m.name}_median"], m.digits, "") for m in shown]
         for r in summary.to_dict("records")
     )  # fmt: skip
-    return table(header, rows, [False] * 4 + [True] + [False] * 2 + [True] * len(metrics))
+    return table(header, rows, [False] * 4 + [True] + [False] * 2 + [True] * len(shown))
 
 
 def _slopes_table(slopes: pd.DataFrame) -> str:
@@ -207,7 +200,8 @@ def _slopes_table(slopes: pd.DataFrame) -> str:
         return "<p>No slope: the reference scenario ran ok for fewer than two model sizes.</p>"
     rows = (
         [f"<code>{e(r.machine_fingerprint)}</code>", e(r.stack_id), str(r.models),
-         _num(r.mib_per_m_params, 2), _num(r.intercept_mb, 1), _num(r.r2, 3)]
+         *(tables.number(v, d, "") for v, d in ((r.mib_per_m_params, 2), (r.intercept_mb, 1),
+                                                (r.r2, 3)))]
         for r in slopes.itertuples()
     )  # fmt: skip
     header = ["machine", "stack", "models", "MiB per M params", "intercept MiB", "r²"]

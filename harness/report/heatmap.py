@@ -43,6 +43,12 @@ def _esc(value: object) -> str:
     return "" if value is None else html.escape(str(value))
 
 
+def empty(fig: go.Figure, text: str) -> go.Figure:
+    fig.add_annotation(text=html.escape(text), showarrow=False, x=0.5, y=0.5,
+                       xref="paper", yref="paper")  # fmt: skip
+    return fig
+
+
 def state_of(status: str, golden: object) -> str:
     if status != "ok":
         return status if status in STATE_RANK else "error"
@@ -116,10 +122,7 @@ def compatibility_heatmap(
     scenarios = [str(s) for s in df["scenario"].unique()]
     used = [m for m in models if m in set(df["model"])]
     if not used:
-        fig = go.Figure()
-        fig.add_annotation(text="no records", showarrow=False, x=0.5, y=0.5, xref="paper",
-                           yref="paper")  # fmt: skip
-        return fig
+        return empty(go.Figure(), "no records")
     fig = make_subplots(rows=len(used), cols=1, shared_xaxes=True,
                         subplot_titles=[html.escape(m) for m in used],
                         vertical_spacing=0.08 / max(len(used), 1))  # fmt: skip

@@ -18,7 +18,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from harness import metrics
-from harness.report.heatmap import compatibility_heatmap
+from harness.report.heatmap import compatibility_heatmap, empty
 from harness.report.tables import per_machine, stack_order
 
 if TYPE_CHECKING:
@@ -33,10 +33,6 @@ BYTES_PER_PARAM = {"float32": 4, "bfloat16": 2, "float16": 2}
 ROW_PX = 320
 
 
-def _esc(value: object) -> str:
-    return "" if value is None or value is pd.NA else html.escape(str(value))
-
-
 def _clean(values: Sequence[Any]) -> list[Any]:
     """Plain lists with None for NaN: to_dict stays readable and JSON has no NaN."""
     return [None if isinstance(v, float) and math.isnan(v) else v for v in values]
@@ -44,12 +40,6 @@ def _clean(values: Sequence[Any]) -> list[Any]:
 
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
     return df.loc[df["status"] == "ok"]
-
-
-def _empty(fig: go.Figure, text: str) -> go.Figure:
-    fig.add_annotation(text=html.escape(text), showarrow=False, x=0.5, y=0.5,
-                       xref="paper", yref="paper")  # fmt: skip
-    return fig
 
 
 def _colours(names: Sequence[str]) -> dict[str, str]:
@@ -67,7 +57,7 @@ def memory_by_stack(df: pd.DataFrame, stacks: Sequence[str], models: Sequence[st
     formats = sorted(ok["checkpoint_format"].unique())
     used = [m for m in models if m in set(ok["model"])]
     if not used:
-        return _empty(go.Figure(), "no ok runs to measure")
+        return empty(go.Figure(), "no ok runs to measure")
     keys = ["model", "checkpoint_format", "low_cpu_mem_usage", "dtype", "stack_id"]
     med = ok.groupby(keys)[["anon_mb", "file_mb", "peak_mb"]].median().reset_index()
     rank = {s: i for i, s in enumerate(stacks)}
@@ -151,7 +141,7 @@ def peak_ratio_by_stack(
                       boxmode="group", yaxis_type="log", yaxis_title="peak / weights",
                       height=ROW_PX + 120)  # fmt: skip
     fig.update_xaxes(categoryorder="array", categoryarray=list(stacks))
-    return fig if not ok.empty else _empty(fig, "no ok runs to measure")
+    return fig if not ok.empty else empty(fig, "no ok runs to measure")
 
 
 def speed_by_stack(df: pd.DataFrame, stacks: Sequence[str], models: Sequence[str]) -> go.Figure:
@@ -166,7 +156,7 @@ def speed_by_stack(df: pd.DataFrame, stacks: Sequence[str], models: Sequence[str
     fig.update_xaxes(categoryorder="array", categoryarray=list(stacks))
     # Model sizes differ by orders of magnitude: a log axis keeps every box readable.
     fig.update_yaxes(type="log")
-    return fig if not ok.empty else _empty(fig, "no ok runs to measure")
+    return fig if not ok.empty else empty(fig, "no ok runs to measure")
 
 
 def reference_scenario(df: pd.DataFrame) -> dict[str, str]:
@@ -251,7 +241,7 @@ def memory_vs_size(df: pd.DataFrame, stacks: Sequence[str]) -> go.Figure:
                       xaxis_title="parameters (millions)", yaxis_title="peak MiB above pre-load",
                       height=ROW_PX + 160)  # fmt: skip
     if rows.empty:
-        return _empty(fig, "no ok runs with a parameter count")
+        return empty(fig, "no ok runs with a parameter count")
     colours = _colours(stacks)
     points = _size_points(rows)
     fits = size_fits(df)
@@ -282,7 +272,7 @@ def memory_vs_size(df: pd.DataFrame, stacks: Sequence[str]) -> go.Figure:
                                  x=[0, top], y=[0, slope * top], mode="lines",
                                  line={"dash": "dot", "color": "#888"}))  # fmt: skip
     if not fits:
-        fig = _empty(fig, "one model size only: no slope to fit")
+        fig = empty(fig, "one model size only: no slope to fit")
     return fig
 
 

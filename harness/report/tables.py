@@ -139,9 +139,6 @@ def _fill_fingerprints(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-# ---------------------------------------------------------------- ordering and summary
-
-
 def stack_order(df: pd.DataFrame) -> list[str]:
     """Stacks by transformers then torch version, so charts read oldest to newest; stacks
     whose versions are unknown go last (harness.config.ids.stack_order_key)."""
@@ -276,6 +273,13 @@ def failures(df: pd.DataFrame) -> pd.DataFrame:
     ]
     rank = {s: i for i, s in enumerate(stack_order(df))}
     return bad.sort_values("stack_id", key=lambda col: col.map(rank), kind="stable")
+
+
+def number(value: object, digits: int, missing: str = "-") -> str:
+    """A number with `digits` decimals; `missing` for None, NaN or anything not a number."""
+    if not isinstance(value, (int, float)) or math.isnan(value):
+        return missing
+    return f"{value:.{digits}f}"
 
 
 def plural(n: int, word: str) -> str:
