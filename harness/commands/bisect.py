@@ -80,25 +80,21 @@ def build(ns: argparse.Namespace) -> tuple[probe.Spec, bisect.Plan]:
         raise bisect.BisectError(f"unknown metric {ns.metric!r} (one of {metrics})")
     matrix = load_matrix(ns.matrix)
     model = matrix.model(ns.model)
-    max_new = ns.max_new_tokens or matrix.settings.max_new_tokens
-    scenario = bisect.parse_scenario(ns.scenario, max_new)
-    template = Stack(
-        id="template", python=ns.python, transformers=ns.good, torch=ns.torch,
-        accelerate=ns.accelerate, pins=tuple(ns.pin),
-    )  # fmt: skip
+    scenario = bisect.parse_scenario(
+        ns.scenario, ns.max_new_tokens or matrix.settings.max_new_tokens
+    )
+    template = Stack(id="template", python=ns.python, transformers=ns.good, torch=ns.torch,
+                     accelerate=ns.accelerate, pins=tuple(ns.pin))  # fmt: skip
     try:
         judge = golden.Judge.open(golden.GOLDENS, matrix.settings.golden_tolerance)
     except golden.GoldenError:
         judge = None  # goldens are not what a bisect is about; records just lack a verdict
     config = runner.RunConfig(
         run_id="bisect-" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S"),
-        run_dir=ns.run,
-        mode=matrix.settings.mode,
-        timeout_s=ns.timeout or matrix.settings.timeout_s,
-        repeats=ns.repeats,
-        cache_dir=runner.default_cache_dir(),
-        judge=judge,
-    )
+        run_dir=ns.run, mode=matrix.settings.mode,
+        timeout_s=ns.timeout or matrix.settings.timeout_s, repeats=ns.repeats,
+        cache_dir=runner.default_cache_dir(), judge=judge,
+    )  # fmt: skip
     cell = Cell(template, model, scenario)
     spec = probe.Spec(cell, ns.metric, config, ns.envdir, ns.keep_envs)
     plan = bisect.Plan(

@@ -1,7 +1,5 @@
 """One stack's run as a pipeline: attempts -> record -> weights hash -> golden verdict -> disk.
 
-The attempts (harness.measure.attempts) only run workers; each step here is one small
-function over their typed results, in the order nox's own `tasks` would chain them.
 Nothing one cell does can stop the others: every attempt becomes exactly one record.
 """
 
@@ -40,13 +38,9 @@ def pending(cells: Sequence[Cell], cfg: RunConfig, jsonl: Path) -> list[tuple[in
 
 def to_record(cfg: RunConfig, attempted: Attempted) -> rec.Record:
     return rec.build_record(
-        run_id=cfg.run_id,
-        cell=attempted.cell,
-        repeat=attempted.repeat,
-        mode=cfg.mode,
-        outcome=attempted.outcome,
-        env=attempted.stack_env,
-    )
+        run_id=cfg.run_id, cell=attempted.cell, repeat=attempted.repeat, mode=cfg.mode,
+        outcome=attempted.outcome, env=attempted.stack_env,
+    )  # fmt: skip
 
 
 class WeightHashes:

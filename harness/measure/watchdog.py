@@ -13,14 +13,9 @@ import threading
 import time
 from pathlib import Path
 
+from harness.measure.cgroups import read_text as _read
+
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        return None
 
 
 def _stat(pid: str) -> tuple[int, int] | None:
