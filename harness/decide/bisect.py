@@ -1,19 +1,9 @@
 """Bisection: the first transformers release where one measurement flips.
 
-    nox -s bisect -- --good tf==4.46.3 --bad tf==4.57.6 --model tiny-gpt2 \\
-        --scenario st/fp32/lcmu=false/dm=cpu --metric status [--torch 2.13.0] [--run DIR]
-
-The releases between the two ends come from the package index (harness.decide.releases). How a
-release is measured is the caller's: `run` takes the measuring function (the command,
-harness.commands.bisect, hands it harness.measure.probe: a fresh uv environment per release, the
-one cell through the bench machinery, records in <run>/raw/<stack-id>.jsonl, a re-run reusing
-this machine's records). The metric is `status`, `output` (the generated ids)
-or a numeric record field, which flips when it moves past a threshold (relative to the
-good end, in the direction of the bad end). A release that cannot be installed or cannot
-be measured is skipped, as `git bisect skip` would.
-
-Exit codes: 0 found, 1 no single answer (the ends agree, or skipped releases hide it),
-2 bad input.
+`measure(version)` is the caller's (harness.commands.bisect passes harness.measure.probe). The
+metric is `status`, `output` (the generated ids) or a numeric field, which flips when it moves
+past a threshold relative to the good end. An unmeasurable release is skipped, as `git bisect
+skip` would. Exit codes: 0 found, 1 no single answer, 2 bad input.
 """
 
 from __future__ import annotations

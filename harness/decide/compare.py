@@ -1,9 +1,4 @@
-"""Upgrade verdicts between two stacks or two runs: what `harness compare` compares.
-
-BASE and CANDIDATE are stack ids of one run, run folders, or one stack's .jsonl
-(resolve_side); compare_sides judges every metric of every shared cell. The command line is
-harness.commands.compare.
-"""
+"""What `harness compare` compares: stack ids of one run, run folders, or one stack's .jsonl."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
-"""Released versions of a package, from the package index, in version order.
+"""Released versions of a package from the index pip is set up for, in version order.
 
-pip knows the index this machine is set up for (pip.conf: the registry, extra indexes,
-find-links), so `pip index versions NAME` asks it; an older pip that lacks the command
-still names every version in the error for `pip download NAME==0`. Pre-releases, dev
-releases and yanked files are left out, as pip leaves them out. The listing is kept in
-the run folder: a re-run works offline as long as the range is inside it.
+`pip index versions NAME`, or on an older pip the error of `pip download NAME==0`; finals only,
+as pip chooses. The listing is cached in the run folder so that a re-run works offline.
 """
 
 from __future__ import annotations

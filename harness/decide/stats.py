@@ -1,12 +1,9 @@
 """Two sets of repeats, one number each: the relative change of medians, its CI, a verdict.
 
-The change is (median(candidate) - median(base)) / max(|median(base)|, floor). The floor
-keeps a move from 0.1 to 0.3 MiB of anonymous memory from reading as +200%: memory below
-about a MiB is page and allocator noise. The confidence interval is a percentile bootstrap
-of that statistic (scipy.stats.bootstrap, the two samples resampled independently, a fixed
-seed so that a report is reproducible). Mann-Whitney U is a second opinion where the
-repeats are enough for it to reach the test level at all: with 3 against 3 the smallest
-two-sided p-value is 0.1, so it cannot confirm anything at 0.05 and only the CI speaks.
+The change is (median(candidate) - median(base)) / max(|median(base)|, floor); the floor keeps
+sub-MiB allocator noise from reading as +200%. The CI is a seeded percentile bootstrap.
+Mann-Whitney U is a second opinion only where the repeats let it reach alpha at all (3 vs 3
+cannot: its smallest two-sided p is 0.1).
 """
 
 from __future__ import annotations

@@ -1,18 +1,14 @@
 """Verdicts between two sets of records, cell by cell and metric by metric.
 
-Status and golden are categorical: a status leaving `ok`, or a golden going from a pass to
-`mismatch`/`stale`, is always `worse`. Where a case has no golden, the candidate's tokens
-are held against the base's, and the base's margins tell a near-tie flip (`drift`, same)
-from a real change (`worse`). Numbers go through harness.decide.stats.
-
-Records of different machines are never pooled: they are compared machine by machine,
-and two sides with no machine in common are refused unless cross_machine is set.
+A status leaving `ok`, or a golden going to `mismatch`/`stale`, is always `worse`. Without a
+golden the base's tokens and margins judge the candidate's (`drift` is a near-tie flip).
+Machines are never pooled: a comparison with no machine in common needs cross_machine.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from harness import metrics
 from harness.decide import stats
@@ -94,6 +90,10 @@ class Pair:
     base: Sequence[Record]
     cand: Sequence[Record]
 
+    def row(self, metric: str, category: str, better: str, **fields: Any) -> Row:  # noqa: ANN401
+        return Row(group=self.group, cell=self.cell, metric=metric, category=category,
+                   better=better, **fields)  # fmt: skip
+
 
 def _status_row(pair: Pair) -> Row:
     b, c = _worst_status(pair.base), _worst_status(pair.cand)
@@ -102,11 +102,8 @@ def _status_row(pair: Pair) -> Row:
     reason = f"{b} -> {c}" if b != c else f"{b} on both"
     if verdict == "worse" and b == "ok":
         reason += ": a status leaving ok is always worse"
-    return Row(
-        group=pair.group, cell=pair.cell, metric="status", category="status", better="ok",
-        verdict=verdict, reason=reason, base=b, candidate=c,
-        n_base=len(pair.base), n_candidate=len(pair.cand),
-    )  # fmt: skip
+    return pair.row("status", "status", "ok", verdict=verdict, reason=reason, base=b,
+                    candidate=c, n_base=len(pair.base), n_candidate=len(pair.cand))  # fmt: skip
 
 
 def _ok(records: Sequence[Record]) -> list[Record]:
@@ -141,11 +138,8 @@ def _golden_row(pair: Pair, tolerance: float) -> Row:
     ok_b, ok_c = _ok(pair.base), _ok(pair.cand)
 
     def row(b: str | None, c: str | None, verdict: RowVerdict, reason: str) -> Row:
-        return Row(
-            group=pair.group, cell=pair.cell, metric="golden", category="golden",
-            better="match", verdict=verdict, reason=reason, base=b, candidate=c,
-            n_base=len(ok_b), n_candidate=len(ok_c),
-        )  # fmt: skip
+        return pair.row("golden", "golden", "match", verdict=verdict, reason=reason, base=b,
+                        candidate=c, n_base=len(ok_b), n_candidate=len(ok_c))  # fmt: skip
 
     if not ok_b or not ok_c:
         side = "base" if not ok_b else "candidate"
@@ -175,14 +169,11 @@ def _values(records: Sequence[Record], name: str) -> list[float]:
 
 def _metric_row(pair: Pair, metric: Metric, settings: CompareSettings) -> Row:
     vb, vc = _values(pair.base, metric.name), _values(pair.cand, metric.name)
-    better = metric.better
+    head = (metric.name, metric.category, metric.better)
     if not vb or not vc:
         side = "base" if not vb else "candidate"
-        return Row(
-            group=pair.group, cell=pair.cell, metric=metric.name, category=metric.category,
-            better=better, verdict="n/a", reason=f"no ok measurement on the {side}",
-            n_base=len(vb), n_candidate=len(vc),
-        )  # fmt: skip
+        return pair.row(*head, verdict="n/a", reason=f"no ok measurement on the {side}",
+                        n_base=len(vb), n_candidate=len(vc))  # fmt: skip
     memory = metric.category == "memory"
     floor = settings.memory_floor_mb if memory else 0.0
     est = stats.estimate(vb, vc, alpha=settings.alpha, floor=floor)
@@ -194,12 +185,9 @@ def _metric_row(pair: Pair, metric: Metric, settings: CompareSettings) -> Row:
         min_repeats=settings.min_repeats,
         floor=floor,
     )
-    return Row(
-        group=pair.group, cell=pair.cell, metric=metric.name, category=metric.category,
-        better=better, verdict=found.verdict, reason=found.reason, base=est.base,
-        candidate=est.candidate, n_base=len(vb), n_candidate=len(vc), change=est.change,
-        low=est.low, high=est.high, p_value=est.p_value,
-    )  # fmt: skip
+    return pair.row(*head, verdict=found.verdict, reason=found.reason, base=est.base,
+                    candidate=est.candidate, n_base=len(vb), n_candidate=len(vc),
+                    change=est.change, low=est.low, high=est.high, p_value=est.p_value)  # fmt: skip
 
 
 def by(records: Iterable[Record], field: str) -> dict[str, list[Record]]:

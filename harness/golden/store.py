@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from packaging.specifiers import SpecifierSet
@@ -51,19 +51,10 @@ class Golden:
     source: Mapping[str, object]
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "golden_version": GOLDEN_VERSION,
-            "model": self.model,
-            "prompt": self.prompt,
-            "decoding": "greedy",
-            "dtype": self.dtype,
-            "max_new_tokens": self.max_new_tokens,
-            "ids": list(self.ids),
-            "text": self.text,
-            "margins": list(self.margins),
-            "weights_sha256": self.weights_sha256,
-            "source": dict(self.source),
-        }
+        # The head fixes the key order of the files; the fields follow in declaration order.
+        head = {"golden_version": GOLDEN_VERSION, "model": "", "prompt": "", "decoding": "greedy"}
+        return {**head, **asdict(self), "ids": list(self.ids), "margins": list(self.margins),
+                "source": dict(self.source)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -79,26 +70,15 @@ class Expectation:
     ids: tuple[int, ...]
     reason: str
 
-    def matches(  # noqa: PLR0911 - one guard per key reads better than one big condition
-        self, key: CaseKey, versions: Mapping[str, str | None], device: str
-    ) -> bool:
-        if self.model != key.model:
-            return False
-        if self.prompt is not None and self.prompt != key.prompt:
-            return False
-        if self.dtype is not None and self.dtype != key.dtype:
-            return False
-        if self.device is not None and self.device != device:
+    def matches(self, key: CaseKey, versions: Mapping[str, str | None], device: str) -> bool:
+        pinned = ((self.prompt, key.prompt), (self.dtype, key.dtype), (self.device, device))
+        if self.model != key.model or any(p is not None and p != v for p, v in pinned):
             return False
         for name, spec in (("transformers", self.transformers), ("torch", self.torch)):
             if spec is None:
                 continue
-            raw = versions.get(name)
-            if raw is None:
-                # Unknown version: a keyed expectation must not match by default.
-                return False
-            try:
-                version = Version(raw.split("+")[0])
+            try:  # an unknown version ("") is invalid: a keyed expectation must not match it
+                version = Version((versions.get(name) or "").split("+")[0])
             except InvalidVersion:
                 return False
             if not spec.contains(version, prereleases=True):
@@ -210,11 +190,8 @@ class Judge:
             "transformers": record.get("transformers_version"),
             "torch": record.get("torch_version"),
         }
-        device = (
-            "cuda"
-            if record.get("device_map") in ("cuda", "auto") and record.get("cuda_peak_mb")
-            else "cpu"
-        )
+        on_cuda = record.get("device_map") in ("cuda", "auto") and record.get("cuda_peak_mb")
+        device = "cuda" if on_cuda else "cpu"
         details: list[GoldenDetail] = []
         for prompt, ids, text in zip(
             record["prompts"], record["output_ids"], record["output_text"], strict=False

@@ -1,8 +1,4 @@
-"""Reports of one or several runs: summary.md, and the pipeline that writes every file.
-
-build_reports writes results.parquet, summary.csv, summary.md, index.html and claims.html
-into the first run folder (`harness report [RUN_DIR ...] [--out DIR] [--png]`).
-"""
+"""summary.md, and the pipeline that writes every report of one or several runs."""
 
 from __future__ import annotations
 

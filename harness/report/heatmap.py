@@ -1,9 +1,7 @@
 """The compatibility heatmap: stacks by scenarios per model, one colour per state.
 
-A state joins the status and the golden verdict (`ok · golden drift`); a cell shows the
-worst state over its repeats, and its hover text lists the statuses and the messages.
-Every string from a record is HTML-escaped: plotly renders a subset of HTML in hover
-labels and decodes entities, so escaped text shows exactly as the record has it.
+A state joins the status and the golden verdict (`ok · golden drift`); a cell shows the worst
+over its repeats. Record strings are HTML-escaped, as in harness.report.plots.
 """
 
 from __future__ import annotations

@@ -234,9 +234,8 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         "model": {m: i for i, m in enumerate(model_order(df))},
         "scenario": {s: i for i, s in enumerate(scenario_order(df))},
     }
-    keys = ["machine_fingerprint", "stack_id", "model", "scenario"]
     out = out.sort_values(
-        keys, key=lambda col: col.map(rank[str(col.name)]) if col.name in rank else col
+        GROUP, key=lambda col: col.map(rank[str(col.name)]) if col.name in rank else col
     )
     return out.reset_index(drop=True)
 
