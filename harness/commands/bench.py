@@ -217,15 +217,7 @@ def write_manifest(
     path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
 
 
-def record_install_error(
-    cfg: runner.RunConfig, stack: matrix_mod.Stack, cells: Sequence[matrix_mod.Cell], message: str
-) -> None:
-    """Every run of a stack without an environment, as install_error records in its .jsonl."""
-    for record in rec.install_error_records(
-        run_id=cfg.run_id, stack=stack, cells=cells, repeats=cfg.repeats, mode=cfg.mode,
-        message=message,
-    ):  # fmt: skip
-        rec.append(cfg.run_dir / "raw" / f"{stack.id}.jsonl", record)
+record_install_error = runner.record_install_error
 
 
 def bench_existing(ns: argparse.Namespace) -> int:

@@ -130,8 +130,7 @@ class InstallResult:
     @property
     def message(self) -> str:
         lines = [ln for ln in self.output.strip().splitlines() if ln.strip()]
-        text = " | ".join(lines[-12:])
-        return text[-MESSAGE_TAIL:]
+        return " | ".join(lines[-12:])[-MESSAGE_TAIL:]
 
 
 def find_uv() -> str | None:

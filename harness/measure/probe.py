@@ -127,13 +127,7 @@ def measure(spec: Spec, version: str, host: str) -> Measurement:
         if installed.ok:
             records = runner.run_stack(stack, [cell], python, spec.config)
         else:
-            cfg = spec.config
-            records = rec.install_error_records(
-                run_id=cfg.run_id, stack=stack, cells=[cell], repeats=cfg.repeats,
-                mode=cfg.mode, message=installed.message,
-            )  # fmt: skip
-            for record in records:
-                rec.append(raw / f"{stack.id}.jsonl", record)
+            records = runner.record_install_error(spec.config, stack, [cell], installed.message)
     finally:
         if not spec.keep_envs:
             shutil.rmtree(venv, ignore_errors=True)

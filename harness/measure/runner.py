@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from harness.config.matrix import Cell, Stack
 
-__all__ = ["RunConfig", "default_cache_dir", "run_stack"]
+__all__ = ["RunConfig", "default_cache_dir", "record_install_error", "run_stack"]
 
 default_cache_dir = paths.cache_dir
 
@@ -34,6 +34,19 @@ def pending(cells: Sequence[Cell], cfg: RunConfig, jsonl: Path) -> list[tuple[in
         else set()
     )
     return [(r, c) for r in range(cfg.repeats) for c in cells if (c.id, r) not in done]
+
+
+def record_install_error(
+    cfg: RunConfig, stack: Stack, cells: Sequence[Cell], message: str
+) -> list[rec.Record]:
+    """Every run of a stack without an environment, as install_error records in its .jsonl."""
+    records = rec.install_error_records(
+        run_id=cfg.run_id, stack=stack, cells=cells, repeats=cfg.repeats, mode=cfg.mode,
+        message=message,
+    )  # fmt: skip
+    for record in records:
+        rec.append(cfg.run_dir / "raw" / f"{stack.id}.jsonl", record)
+    return records
 
 
 def to_record(cfg: RunConfig, attempted: Attempted) -> rec.Record:
