@@ -146,62 +146,37 @@ class CISettings:
     gpu_runner: tuple[str, ...] = ("self-hosted", "gpu")
 
 
-@dataclass(frozen=True)
-class Axes:
-    """Scenario axes; an empty tuple (or None for max_new_tokens) means "not given here"."""
-
-    low_cpu_mem_usage: tuple[bool | None, ...] = ()
-    device_map: tuple[str | None, ...] = ()
-    dtype: tuple[str, ...] = ()
-    checkpoint_format: tuple[str, ...] = ()
-    max_new_tokens: int | None = None
-
-    def overlay(self, other: Axes) -> Axes:
-        """These axes with every axis that `other` gives replaced by other's values."""
-        return Axes(**{k: getattr(other, k) or v for k, v in vars(self).items()})
-
-    def scenarios(self, max_new_tokens: int) -> list[Scenario]:
-        """The product, axis by axis in YAML order, values in the order listed."""
-        product = itertools.product(*(getattr(self, axis) for axis in AXES))
-        return [Scenario(lcmu, dm, dt, fmt, max_new_tokens) for lcmu, dm, dt, fmt in product]
+# The validated entries are the data model of scenario axes, rules and profiles: an empty
+# tuple (or None) means "not given here" (a rule: matches anything; a profile: everything).
+Axes = AxesEntry
+Rule = RuleEntry
+Profile = ProfileEntry
+DEFAULT_AXES = Axes.model_construct(
+    low_cpu_mem_usage=(None,),
+    device_map=(None,),
+    dtype=(DTYPES[0],),
+    checkpoint_format=(CHECKPOINT_FORMATS[0],),
+)
 
 
-DEFAULT_AXES = Axes((None,), (None,), ("float32",), ("safetensors",))
+def _overlay(base: Axes, top: Axes | None) -> Axes:
+    """`base` with every axis that `top` gives replaced by top's values."""
+    return base.model_copy(update={k: v for k, v in top or () if v})
 
 
-@dataclass(frozen=True)
-class Rule:
-    """An include/exclude entry; an empty tuple means the key was not given (matches anything)."""
-
-    stack: tuple[str, ...] = ()
-    model: tuple[str, ...] = ()
-    low_cpu_mem_usage: tuple[bool | None, ...] = ()
-    device_map: tuple[str | None, ...] = ()
-    dtype: tuple[str, ...] = ()
-    checkpoint_format: tuple[str, ...] = ()
-
-    def matches(self, cell: Cell) -> bool:
-        pairs: list[tuple[tuple[AxisValue, ...], AxisValue]] = [
-            (self.stack, cell.stack.id),
-            (self.model, cell.model.id),
-            *((getattr(self, axis), getattr(cell.scenario, axis)) for axis in AXES),
-        ]
-        return all(not wanted or value in wanted for wanted, value in pairs)
-
-    @property
-    def axes(self) -> Axes:
-        return Axes(*(getattr(self, axis) for axis in AXES))
+def _scenarios(axes: Axes | Rule, max_new_tokens: int) -> list[Scenario]:
+    """The product, axis by axis in YAML order, values in the order listed."""
+    product = itertools.product(*(getattr(axes, axis) for axis in AXES))
+    return [Scenario(lcmu, dm, dt, fmt, max_new_tokens) for lcmu, dm, dt, fmt in product]
 
 
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    models: tuple[str, ...] = ()  # empty: all models
-    stacks: tuple[str, ...] = ()  # empty: all stacks
-    axes: Axes = Axes()  # overrides the top-level scenario axes, axis by axis
-    repeats: int | None = None  # None: settings.repeats
-    include: tuple[Rule, ...] = ()
-    exclude: tuple[Rule, ...] = ()
+def _matches(rule: Rule, cell: Cell) -> bool:
+    pairs: list[tuple[tuple[AxisValue, ...], AxisValue]] = [
+        (rule.stack, cell.stack.id),
+        (rule.model, cell.model.id),
+        *((getattr(rule, axis), getattr(cell.scenario, axis)) for axis in AXES),
+    ]
+    return all(not wanted or value in wanted for wanted, value in pairs)
 
 
 @dataclass(frozen=True)
@@ -211,7 +186,7 @@ class Matrix:
     stacks: tuple[Stack, ...]
     models: tuple[Model, ...]
     profiles: Mapping[str, Profile]
-    axes: Axes = DEFAULT_AXES  # top-level `scenarios`, complete
+    axes: Axes = field(default_factory=lambda: DEFAULT_AXES)  # top-level `scenarios`, complete
     include: tuple[Rule, ...] = ()  # top-level rules, applied in every profile
     exclude: tuple[Rule, ...] = ()
     compare: CompareSettings = CompareSettings()
@@ -250,17 +225,17 @@ class Matrix:
         prof = self.profile(profile)
         stack_ids = _narrow(prof.stacks or [s.id for s in self.stacks], stacks, self.stack)
         model_ids = _narrow(prof.models or [m.id for m in self.models], models, self.model)
-        axes = self.axes.overlay(prof.axes)
+        axes = _overlay(self.axes, prof.scenarios)
         max_new_tokens = axes.max_new_tokens or self.settings.max_new_tokens
-        exclude = (*self.exclude, *prof.exclude)
+        exclude = (*self.exclude, *(prof.exclude or ()))
         cells: dict[Cell, None] = {}
         for stack_id, model_id in itertools.product(stack_ids, model_ids):
-            for scenario in axes.scenarios(max_new_tokens):
+            for scenario in _scenarios(axes, max_new_tokens):
                 cell = Cell(self.stack(stack_id), self.model(model_id), scenario)
-                if not any(rule.matches(cell) for rule in exclude):
+                if not any(_matches(rule, cell) for rule in exclude):
                     cells[cell] = None
-        for rule in (*self.include, *prof.include):
-            extra = rule.axes.scenarios(max_new_tokens)
+        for rule in (*self.include, *(prof.include or ())):
+            extra = _scenarios(rule, max_new_tokens)
             for stack_id, model_id in itertools.product(stack_ids, model_ids):
                 if (not rule.stack or stack_id in rule.stack) and model_id in rule.model:
                     stack, model = self.stack(stack_id), self.model(model_id)
@@ -325,18 +300,6 @@ def _problem(source: Source, error: ErrorDetails) -> tuple[Loc, str, bool]:
     return loc, f"{msg[:1].lower()}{msg[1:]}, got {got(error['input'], source.raw.get(loc))}", False
 
 
-def _axes(entry: AxesEntry | RuleEntry | None) -> Any:  # noqa: ANN401 - Axes or Rule
-    if entry is None:
-        return Axes()
-    return (Rule if isinstance(entry, RuleEntry) else Axes)(**entry.model_dump())
-
-
-def _profile(name: str, e: ProfileEntry | None) -> Profile:
-    e = e or ProfileEntry()
-    include, exclude = (tuple(map(_axes, rules or ())) for rules in (e.include, e.exclude))
-    return Profile(name, e.models, e.stacks, _axes(e.scenarios), e.repeats, include, exclude)
-
-
 def _dump(entry: BaseModel | None, *, unset: bool = False) -> dict[str, Any]:
     """The keys given (`unset`: also those given as null), for the dataclass's defaults."""
     if entry is None:
@@ -364,10 +327,10 @@ def build(doc: MatrixDocument, file: Path) -> Matrix:
         settings=Settings(**settings, golden_tolerance=MappingProxyType(dict(tolerance))),
         stacks=tuple(stacks),
         models=models,
-        profiles=MappingProxyType({n: _profile(n, p) for n, p in doc.profiles.items()}),
-        axes=DEFAULT_AXES.overlay(_axes(doc.scenarios)),
-        include=tuple(map(_axes, doc.include or ())),
-        exclude=tuple(map(_axes, doc.exclude or ())),
+        profiles=MappingProxyType({n: p or Profile() for n, p in doc.profiles.items()}),
+        axes=_overlay(DEFAULT_AXES, doc.scenarios),
+        include=doc.include or (),
+        exclude=doc.exclude or (),
         compare=CompareSettings(**_dump(doc.compare)),
         ci=CISettings(**_dump(doc.ci, unset=True)),
     )
