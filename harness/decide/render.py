@@ -1,4 +1,4 @@
-"""How a comparison or a walk is shown: a rich table, markdown for a PR or step summary, JSON.
+"""A comparison or a walk as a rich table, markdown (a PR, a step summary) and JSON.
 
 The formatters return text or data; `emit` and `emit_walk` alone print and write files.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,7 +39,7 @@ class Outputs:
     all_rows: bool = False  # the terminal table shows `same` rows too
 
 
-def value(row: Row, which: float | str | None) -> str:
+def _value(row: Row, which: float | str | None) -> str:
     if which is None:
         return "-"
     if isinstance(which, str):
@@ -51,26 +52,14 @@ def value(row: Row, which: float | str | None) -> str:
     return f"{which:.4f} s"
 
 
-def change(row: Row) -> str:
-    return "-" if row.change is None else f"{row.change:+.1%}"
-
-
-def interval(row: Row) -> str:
-    if row.low is None or row.high is None:
-        return "-"
-    return f"{row.low:+.1%} .. {row.high:+.1%}"
-
-
-def p_value(row: Row) -> str:
-    return "-" if row.p_value is None else f"{row.p_value:.2g}"
-
-
 def cells(row: Row) -> list[str]:
     """group, cell, metric, better, base, candidate, change, CI, p, n, verdict, reason."""
+    ci = "-" if row.low is None or row.high is None else f"{row.low:+.1%} .. {row.high:+.1%}"
     return [
-        row.group, row.cell, row.metric, row.better, value(row, row.base),
-        value(row, row.candidate), change(row), interval(row), p_value(row),
-        f"{row.n_base}/{row.n_candidate}", row.verdict, row.reason,
+        row.group, row.cell, row.metric, row.better, _value(row, row.base),
+        _value(row, row.candidate), "-" if row.change is None else f"{row.change:+.1%}", ci,
+        "-" if row.p_value is None else f"{row.p_value:.2g}", f"{row.n_base}/{row.n_candidate}",
+        row.verdict, row.reason,
     ]  # fmt: skip
 
 
@@ -79,10 +68,8 @@ HEADERS = ("group", "cell", "metric", "better", "base", "candidate", "change", "
 
 
 def counts(rows: Iterable[Row]) -> dict[RowVerdict, int]:
-    found = dict.fromkeys(VERDICTS, 0)
-    for r in rows:
-        found[r.verdict] += 1
-    return {k: v for k, v in found.items() if v}
+    found = Counter(r.verdict for r in rows)
+    return {k: found[k] for k in VERDICTS if found[k]}
 
 
 def _columns(rows: Sequence[Row]) -> list[int]:
@@ -207,13 +194,6 @@ def emit_walk(
         "order": [steps[0].base, *(s.candidate for s in steps)] if steps else [],
         "sentences": lines,
         "notes": list(notes),
-        "steps": [
-            {
-                "base": s.base,
-                "candidate": s.candidate,
-                "rows": [dataclasses.asdict(r) for r in s.rows],
-            }
-            for s in steps
-        ],
+        "steps": [dataclasses.asdict(s) for s in steps],
     }
     _write(out, md, data)

@@ -6,7 +6,7 @@ from the tidy DataFrame of harness.report.build.to_frame.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -41,9 +41,10 @@ class Claim:
     key: str
     statement: str
     method: str
-    findings: tuple[Finding, ...]
+    findings: tuple[Finding, ...] = ()
     # The versions the statement names, e.g. "5.5" for "the default in 5.5"; None: any.
     about: str | None = None
+    check: Callable[[pd.DataFrame], tuple[str, str]] | None = field(default=None, repr=False)
 
     def headline(self) -> str:
         """The verdict for the versions the claim names, or for all of them."""
@@ -194,70 +195,50 @@ def device_map_needs_accelerate(rows: pd.DataFrame) -> tuple[str, str]:
     return NO_EVIDENCE, "runs without accelerate failed for reasons that do not name it"
 
 
-@dataclass(frozen=True)
-class Check:
-    key: str
-    statement: str
-    method: str
-    about: str | None
-    verdict: Callable[[pd.DataFrame], tuple[str, str]]
-
-
+# The claims as written in advance: no findings yet, and what computes them.
 CHECKS = (
-    Check(
+    Claim(
         "halves",
         "low_cpu_mem_usage=True halves peak RAM",
-        (
-            "Peak RSS with true over peak RSS with false, on the same stack, model, device_map, "
-            f"dtype and format; models with at least {MIN_WEIGHTS_MB:.0f} MiB of weights. At "
-            f"most {HALF_AT_MOST} holds; within {SAME_WITHIN:.0%} of 1 does not."
-        ),
-        None,
-        halves,
+        "Peak RSS with true over peak RSS with false, on the same stack, model, device_map, "
+        f"dtype and format; models with at least {MIN_WEIGHTS_MB:.0f} MiB of weights. At "
+        f"most {HALF_AT_MOST} holds; within {SAME_WITHIN:.0%} of 1 does not.",
+        check=halves,
     ),
-    Check(
+    Claim(
         "default",
         "low_cpu_mem_usage=True is the default in transformers 5.5",
-        (
-            f"Where true and false give peaks more than {SAME_WITHIN:.0%} apart, whether "
-            "omitting the keyword lands nearer true or false."
-        ),
-        "5.5",
-        default_true,
+        f"Where true and false give peaks more than {SAME_WITHIN:.0%} apart, whether "
+        "omitting the keyword lands nearer true or false.",
+        about="5.5",
+        check=default_true,
     ),
-    Check(
+    Claim(
         "rss",
         "RSS after from_pretrained shows the model's memory",
-        (
-            "Per scenario, the RSS growth from just before from_pretrained to just after it "
-            "over the size of the parameters (within "
-            f"{CLOSE_LOW} to {CLOSE_HIGH} shows the model), and the peak during loading over "
-            f"that RSS (at most {CLOSE_HIGH}, else RSS hides the peak). Holds if every "
-            "scenario passes both."
-        ),
-        None,
-        rss_shows_model,
+        "Per scenario, the RSS growth from just before from_pretrained to just after it "
+        "over the size of the parameters (within "
+        f"{CLOSE_LOW} to {CLOSE_HIGH} shows the model), and the peak during loading over "
+        f"that RSS (at most {CLOSE_HIGH}, else RSS hides the peak). Holds if every "
+        "scenario passes both.",
+        check=rss_shows_model,
     ),
-    Check(
+    Claim(
         "accelerate",
         "device_map needs accelerate",
-        (
-            "Runs with a device_map on stacks without accelerate: loading anyway refutes it, "
-            "failing with a message naming accelerate supports it."
-        ),
-        None,
-        device_map_needs_accelerate,
+        "Runs with a device_map on stacks without accelerate: loading anyway refutes it, "
+        "failing with a message naming accelerate supports it.",
+        check=device_map_needs_accelerate,
     ),
 )
 
 
 def evaluate(df: pd.DataFrame) -> tuple[Claim, ...]:
     versions = _versions(df)
-    out = []
-    for check in CHECKS:
-        findings = []
-        for version in versions:
-            verdict, evidence = check.verdict(df.loc[df["transformers_version"] == version])
-            findings.append(Finding(version, verdict, evidence))
-        out.append(Claim(check.key, check.statement, check.method, tuple(findings), check.about))
-    return tuple(out)
+    return tuple(
+        replace(claim, findings=tuple(
+            Finding(v, *verdict(df.loc[df["transformers_version"] == v])) for v in versions
+        ))
+        for claim in CHECKS
+        if (verdict := claim.check) is not None
+    )  # fmt: skip
