@@ -1,9 +1,7 @@
 """The record contract: `Record`, building records from worker results, appending and reading them.
 
-A record is one flat JSON object per (stack, model, scenario, repeat); `Record` is its one
-definition (the README's record table describes each field). Readers take records as they
-are on disk: older or hand-made ones may lack fields, so readers use `.get` for anything
-the runner may not have written.
+One flat JSON object per (stack, model, scenario, repeat). Older or hand-made records may lack
+fields, so readers use `.get` for anything the runner may not have written.
 """
 
 from __future__ import annotations

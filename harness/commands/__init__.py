@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from harness import usage
+from harness import paths, usage
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -33,6 +35,12 @@ COMMANDS: dict[str, str] = {
 
 def command(name: str, *parents: argparse.ArgumentParser) -> usage.Parser:
     return usage.Parser(prog=f"harness {name}", description=COMMANDS[name], parents=list(parents))
+
+
+def add_matrix(p: argparse.ArgumentParser, help: str | None = None) -> None:  # noqa: A002
+    """--matrix, defaulting to $HARNESS_MATRIX or matrix.yaml."""
+    default = Path(os.environ.get("HARNESS_MATRIX", paths.DEFAULT_MATRIX))
+    p.add_argument("--matrix", type=Path, default=default, help=help)
 
 
 def entry(
@@ -92,9 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def dispatch() -> int:
         name = top.parse_args(args[:1]).command
-        code: int = importlib.import_module(f"harness.commands.{name.replace('-', '_')}").main(
-            args[1:]
-        )
-        return code
+        module = importlib.import_module(f"harness.commands.{name.replace('-', '_')}")
+        return int(module.main(args[1:]))
 
     return usage.run(dispatch)

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import paths
-from harness.commands import command, entry, positive_int
+from harness.commands import add_matrix, command, entry, positive_int
 from harness.config.matrix import Cell, Matrix, MatrixError, Stack
 from harness.config.matrix import load as load_matrix
 from harness.decide import bisect, releases
@@ -58,8 +57,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--envdir", type=Path, default=paths.REPO / ".nox" / "bisect-envs")
     p.add_argument("--keep-envs", action="store_true")
     p.add_argument("--refresh-versions", action="store_true", help="ask the index again")
-    default_matrix = Path(os.environ.get("HARNESS_MATRIX", paths.DEFAULT_MATRIX))
-    p.add_argument("--matrix", type=Path, default=default_matrix)
+    add_matrix(p)
     return p
 
 

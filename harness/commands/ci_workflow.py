@@ -3,12 +3,10 @@ one job per stack and shard."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import paths
-from harness.commands import command, entry, positive_int
+from harness.commands import add_matrix, command, entry, positive_int
 from harness.config import matrix as matrix_mod
 from harness.measure import shards
 
@@ -23,9 +21,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path(".github/workflows/bench.yml"))
     p.add_argument("--cpu-runner", default=None, help="labels, comma-separated")
     p.add_argument("--gpu-runner", default=None, help="labels, comma-separated")
-    p.add_argument(
-        "--matrix", type=Path, default=os.environ.get("HARNESS_MATRIX", paths.DEFAULT_MATRIX)
-    )
+    add_matrix(p)
     return p
 
 

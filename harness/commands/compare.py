@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from harness import paths
-from harness.commands import command, entry, positive_int
+from harness.commands import add_matrix, command, entry, positive_int
 from harness.config.matrix import (
     DEFAULT_GOLDEN_TOLERANCE,
     FAIL_ON_CHOICES,
@@ -60,8 +60,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("candidate", nargs="?", help="stack id, run folder or .jsonl")
     p.add_argument("--run", type=Path, default=paths.REPORTS / "latest", help="run of stack ids")
     p.add_argument("--walk", action="store_true", help="adjacent versions of the run's stacks")
-    default_matrix = Path(os.environ.get("HARNESS_MATRIX", paths.DEFAULT_MATRIX))
-    p.add_argument("--matrix", type=Path, default=default_matrix, help="for compare: settings")
+    add_matrix(p, help="for compare: settings")
     p.add_argument("--memory-threshold", dest="memory", type=_fraction)
     p.add_argument("--time-threshold", dest="time", type=_fraction)
     p.add_argument("--alpha", type=_fraction, help="1 - confidence level")

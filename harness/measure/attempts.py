@@ -170,21 +170,16 @@ def stack_environment(python: Path, env: dict[str, str], raw: Path, stack: Stack
 
 
 def job_for(cell: Cell, where: ModelPaths, cfg: RunConfig, phase_file: Path) -> Job:
+    s, m = cell.scenario, cell.model
     return {
-        "model_path": where.model,
-        "tokenizer_path": where.tokenizer,
-        "prompts": list(cell.model.prompts),
-        "low_cpu_mem_usage": cell.scenario.low_cpu_mem_usage,
-        "device_map": cell.scenario.device_map,
-        "dtype": cell.scenario.dtype,
-        "checkpoint_format": cell.scenario.checkpoint_format,
-        "max_new_tokens": cell.scenario.max_new_tokens,
-        "trust_remote_code": cell.model.trust_remote_code,
-        "revision": cell.model.revision,
+        "model_path": where.model, "tokenizer_path": where.tokenizer, "prompts": list(m.prompts),
+        "low_cpu_mem_usage": s.low_cpu_mem_usage, "device_map": s.device_map, "dtype": s.dtype,
+        "checkpoint_format": s.checkpoint_format, "max_new_tokens": s.max_new_tokens,
+        "trust_remote_code": m.trust_remote_code, "revision": m.revision,
         "sample_interval_s": cfg.sample_interval_s,
         # "<pid> <phase>" of the run in flight, for users watching and for messages.
         "phase_file": str(phase_file),
-    }
+    }  # fmt: skip
 
 
 @dataclass

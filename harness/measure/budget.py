@@ -1,17 +1,9 @@
 """Host side: a hard memory cap on one worker process and its children.
 
-Enforcement, strongest first:
-
-1. a child cgroup under this process's own cgroup (v2 `memory.max`, or v1
-   `memory.limit_in_bytes`): the kernel's OOM killer ends the worker at the cap;
-2. a transient `systemd-run --user --scope -p MemoryMax=...` around the worker command;
-3. a watchdog thread that sums the RSS of the worker and its descendants every few ms
-   and SIGKILLs them all when the sum passes the cap (best effort: it can overshoot by
-   what the worker allocates in one poll, and shared pages count in full).
-
-Memory a process touched before it joined a cgroup stays charged where it was, so a
-worker should join first thing: `wrap()` joins before exec, a forked child writes its
-own pid to `procs_file` before anything else.
+Enforcement, strongest first: a child cgroup of our own (v2 or v1; the kernel's OOM killer
+ends the worker at the cap), a transient `systemd-run --user --scope`, or a watchdog thread
+summing the tree's RSS (best effort, see harness.measure.watchdog). Memory touched before
+joining a cgroup stays charged where it was, so `wrap()` joins before exec.
 """
 
 from __future__ import annotations

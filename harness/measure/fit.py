@@ -1,13 +1,8 @@
-"""Fit search: the smallest memory cap under which a run still succeeds.
+"""Fit search: the smallest memory cap under which `run_once(cap_bytes)` still succeeds.
 
-Pure logic over a `run_once(cap_bytes) -> bool` callback, so it is tested with a fake.
-The search assumes success is monotonic in the cap (more memory never hurts). It
-bisects geometrically, because caps span orders of magnitude, until the smallest cap
-seen to succeed is within `rel_tol` of the largest cap seen to fail: the true minimum
-lies in (below, cap], so `cap` overstates it by less than `rel_tol`.
-
-`run_once` returns False only for a run the budget killed; any other failure (a broken
-model, a timeout) says nothing about memory and should raise, which ends the search.
+Assumes success is monotonic in the cap; bisects geometrically (caps span orders of
+magnitude) until the smallest success is within `rel_tol` of the largest failure.
+`run_once` returns False only for a budget kill; any other failure should raise.
 """
 
 from __future__ import annotations

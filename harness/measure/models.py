@@ -64,9 +64,6 @@ def weight_files(model: Model, cache: Path) -> list[Path]:
         return [cache / "presets" / model.location / "st" / "model.safetensors"]
     if model.source == "local":
         folder = Path(model.location)
-        return (
-            sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
-            if folder.is_dir()
-            else []
-        )
+        if folder.is_dir():
+            return sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
     return []

@@ -6,14 +6,7 @@ import contextlib
 import sys
 from typing import TYPE_CHECKING
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
+from rich import progress as rp
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -48,15 +41,11 @@ def reporter(
         yield plain
         return
     columns = (
-        TextColumn("[bold]{task.fields[title]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
-        TextColumn("{task.description}"),
-    )
-    with Progress(*columns, transient=False) as bar:
+        rp.TextColumn("[bold]{task.fields[title]}"), rp.BarColumn(), rp.MofNCompleteColumn(),
+        rp.TimeElapsedColumn(), rp.TextColumn("eta"), rp.TimeRemainingColumn(),
+        rp.TextColumn("{task.description}"),
+    )  # fmt: skip
+    with rp.Progress(*columns, transient=False) as bar:
         task = bar.add_task("", title=title, total=None)
 
         def rich(done: int, total: int, cell: Cell, repeat: int, record: Record | None) -> None:
