@@ -300,11 +300,9 @@ def _problem(source: Source, error: ErrorDetails) -> tuple[Loc, str, bool]:
     return loc, f"{msg[:1].lower()}{msg[1:]}, got {got(error['input'], source.raw.get(loc))}", False
 
 
-def _dump(entry: BaseModel | None, *, unset: bool = False) -> dict[str, Any]:
-    """The keys given (`unset`: also those given as null), for the dataclass's defaults."""
-    if entry is None:
-        return {}
-    return entry.model_dump(exclude_unset=True) if unset else entry.model_dump(exclude_none=True)
+def _given(entry: BaseModel | None) -> dict[str, Any]:
+    """The keys given, and not as null: the rest keep the dataclass's defaults."""
+    return {} if entry is None else entry.model_dump(exclude_unset=True, exclude_none=True)
 
 
 def build(doc: MatrixDocument, file: Path) -> Matrix:
@@ -320,17 +318,17 @@ def build(doc: MatrixDocument, file: Path) -> Matrix:
         Model(name, m.source, m.location(name), m.prompts, m.revision, bool(m.trust_remote_code))
         for name, m in doc.models.items()
     )
-    settings = _dump(doc.settings)
-    tolerance = settings.pop("golden_tolerance", DEFAULT_GOLDEN_TOLERANCE)
+    settings = _given(doc.settings)
+    tolerance = {**DEFAULT_GOLDEN_TOLERANCE, **settings.pop("golden_tolerance", {})}
     return Matrix(
         path=file,
-        settings=Settings(**settings, golden_tolerance=MappingProxyType(dict(tolerance))),
+        settings=Settings(**settings, golden_tolerance=MappingProxyType(tolerance)),
         stacks=tuple(stacks),
         models=models,
         profiles=MappingProxyType({n: p or Profile() for n, p in doc.profiles.items()}),
         axes=_overlay(DEFAULT_AXES, doc.scenarios),
         include=doc.include or (),
         exclude=doc.exclude or (),
-        compare=CompareSettings(**_dump(doc.compare)),
-        ci=CISettings(**_dump(doc.ci, unset=True)),
+        compare=CompareSettings(**_given(doc.compare)),
+        ci=CISettings(**_given(doc.ci)),
     )
