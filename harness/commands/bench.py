@@ -1,9 +1,5 @@
 """`harness bench`: the bench options (nox's posargs too), the run folder and its manifest.
-
-`harness bench` runs the existing-environment stacks (install: false) of matrix.yaml, for
-machines without nox or uv (a GPU box, a team's image); `nox -s bench` installs the others
-and calls the same functions.
-"""
+`nox -s bench` installs the stacks and calls the same functions."""
 
 from __future__ import annotations
 

@@ -95,7 +95,6 @@ class Budget:
     group: Path | None = None  # the cgroup this budget created (cgroup methods)
     parent: Path | None = None  # where leftover pids go back to before the rmdir
     unit: str | None = None  # the systemd scope's unit name (systemd-run)
-    swap_capped: bool = False
     poll_s: float = 0.005
     _state: _State = field(init=False, repr=False)
 
@@ -136,15 +135,15 @@ class Budget:
             own = groups[version]
             cgroups.sweep_stale(own)
             try:
-                group, swap = cgroups.make_group(version, own, limit_bytes, name)
+                group = cgroups.make_group(version, own, limit_bytes, name)
             except (cgroups.CgroupError, OSError) as exc:
                 reasons.append(f"cgroup v{version}: {exc}")
                 continue
-            return cls(limit_bytes, f"cgroup-v{version}", name, group, own, None, swap, poll_s)
+            return cls(limit_bytes, f"cgroup-v{version}", name, group, own, None, poll_s)
         if "systemd-run" in wanted:
             if can_wrap and systemd_run_available():
                 unit = cgroups.group_name(name).replace("_", "-") + ".scope"
-                return cls(limit_bytes, "systemd-run", name, None, None, unit, True, poll_s)
+                return cls(limit_bytes, "systemd-run", name, None, None, unit, poll_s)
             reasons.append("systemd-run --user --scope is not usable here")
         if "watchdog" in wanted:
             return cls(limit_bytes, "watchdog", name, poll_s=poll_s)

@@ -1,8 +1,4 @@
-"""This process's cgroups: where they are mounted, and child groups made and removed safely.
-
-Memory a process touched before it joined a group stays charged where it was, so a worker
-joins first thing (see harness.measure.budget).
-"""
+"""This process's cgroups: where they are mounted, and child groups made and removed safely."""
 
 from __future__ import annotations
 
@@ -154,8 +150,8 @@ def group_name(name: str) -> str:
     return f"{GROUP_PREFIX}{os.getpid()}-{safe}-{secrets.token_hex(3)}"
 
 
-def make_group(version: int, own: Path, limit: int, name: str) -> tuple[Path, bool]:
-    """Create and configure a child group; returns (dir, swap capped). Removes it on failure."""
+def make_group(version: int, own: Path, limit: int, name: str) -> Path:
+    """Create and configure a child group; removes it on failure."""
     if version == 2:
         enabled = (read_text(own / "cgroup.subtree_control") or "").split()
         # Enabling the controller ourselves would need an empty parent (no internal
@@ -165,12 +161,10 @@ def make_group(version: int, own: Path, limit: int, name: str) -> tuple[Path, bo
     group = own / group_name(name)
     group.mkdir()
     try:
-        swap = False
         if version == 2:
             (group / "memory.max").write_text(str(limit), encoding="utf-8")
             if (group / "memory.swap.max").exists():
                 (group / "memory.swap.max").write_text("0", encoding="utf-8")
-                swap = True
             with contextlib.suppress(OSError):
                 # Kill the worker's whole tree together, not one child of it.
                 (group / "memory.oom.group").write_text("1", encoding="utf-8")
@@ -180,10 +174,9 @@ def make_group(version: int, own: Path, limit: int, name: str) -> tuple[Path, bo
             if memsw.exists():
                 with contextlib.suppress(OSError):
                     memsw.write_text(str(limit), encoding="utf-8")
-                    swap = True
             if not (group / "memory.oom_control").exists():
                 raise CgroupError(f"{group} has no memory.oom_control")
     except BaseException:
         quiet_remove(group, own)
         raise
-    return group, swap
+    return group

@@ -1,7 +1,4 @@
-"""Where a cell's model comes from: the folder from_pretrained reads, and its weight files.
-
-Presets are built into the cache on first use, inside the stack's own environment.
-"""
+"""Where a cell's model comes from: the folder from_pretrained reads, and its weight files."""
 
 from __future__ import annotations
 

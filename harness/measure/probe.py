@@ -1,8 +1,5 @@
-"""Measuring one transformers release for a bisect: a fresh uv environment, one cell, records.
-
-The records land in <run>/raw/<stack-id>.jsonl like a bench run's; a release this machine
-already measured is not measured again.
-"""
+"""Measuring one transformers release for a bisect: a fresh uv environment, one cell, records
+in <run>/raw/<stack-id>.jsonl; a release this machine already measured is not run again."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Worker processes: start them, talk to them, stop them, and say how they ended.
-
-The fork-server imports torch+transformers once per stack and forks a child per run; the
-fresh mode starts a new interpreter per run. Either way the result travels in a file.
-"""
+"""Worker processes (a fork-server per stack, or a fresh interpreter per run): start them,
+talk to them, stop them, and say how they ended. The result travels in a file."""
 
 from __future__ import annotations
 
@@ -81,20 +78,18 @@ def log_tail(path: Path, lines: int = 6) -> str:
     return " | ".join(kept[-lines:])[-1500:]
 
 
+@dataclass(eq=False)
 class ForkServer:
     """One worker per stack that imports torch+transformers once and forks a child per run."""
 
-    def __init__(
-        self, python: Path, env: dict[str, str], log: IO[str], start_timeout_s: float
-    ) -> None:
-        self.python = python
-        self.env = env
-        self.log = log
-        self.start_timeout_s = start_timeout_s
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.import_s: float | None = None
-        self.child: int | None = None
-        self._buffer = b""
+    python: Path
+    env: dict[str, str]
+    log: IO[str]
+    start_timeout_s: float
+    proc: subprocess.Popen[bytes] | None = None
+    import_s: float | None = None
+    child: int | None = None
+    _buffer: bytes = b""
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -247,11 +242,9 @@ def classify(
     if exit_.timed_out:
         return "timeout", f"no result within {timeout_s:g} s{during}; the worker was killed", result
     if exit_.signal is not None:
-        name = (
-            signal.Signals(exit_.signal).name
-            if exit_.signal in {s.value for s in signal.Signals}
-            else str(exit_.signal)
-        )
+        name = str(exit_.signal)
+        with contextlib.suppress(ValueError):
+            name = signal.Signals(exit_.signal).name
         hint = " (the kernel's OOM killer sends SIGKILL)" if exit_.signal == signal.SIGKILL else ""
         note = f": {exit_.note}" if exit_.note else ""
         return "killed", f"worker killed by {name}{during}{hint}{note}", result

@@ -1,8 +1,5 @@
 """The last-resort memory cap: a thread that sums the RSS of a process tree and kills it.
-
-Best effort: it can overshoot by what the worker allocates in one poll, and shared pages
-count in full.
-"""
+Best effort: it can overshoot by one poll's allocations, and shared pages count in full."""
 
 from __future__ import annotations
 
