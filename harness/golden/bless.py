@@ -78,26 +78,18 @@ def plan(
                     f"#{other['repeat']} generated other ids than {ref['cell_id']}"
                 )
         for index, prompt in enumerate(ref["prompts"]):
+            source = {
+                "stack_id": stack_id, "run_id": ref["run_id"], "cell_id": ref["cell_id"],
+                "transformers": ref["transformers_version"], "torch": ref["torch_version"],
+                "device": "cuda" if ref.get("cuda_peak_mb") else "cpu",
+                "machine_fingerprint": ref.get("machine_fingerprint"),
+                "blessed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            }  # fmt: skip
             new = golden.Golden(
-                model=model,
-                prompt=prompt,
-                dtype=dtype,
-                max_new_tokens=n,
-                ids=tuple(ref["output_ids"][index]),
-                text=ref["output_text"][index],
-                margins=tuple(ref["margins"][index]),
-                weights_sha256=ref.get("weights_sha256"),
-                source={
-                    "stack_id": stack_id,
-                    "run_id": ref["run_id"],
-                    "cell_id": ref["cell_id"],
-                    "transformers": ref["transformers_version"],
-                    "torch": ref["torch_version"],
-                    "device": "cuda" if ref.get("cuda_peak_mb") else "cpu",
-                    "machine_fingerprint": ref.get("machine_fingerprint"),
-                    "blessed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                },
-            )
+                model, prompt, dtype, n, tuple(ref["output_ids"][index]),
+                ref["output_text"][index], tuple(ref["margins"][index]),
+                ref.get("weights_sha256"), source,
+            )  # fmt: skip
             changes.append(_change(new, root))
     return changes
 

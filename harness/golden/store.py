@@ -104,16 +104,11 @@ def load_golden(path: Path) -> Golden:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         return Golden(
-            model=data["model"],
-            prompt=data["prompt"],
-            dtype=data["dtype"],
-            max_new_tokens=int(data["max_new_tokens"]),
-            ids=tuple(int(i) for i in data["ids"]),
-            text=data["text"],
-            margins=tuple(float(m) for m in data["margins"]),
-            weights_sha256=data.get("weights_sha256"),
-            source=data.get("source", {}),
-        )
+            data["model"], data["prompt"], data["dtype"], int(data["max_new_tokens"]),
+            tuple(int(i) for i in data["ids"]), data["text"],
+            tuple(float(m) for m in data["margins"]), data.get("weights_sha256"),
+            data.get("source", {}),
+        )  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise GoldenError(f"{path}: not a golden file: {exc}") from None
 
@@ -134,19 +129,15 @@ def load_expectations(root: Path) -> tuple[Expectation, ...]:
         entries = expectations.load_expectations(root / EXPECTATIONS_FILE)
     except expectations.ExpectationsError as exc:
         raise GoldenError(str(exc)) from None
-    return tuple(
-        Expectation(
-            model=e.model,
-            prompt=e.prompt,
-            dtype=e.dtype,
-            transformers=None if e.transformers is None else SpecifierSet(e.transformers),
-            torch=None if e.torch is None else SpecifierSet(e.torch),
-            device=e.device,
-            ids=e.ids,
-            reason=e.reason,
-        )
-        for e in entries
-    )
+
+    def spec(text: str | None) -> SpecifierSet | None:
+        return None if text is None else SpecifierSet(text)
+
+    out = []
+    for e in entries:
+        specs = (spec(e.transformers), spec(e.torch))
+        out.append(Expectation(e.model, e.prompt, e.dtype, *specs, e.device, e.ids, e.reason))
+    return tuple(out)
 
 
 def compare(

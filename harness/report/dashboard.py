@@ -145,13 +145,10 @@ def _header(df: pd.DataFrame) -> str:
 
 
 def _problems(df: pd.DataFrame, *, failures: bool) -> str:
-    if failures:
-        rows = tables.failures(df)
-    else:
-        rank = {s: i for i, s in enumerate(tables.stack_order(df))}
-        rows = df.loc[df["status"] == "unsupported"].sort_values(
-            "stack_id", key=lambda col: col.map(rank), kind="stable"
-        )
+    unsupported = df.loc[df["status"] == "unsupported"]
+    rows = (
+        tables.failures(df) if failures else tables.sort_stacks(unsupported, tables.stack_order(df))
+    )
     if rows.empty:
         return "<p>None.</p>"
     # One row per message: a library refusal repeats across many cells and repeats.

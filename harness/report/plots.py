@@ -19,7 +19,7 @@ from plotly.subplots import make_subplots
 
 from harness import metrics
 from harness.report.heatmap import compatibility_heatmap, empty
-from harness.report.tables import per_machine, stack_order
+from harness.report.tables import per_machine, sort_stacks, stack_order
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -60,8 +60,7 @@ def memory_by_stack(df: pd.DataFrame, stacks: Sequence[str], models: Sequence[st
         return empty(go.Figure(), "no ok runs to measure")
     keys = ["model", "checkpoint_format", "low_cpu_mem_usage", "dtype", "stack_id"]
     med = ok.groupby(keys)[["anon_mb", "file_mb", "peak_mb"]].median().reset_index()
-    rank = {s: i for i, s in enumerate(stacks)}
-    med = med.sort_values(keys, key=lambda col: col.map(rank) if col.name == "stack_id" else col)
+    med = sort_stacks(med, stacks, keys)
     panels = [(m, f) for m in used for f in formats
               if ((med["model"] == m) & (med["checkpoint_format"] == f)).any()]  # fmt: skip
     bars = [int(((med["model"] == m) & (med["checkpoint_format"] == f)).sum()) for m, f in panels]
@@ -224,11 +223,8 @@ def size_slopes(df: pd.DataFrame) -> pd.DataFrame:
     rows = [{"machine_fingerprint": fp, "stack_id": stack, **asdict(fit)}
             for (fp, stack), fit in size_fits(df).items()]  # fmt: skip
     table = pd.DataFrame(rows, columns=["machine_fingerprint", "stack_id", *Fit.__annotations__])
-    rank = {s: i for i, s in enumerate(stack_order(df))}
-    return table.sort_values(
-        ["stack_id", "machine_fingerprint"],
-        key=lambda c: c.map(rank) if c.name == "stack_id" else c,
-    ).reset_index(drop=True)
+    order = stack_order(df)
+    return sort_stacks(table, order, ["stack_id", "machine_fingerprint"]).reset_index(drop=True)
 
 
 def memory_vs_size(df: pd.DataFrame, stacks: Sequence[str]) -> go.Figure:

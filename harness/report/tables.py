@@ -270,8 +270,16 @@ def failures(df: pd.DataFrame) -> pd.DataFrame:
     bad = df.loc[
         ~df["status"].isin(metrics.GOOD_STATUSES) | df["golden"].isin(metrics.GOLDEN_FAILING)
     ]
-    rank = {s: i for i, s in enumerate(stack_order(df))}
-    return bad.sort_values("stack_id", key=lambda col: col.map(rank), kind="stable")
+    return sort_stacks(bad, stack_order(df))
+
+
+def sort_stacks(
+    rows: pd.DataFrame, order: Sequence[str], by: Sequence[str] = ("stack_id",)
+) -> pd.DataFrame:
+    """Rows sorted by `by`, the stack_id column in `order` (a stable sort)."""
+    rank = {s: i for i, s in enumerate(order)}
+    key = lambda col: col.map(rank) if col.name == "stack_id" else col  # noqa: E731
+    return rows.sort_values(list(by), key=key, kind="stable")
 
 
 def number(value: object, digits: int, missing: str = "-") -> str:
