@@ -126,10 +126,8 @@ def bench(session: nox.Session) -> None:
             continue
         if not (cfg.run_dir / "raw" / f"{stack.id}.jsonl").exists():
             # nox skipped the session (e.g. its interpreter is missing): say so in records.
-            message = (
-                f"no environment: nox skipped bench-{stack.id} (is python{stack.python} installed?)"
-            )
-            bench_cmd.record_install_error(cfg, stack, cells, message)
+            why = f"nox skipped bench-{stack.id} (is python{stack.python} installed?)"
+            bench_cmd.record_install_error(cfg, stack, cells, f"no environment: {why}")
     code = console.finish_run(cfg.run_dir, strict_golden=args.strict_golden)
     # Failed runs get a report too: that is when people need to look.
     if report_cmd.main([str(cfg.run_dir)]):

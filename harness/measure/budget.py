@@ -8,7 +8,6 @@ joining a cgroup stays charged where it was, so `wrap()` joins before exec.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 import shutil
@@ -74,6 +73,16 @@ def systemd_run_available() -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return probe.returncode == 0
+
+
+def _systemctl(*args: str) -> str | None:
+    """`systemctl --user ARGS`'s output; None when it could not run."""
+    try:
+        proc = subprocess.run(["systemctl", "--user", *args], capture_output=True, timeout=10,
+                              check=False)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.decode(errors="replace")
 
 
 @dataclass
@@ -194,14 +203,8 @@ class Budget:
         if self.method == "watchdog":
             return self._state.watchdog.killed
         if self.method == "systemd-run":
-            try:
-                shown = subprocess.run(
-                    ["systemctl", "--user", "show", "-p", "Result", "--value", str(self.unit)],
-                    capture_output=True, text=True, timeout=10, check=False,
-                )  # fmt: skip
-            except (OSError, subprocess.TimeoutExpired):
-                return False
-            return shown.stdout.strip() == "oom-kill"
+            shown = _systemctl("show", "-p", "Result", "--value", str(self.unit))
+            return shown is not None and shown.strip() == "oom-kill"
         return self._oom_count() > 0  # a group serves one run
 
     def close(self) -> None:
@@ -214,11 +217,7 @@ class Budget:
             if self._state.finalizer is not None:
                 self._state.finalizer.detach()
         if self.method == "systemd-run":
-            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-                subprocess.run(
-                    ["systemctl", "--user", "reset-failed", str(self.unit)],
-                    capture_output=True, timeout=10, check=False,
-                )  # fmt: skip
+            _systemctl("reset-failed", str(self.unit))
         self._state.closed = True
 
     def __enter__(self) -> Self:
