@@ -234,22 +234,16 @@ def run(plan: Plan, measure: Callable[[str], Measurement]) -> dict[str, Any]:
     first_bad, last_good = versions[found.first_bad], versions[found.last_good]
     hidden = [versions[i] for i in found.untestable]
     summary = {
-        "metric": plan.metric,
-        "cell": plan.cell_id,
-        "torch": plan.torch,
-        "python": plan.python,
-        "good": plan.good,
-        "bad": plan.bad,
+        "metric": plan.metric, "cell": plan.cell_id, "torch": plan.torch, "python": plan.python,
+        "good": plan.good, "bad": plan.bad,
         "threshold": plan.threshold if plan.metric in NUMERIC else None,
-        "last_good": last_good,
-        "first_bad": first_bad,
-        "untestable": hidden,
+        "last_good": last_good, "first_bad": first_bad, "untestable": hidden,
         "probes": [_probe_json(seen[versions[i]], v) for i, v in found.probes],
         "good_end": seen[versions[0]].show(plan.metric),
         "bad_end": seen[versions[-1]].show(plan.metric),
         "seconds": round(time.monotonic() - started, 1),
         "measured": sum(1 for m in seen.values() if not m.cached),
-    }
+    }  # fmt: skip
     path = plan.run_dir / "bisect.json"
     path.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     before = seen[last_good].show(plan.metric, brief=True)

@@ -109,11 +109,7 @@ def listing(
             return versions
     versions, source = query(package, runner)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    data = {
-        "package": package,
-        "source": source,
-        "queried_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-        "versions": versions,
-    }
+    now = dt.datetime.now(dt.timezone.utc).isoformat()
+    data = {"package": package, "source": source, "queried_at": now, "versions": versions}
     cache.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return versions

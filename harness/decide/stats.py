@@ -78,16 +78,10 @@ def _bootstrap(
         return change
 
     options: dict[str, np.random.Generator] = {_RNG_KEYWORD: np.random.default_rng(SEED)}
-    result = sps.bootstrap(
-        (np.asarray(base, dtype=float), np.asarray(candidate, dtype=float)),
-        statistic,
-        n_resamples=RESAMPLES,
-        vectorized=True,
-        paired=False,
-        confidence_level=1 - alpha,
-        method="percentile",
-        **options,
-    )
+    samples = (np.asarray(base, dtype=float), np.asarray(candidate, dtype=float))
+    result = sps.bootstrap(samples, statistic, n_resamples=RESAMPLES, vectorized=True,
+                           paired=False, confidence_level=1 - alpha, method="percentile",
+                           **options)  # fmt: skip
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
@@ -105,16 +99,9 @@ def estimate(
         p_value = float(sps.mannwhitneyu(base, candidate, alternative="two-sided").pvalue)
     elif constant:
         p_value = 1.0
-    return Estimate(
-        base=statistics.median(base),
-        candidate=statistics.median(candidate),
-        change=change,
-        low=min(low, change),
-        high=max(high, change),
-        p_value=p_value,
-        n_base=len(base),
-        n_candidate=len(candidate),
-    )
+    medians = (statistics.median(base), statistics.median(candidate))
+    return Estimate(*medians, change, min(low, change), max(high, change), p_value, len(base),
+                    len(candidate))  # fmt: skip
 
 
 def judge(

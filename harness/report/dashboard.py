@@ -129,12 +129,8 @@ def _header(df: pd.DataFrame) -> str:
     )
     machines = df.groupby("machine_fingerprint")["machine"].first()
     machine_list = "; ".join(f"<code>{e(fp)}</code> {e(label)}" for fp, label in machines.items())
-    warn = (
-        "<p><strong>Records come from several machines:</strong> every table and chart keeps "
-        "them apart.</p>"
-        if len(machines) > 1
-        else ""
-    )
+    several = "<p><strong>Records come from several machines:</strong> every table and chart "
+    warn = several + "keeps them apart.</p>" if len(machines) > 1 else ""
     runs = ", ".join(e(r) for r in df["run_id"].unique())
     return (
         f"<h1>Load and generate report</h1><p>Runs {runs}: {len(df)} records, "

@@ -22,18 +22,11 @@ if TYPE_CHECKING:
 
 # Heatmap states, best first; a cell shows the worst state over its repeats.
 STATES = (
-    ("ok · golden match", "#1a9850"),
-    ("ok", "#91cf60"),
-    ("ok · golden drift", "#d9ef8b"),
-    ("ok · golden missing", "#fee08b"),
-    ("unsupported", "#bdbdbd"),
-    ("ok · golden stale", "#fdae61"),
-    ("ok · golden mismatch", "#f46d43"),
-    ("error", "#d73027"),
-    ("timeout", "#a50026"),
-    ("killed", "#67001f"),
-    ("install_error", "#542788"),
-)
+    ("ok · golden match", "#1a9850"), ("ok", "#91cf60"), ("ok · golden drift", "#d9ef8b"),
+    ("ok · golden missing", "#fee08b"), ("unsupported", "#bdbdbd"),
+    ("ok · golden stale", "#fdae61"), ("ok · golden mismatch", "#f46d43"), ("error", "#d73027"),
+    ("timeout", "#a50026"), ("killed", "#67001f"), ("install_error", "#542788"),
+)  # fmt: skip
 STATE_RANK = {label: i for i, (label, _) in enumerate(STATES)}
 
 
@@ -125,21 +118,12 @@ def compatibility_heatmap(
                         subplot_titles=[html.escape(m) for m in used],
                         vertical_spacing=0.08 / max(len(used), 1))  # fmt: skip
     for r, model in enumerate(used, start=1):
-        z: list[list[int | None]] = []
-        text: list[list[str]] = []
-        for stack in stacks:
-            z_row: list[int | None] = []
-            t_row: list[str] = []
-            for scenario in scenarios:
-                cell = cells.get((model, stack, scenario))
-                if cell is None:
-                    z_row.append(None)
-                    t_row.append(f"{_esc(stack)}<br>{_esc(scenario)}<br>not run")
-                    continue
-                z_row.append(index[cell.state])
-                t_row.append(cell.text())
-            z.append(z_row)
-            text.append(t_row)
+        grid = [[(st, sc, cells.get((model, st, sc))) for sc in scenarios] for st in stacks]
+        z = [[None if c is None else index[c.state] for _, _, c in row] for row in grid]
+        text = [
+            [c.text() if c else f"{_esc(st)}<br>{_esc(sc)}<br>not run" for st, sc, c in row]
+            for row in grid
+        ]
         fig.add_trace(go.Heatmap(z=z, x=[html.escape(s) for s in scenarios],
                                  y=[html.escape(s) for s in stacks], text=text,
                                  hovertemplate="%{text}<extra></extra>", coloraxis="coloraxis",

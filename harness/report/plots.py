@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 # Preferred value per axis for the one-scenario charts: the plain default load.
 REFERENCE = {"low_cpu_mem_usage": "omit", "device_map": "none", "dtype": "float32",
              "checkpoint_format": "safetensors"}  # fmt: skip
-AXES = tuple(REFERENCE)
 BYTES_PER_PARAM = {"float32": 4, "bfloat16": 2, "float16": 2}
 ROW_PX = 320
 
@@ -71,13 +70,8 @@ def memory_by_stack(df: pd.DataFrame, stacks: Sequence[str], models: Sequence[st
     )  # fmt: skip
     for r, (model, fmt) in enumerate(panels, start=1):
         part = med.loc[(med["model"] == model) & (med["checkpoint_format"] == fmt)]
-        y = [
-            [
-                f"lcmu={lc} · {dt}"
-                for lc, dt in zip(part["low_cpu_mem_usage"], part["dtype"], strict=True)
-            ],
-            [html.escape(s) for s in part["stack_id"]],
-        ]
+        arms = zip(part["low_cpu_mem_usage"], part["dtype"], strict=True)
+        y = [[f"lcmu={lc} · {dt}" for lc, dt in arms], [html.escape(s) for s in part["stack_id"]]]
         for name, col, colour in (("anonymous", "anon_mb", "#4c78a8"),
                                   ("file-backed", "file_mb", "#f58518")):  # fmt: skip
             fig.add_trace(go.Bar(name=name, y=y, x=_clean(list(part[col])), orientation="h",
