@@ -136,14 +136,8 @@ def _boolean(value: object) -> bool:
 
 def choice(choices: Sequence[str]) -> Callable[[object], str]:
     expected = f"one of {', '.join(choices)}"
-
-    def check(value: object) -> str:
-        value = text(expected)(value)
-        if value not in choices:
-            raise fail(f"expected {expected}, got {value!r}")
-        return value
-
-    return check
+    pattern = re.compile("|".join(map(re.escape, choices)))
+    return _matching(expected, pattern, f"expected {expected}, got {{v}}")
 
 
 def version(example: str) -> Callable[[object], str]:
