@@ -111,12 +111,19 @@ class Attempt:
             result["reason"] = reason
         return status, message, result
 
-    def fit(self, uncapped: Result) -> tuple[fit_mod.FitResult, str | None]:
-        """Smallest cap that still loads and generates, within 5%; and how caps were enforced."""
+    def fit(self, cell: Cell, uncapped: Result) -> dict[str, Any]:
+        """The fit record: the smallest cap that still loads and generates, within 5%."""
+        cfg, s = self.stack.cfg, cell.scenario
+        base: dict[str, Any] = {
+            "schema_version": rec.SCHEMA_VERSION, "run_id": cfg.run_id, "stack_id": cell.stack.id,
+            "cell_id": cell.id, "model": cell.model.id, "scenario": s.id,
+            "low_cpu_mem_usage": s.low_cpu_mem_usage, "device_map": s.device_map,
+            "dtype": s.dtype, "checkpoint_format": s.checkpoint_format,
+            "transformers_version": uncapped.get("env", {}).get("versions", {}).get("transformers"),
+        }  # fmt: skip
         peaks = [p.get("hwm_mb") or 0.0 for p in (uncapped.get("phases") or {}).values()]
-        # The uncapped whole-process peak bounds it from above; from below only a floor
-        # does, because a cgroup can reclaim clean file pages (an mmapped checkpoint) and a
-        # run may fit well under its own peak RSS.
+        # The uncapped peak bounds it from above; from below only a floor does: a cgroup can
+        # reclaim clean file pages (an mmapped checkpoint), so a run may fit under its peak RSS.
         peak = max([*peaks, FIT_FLOOR_MB]) * MIB
         methods: list[str] = []
 
@@ -129,28 +136,16 @@ class Attempt:
                 return False
             raise FitError(f"{status} at a {cap / MIB:.0f} MiB cap: {message}")
 
-        found = fit_mod.fit(run_once, int(FIT_FLOOR_MB * MIB), int(peak * 1.5))
-        return found, methods[-1] if methods else None
+        try:
+            found = fit_mod.fit(run_once, int(FIT_FLOOR_MB * MIB), int(peak * 1.5))
+        except FitError as exc:
+            return {**base, "fit_status": "error", "message": str(exc)}
+        method = methods[-1] if methods else None
+        return {**base, **found.to_record(), "budget_method": method, "message": ""}
 
 
 class FitError(Exception):
     """A capped run failed for another reason than the cap."""
-
-
-def fit_record(cfg: RunConfig, cell: Cell, run: Attempt, uncapped: Result) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "schema_version": rec.SCHEMA_VERSION, "run_id": cfg.run_id, "stack_id": cell.stack.id,
-        "cell_id": cell.id, "model": cell.model.id, "scenario": cell.scenario.id,
-        "low_cpu_mem_usage": cell.scenario.low_cpu_mem_usage,
-        "device_map": cell.scenario.device_map,
-        "dtype": cell.scenario.dtype, "checkpoint_format": cell.scenario.checkpoint_format,
-        "transformers_version": uncapped.get("env", {}).get("versions", {}).get("transformers"),
-    }  # fmt: skip
-    try:
-        found, method = run.fit(uncapped)
-    except FitError as exc:
-        return {**base, "fit_status": "error", "message": str(exc)}
-    return {**base, **found.to_record(), "budget_method": method, "message": ""}
 
 
 def stack_environment(python: Path, env: dict[str, str], raw: Path, stack: Stack) -> Environment:
@@ -163,9 +158,8 @@ def stack_environment(python: Path, env: dict[str, str], raw: Path, stack: Stack
     if proc.returncode != 0 or not out.exists():
         raise WorkerStartError(f"could not read the environment: {proc.stderr.strip()[-800:]}")
     data = json.loads(out.read_text(encoding="utf-8"))
-    (raw / f"{stack.id}.freeze.txt").write_text(
-        "\n".join(data["packages"]) + "\n", encoding="utf-8"
-    )
+    freeze = raw / f"{stack.id}.freeze.txt"
+    freeze.write_text("\n".join(data["packages"]) + "\n", encoding="utf-8")
     return cast("Environment", data)
 
 
@@ -228,7 +222,7 @@ class _Stack:
             status, message, result = run.fresh(cfg.memory_budget)
         wall = time.monotonic() - started
         outcome = rec.Outcome(status, message, result, wall)
-        fit = fit_record(cfg, cell, run, result) if cfg.fit and status == "ok" else None
+        fit = run.fit(cell, result) if cfg.fit and status == "ok" else None
         return Attempted(cell, repeat, outcome, self.stack_env, fit)
 
 

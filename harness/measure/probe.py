@@ -115,11 +115,9 @@ def measure(spec: Spec, version: str, host: str) -> Measurement:
         capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
     python = envs.venv_python(venv)
-    installed = (
-        envs.install(stack, python, raw / f"{stack.id}.install.log")
-        if made.returncode == 0
-        else envs.InstallResult(False, (), made.stdout + made.stderr)
-    )
+    installed = envs.InstallResult(False, (), made.stdout + made.stderr)
+    if made.returncode == 0:
+        installed = envs.install(stack, python, raw / f"{stack.id}.install.log")
     try:
         if installed.ok:
             records = runner.run_stack(stack, [cell], python, spec.config)

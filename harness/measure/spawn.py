@@ -23,9 +23,8 @@ if TYPE_CHECKING:
     from harness.target.contract import Result
 
 WORKER = paths.WORKER
-# -I keeps the script's folder off sys.path: harness/ must never shadow a stdlib module in
-# the target environment (a harness/bisect.py once replaced `bisect` there; it is
-# harness/bisection.py now). -u: unbuffered.
+# -I keeps the script's folder off sys.path, so harness/ never shadows a stdlib module in the
+# target environment. -u: unbuffered.
 ISOLATED = ("-I", "-u")
 # The worker's environment is an allow-list: tokens and the like never reach a record.
 ENV_ALLOW = (
@@ -135,10 +134,9 @@ class ForkServer:
         try:
             self.proc.stdin.write(json.dumps({"job": str(job), "out": str(out)}).encode() + b"\n")
             self.proc.stdin.flush()
+            first = self._read(timeout_s)
         except BrokenPipeError:
-            self.close()
-            return Exit(note="the fork-server died before the run started")
-        first = self._read(timeout_s)
+            first = None
         if first is None or "started" not in first:
             self.close()
             return Exit(note="the fork-server died before the run started")
