@@ -1,8 +1,6 @@
 """The adjacent-version walk: order a run's stacks by version, say where each change appears.
 
-`nox -s compare -- --walk` prints one sentence per change between neighbours, such as
-"peak memory for gpt2-355m/st/fp32/lcmu=omit/dm=none falls by 48% between
-tf4.46.3-torch2.5.1-py3.11 and tf4.57.6-torch2.8.0-py3.11 (better)".
+`nox -s compare -- --walk` prints one sentence per change between neighbours (`sentence`).
 """
 
 from __future__ import annotations
@@ -27,11 +25,8 @@ if TYPE_CHECKING:
 
 def stack_order_key(stack_id: str, records: Sequence[Record]) -> tuple[int, Version, Version, str]:
     """(transformers, torch) as installed, else as the stack id says; unknown sorts last."""
-    return ids.stack_order_key(
-        stack_id,
-        [r.get("transformers_version") for r in records],
-        [r.get("torch_version") for r in records],
-    )
+    tf = [r.get("transformers_version") for r in records]
+    return ids.stack_order_key(stack_id, tf, [r.get("torch_version") for r in records])
 
 
 @dataclass(frozen=True)

@@ -120,29 +120,21 @@ def _md_header(df: pd.DataFrame, several: bool) -> list[str]:
         f"{plural(df['stack_id'].nunique(), 'stack')} · {plural(df['model'].nunique(), 'model')}"
         f" · {plural(df['scenario'].nunique(), 'scenario')} · {plural(len(df), 'record')}"
     )
-    lines = [
-        "## Load and generate report",
-        "",
-        f"Runs {runs} · {sizes} · {'machines' if several else 'machine'} {_machines(df)}",
-        "",
-        f"**Status:** {status}",
-        "",
-    ]
+    where = f"{'machines' if several else 'machine'} {_machines(df)}"
+    lines = ["## Load and generate report", "", f"Runs {runs} · {sizes} · {where}", "",
+             f"**Status:** {status}", ""]  # fmt: skip
     if several:
         lines += ["**Several machines:** their rows are kept apart, never averaged.", ""]
     return lines
 
 
 def _md_stacks(df: pd.DataFrame) -> list[str]:
-    counts = pd.DataFrame(
-        {
-            "stack_id": df["stack_id"],
-            "ok": df["status"] == "ok",
-            "unsupported": df["status"] == "unsupported",
-            "failed": ~df["status"].isin(metrics.GOOD_STATUSES),
-            "golden": df["golden"].isin(metrics.GOLDEN_FAILING),
-        }
-    ).groupby("stack_id")
+    status = df["status"]
+    counts = pd.DataFrame({
+        "stack_id": df["stack_id"], "ok": status == "ok", "unsupported": status == "unsupported",
+        "failed": ~status.isin(metrics.GOOD_STATUSES),
+        "golden": df["golden"].isin(metrics.GOLDEN_FAILING),
+    }).groupby("stack_id")  # fmt: skip
     sums, sizes = counts.sum().to_dict("index"), counts.size().to_dict()
     firsts = df.groupby("stack_id")[["transformers_version", "torch_version"]].first()
     versions = firsts.to_dict("index")

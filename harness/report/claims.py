@@ -150,13 +150,9 @@ def rss_shows_model(rows: pd.DataFrame) -> tuple[str, str]:
     if big.empty:
         return NO_EVIDENCE, f"no ok run of a model with {MIN_WEIGHTS_MB:.0f} MiB of weights or more"
     # Per scenario: RSS after load over the weights, and the load's peak over that RSS.
-    ratios = pd.DataFrame(
-        {
-            "scenario": big["scenario"],
-            "after": big["load_rss_mb"] / big["weights_mb"],
-            "hidden": big["load_peak_mb"] / big["load_rss_mb"],
-        }
-    )
+    ratios = pd.DataFrame({"scenario": big["scenario"],
+                           "after": big["load_rss_mb"] / big["weights_mb"],
+                           "hidden": big["load_peak_mb"] / big["load_rss_mb"]})  # fmt: skip
     per = ratios.groupby("scenario").median()
     good = per["after"].between(CLOSE_LOW, CLOSE_HIGH) & (per["hidden"] <= CLOSE_HIGH)
     low, hidden = str(per["after"].idxmin()), str(per["hidden"].idxmax())
