@@ -53,13 +53,9 @@ class Judgement:
     reason: str
 
 
-def _scale(base_median: float, floor: float) -> float:
-    return max(abs(base_median), floor, 1e-12)
-
-
 def relative_change(base: Sequence[float], candidate: Sequence[float], floor: float = 0.0) -> float:
     b, c = statistics.median(base), statistics.median(candidate)
-    return (c - b) / _scale(b, floor)
+    return (c - b) / max(abs(b), floor, 1e-12)
 
 
 def smallest_p(n: int, m: int) -> float:

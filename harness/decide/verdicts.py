@@ -66,11 +66,8 @@ class Comparison:
     def failures(self) -> list[Row]:
         """`worse` rows that the fail-on policy names, by category or by metric."""
         policy = set(self.settings.fail_on)
-        return [
-            r
-            for r in self.rows
-            if r.verdict == "worse" and (r.metric in policy or r.category in policy)
-        ]
+        worse = [r for r in self.rows if r.verdict == "worse"]
+        return [r for r in worse if r.metric in policy or r.category in policy]
 
 
 def _status_rank(status: str) -> int:
@@ -159,12 +156,8 @@ def _golden_row(pair: Pair, tolerance: float) -> Row:
 
 
 def _values(records: Sequence[Record], name: str) -> list[float]:
-    out = []
-    for r in _ok(records):
-        value = r.get(name)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            out.append(float(value))
-    return out
+    found = (r.get(name) for r in _ok(records))
+    return [float(v) for v in found if isinstance(v, (int, float)) and not isinstance(v, bool)]
 
 
 def _metric_row(pair: Pair, metric: Metric, settings: CompareSettings) -> Row:

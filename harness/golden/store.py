@@ -151,14 +151,9 @@ def compare(
         min(len(actual), len(expected)),
     )
     margin = margins[position] if position < len(margins) else None
-    detail: GoldenDetail = {
-        "position": position,
-        "reference_margin": margin,
-        "tolerance": tolerance,
-    }
-    if margin is not None and margin < tolerance:
-        return {"verdict": "drift", **detail}
-    return {"verdict": "mismatch", **detail}
+    verdict: GoldenVerdict = "drift" if margin is not None and margin < tolerance else "mismatch"
+    return {"verdict": verdict, "position": position, "reference_margin": margin,
+            "tolerance": tolerance}  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -130,10 +130,8 @@ def compatibility_heatmap(
                                  xgap=2, ygap=2, name=html.escape(model)),
                       row=r, col=1)  # fmt: skip
     k = len(present)
-    scale = []
-    for i, label in enumerate(present):
-        colour = dict(STATES)[label]
-        scale += [[i / k, colour], [(i + 1) / k, colour]]
+    colours = dict(STATES)
+    scale = [[j / k, colours[label]] for i, label in enumerate(present) for j in (i, i + 1)]
     fig.update_layout(
         title="Compatibility: status and golden verdict per stack and scenario",
         coloraxis={"colorscale": scale, "cmin": -0.5, "cmax": k - 0.5,

@@ -143,12 +143,7 @@ def stack_order(df: pd.DataFrame) -> list[str]:
     """Stacks by transformers then torch version, so charts read oldest to newest; stacks
     whose versions are unknown go last (harness.config.ids.stack_order_key)."""
     first = df.groupby("stack_id")[["transformers_version", "torch_version"]].first()
-    known = {
-        str(s): ((tf,), (torch,))
-        for s, tf, torch in zip(
-            first.index, first["transformers_version"], first["torch_version"], strict=True
-        )
-    }
+    known = {str(s): ((tf,), (torch,)) for s, tf, torch in first.itertuples()}
     return sorted(
         (str(s) for s in df["stack_id"].unique()),
         key=lambda s: ids.stack_order_key(s, *known.get(s, ((), ()))),
