@@ -135,31 +135,34 @@ def bench(session: nox.Session) -> None:
     _exit(session, code and 1, "some cells failed or changed their output (see above)")
 
 
-def _command_session(
-    name: str, main: Callable[[Sequence[str]], int], doc: str, failure: str, default: bool
-) -> None:
-    def session(session: nox.Session) -> None:
-        _call(session, main, failure)
-
-    session.__doc__ = doc
-    nox.session(name=name, python=False, default=default)(session)
+@nox.session(name="golden", python=False)
+def golden_session(session: nox.Session) -> None:
+    """Record or refresh goldens: -- --from STACK_ID [--models ...] [--run DIR] [--write]."""
+    _call(session, golden_cmd.main, "blessing refused")
 
 
-# fmt: off
-for _args in (
-    ("golden", golden_cmd.main, ("Record or refresh goldens: -- --from STACK_ID [--models ...] "
-     "[--run DIR] [--write]."), "blessing refused", True),
-    ("report", report_cmd.main, ("Tables, charts, dashboard and claims of one or several runs "
-     "(default reports/latest)."), "failed", False),
-    ("compare", compare.main, ("Upgrade verdicts: -- BASE CANDIDATE | --walk  [--run DIR] "
-     "[--json F] [--markdown F]."), "worse verdicts under the fail-on policy (see above)", False),
-    ("bisect", bisect.main, ("First transformers release where a metric flips: -- --good tf==A "
-     "--bad tf==B ..."), "no single answer (see above)", False),
-    ("ci-workflow", ci_workflow.main, ("Write .github/workflows/bench.yml from matrix.yaml: "
-     "-- [--shards N] [--profile P]."), "failed", True),
-):
-    _command_session(*_args)
-# fmt: on
+@nox.session(python=False, default=False)
+def report(session: nox.Session) -> None:
+    """Tables, charts, dashboard and claims of one or several runs (default reports/latest)."""
+    _call(session, report_cmd.main)
+
+
+@nox.session(name="compare", python=False, default=False)
+def compare_session(session: nox.Session) -> None:
+    """Upgrade verdicts: -- BASE CANDIDATE | --walk  [--run DIR] [--json F] [--markdown F]."""
+    _call(session, compare.main, "worse verdicts under the fail-on policy (see above)")
+
+
+@nox.session(name="bisect", python=False, default=False)
+def bisect_session(session: nox.Session) -> None:
+    """First transformers release where a metric flips: -- --good tf==A --bad tf==B ..."""
+    _call(session, bisect.main, "no single answer (see above)")
+
+
+@nox.session(name="ci-workflow", python=False)
+def ci_workflow_session(session: nox.Session) -> None:
+    """Write .github/workflows/bench.yml from matrix.yaml: -- [--shards N] [--profile P]."""
+    _call(session, ci_workflow.main)
 
 
 @nox.session(python=False)
