@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from harness.config.matrix import Stack
 from harness.measure import envs
@@ -22,6 +23,20 @@ TEST_STACK = Stack(
     id="tf5.24.0-torch2.13.0-py3.11", python="3.11", transformers="5.24.0", torch="2.13.0",
     accelerate="1.15.0", pins=(), find_links=(), index_url=None, torch_backend=None,
 )  # fmt: skip
+
+
+# Hypothesis: `ci` (the default) is deterministic; HYPOTHESIS_PROFILE=explore (as `nox -s
+# fuzz` sets it) draws fresh seeds and more examples, keeping failures in .hypothesis/.
+_QUIET = [HealthCheck.too_slow, HealthCheck.filter_too_much]
+settings.register_profile(
+    "ci", derandomize=True, print_blob=True, deadline=None, database=None,
+    suppress_health_check=_QUIET,
+)  # fmt: skip
+settings.register_profile(
+    "explore", derandomize=False, print_blob=True, deadline=None, max_examples=1000,
+    suppress_health_check=_QUIET,
+)  # fmt: skip
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from harness.measure import budget, cgroups, watchdog
-from harness.measure.budget import MIB, Budget, BudgetError, classify_kill, parse_size
+from harness.measure.budget import Budget, BudgetError, classify_kill, parse_size
+from harness.metrics import MIB
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

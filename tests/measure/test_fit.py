@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from harness.measure import budget, fit
+from harness.metrics import MIB
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-MIB = fit.MIB
 
 
 def fake(need: int, calls: list[int] | None = None) -> Callable[[int], bool]:

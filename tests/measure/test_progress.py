@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from harness.config.matrix import Cell, Model, Scenario, Stack
 from harness.measure import progress
@@ -12,14 +12,17 @@ from harness.measure import progress
 if TYPE_CHECKING:
     import pytest
 
+    from harness.records import Record
+
 STACK = Stack(id="s1", python="3.11", transformers="4.46.3", torch="2.5.1", accelerate=None,
               pins=(), find_links=(), index_url=None, torch_backend=None)  # fmt: skip
 CELL = Cell(STACK, Model("tiny-gpt2", "embedded", "tiny-gpt2", ("x",), None, False),
             Scenario(None, None, "float32", "safetensors", 5))  # fmt: skip
 
 
-def _record(status: str = "ok") -> dict[str, object]:
-    return {"status": status, "wall_s": 1.25, "peak_mb": 12.5, "golden": "match"}
+def _record(status: str = "ok") -> Record:
+    # Only the fields a progress line shows.
+    return cast("Record", {"status": status, "wall_s": 1.25, "peak_mb": 12.5, "golden": "match"})
 
 
 def test_plain_lines_off_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
