@@ -56,23 +56,6 @@ def to_record(cfg: RunConfig, attempted: Attempted) -> rec.Record:
     )  # fmt: skip
 
 
-class WeightHashes:
-    """The weights' sha256 on ok records, hashed once per model."""
-
-    def __init__(self, cache_dir: Path) -> None:
-        self.cache_dir = cache_dir
-        self.known: dict[str, str | None] = {}
-
-    def stamp(self, record: rec.Record, cell: Cell) -> None:
-        if record["status"] != "ok":
-            return
-        if cell.model.id not in self.known:
-            self.known[cell.model.id] = golden.weights_sha256(
-                weight_files(cell.model, self.cache_dir)
-            )
-        record["weights_sha256"] = self.known[cell.model.id]
-
-
 def record_all(
     cfg: RunConfig,
     stack: Stack,
@@ -83,10 +66,13 @@ def record_all(
 ) -> list[rec.Record]:
     """Record, hash, judge, append and report each attempt, in the order they end."""
     raw = cfg.run_dir / "raw"
-    hashes = WeightHashes(cfg.cache_dir)
+    hashes: dict[str, str | None] = {}  # the weights' sha256 on ok records, once per model
     for one in attempted:
-        record = to_record(cfg, one)
-        hashes.stamp(record, one.cell)
+        record, model = to_record(cfg, one), one.cell.model
+        if record["status"] == "ok":
+            if model.id not in hashes:
+                hashes[model.id] = golden.weights_sha256(weight_files(model, cfg.cache_dir))
+            record["weights_sha256"] = hashes[model.id]
         if cfg.judge is not None:
             cfg.judge.stamp(record)
         rec.append(raw / f"{stack.id}.jsonl", record)
