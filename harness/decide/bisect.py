@@ -188,10 +188,7 @@ def _probe_json(m: Measurement, verdict: str) -> dict[str, Any]:
 
 
 def run(plan: Plan, measure: Callable[[str], Measurement]) -> dict[str, Any]:
-    """The whole bisection, measuring each release with `measure(version)`.
-
-    Prints each probe and returns the summary it writes to <run_dir>/bisect.json.
-    """
+    """Bisect, measuring with `measure(version)`; prints each probe, returns bisect.json's data."""
     started = time.monotonic()
     cache = plan.run_dir / "versions" / "transformers.json"
     listed = releases.listing(

@@ -40,8 +40,7 @@ def summary_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (stack, cell), group in groups.items():
         statuses = sorted({r["status"] for r in group}, key=metrics.STATUSES.index)
-        ok = [r for r in group if r["status"] == "ok"]
-        texts = ok[0]["output_text"] if ok else []
+        texts: list[str] = next((r["output_text"] for r in group if r["status"] == "ok"), [])
         message = next((r["message"] for r in group if r["status"] != "ok"), "")
         row: dict[str, Any] = {"stack": stack, "cell": cell, "runs": len(group),
                                "status": "/".join(statuses)}  # fmt: skip

@@ -185,11 +185,8 @@ def _size_points(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def size_fits(df: pd.DataFrame) -> dict[tuple[str, str], Fit]:
-    """Per (machine, stack): least-squares MiB of peak per million parameters.
-
-    Ordinary least squares from per-group sums, the same numbers scipy.stats.linregress
-    gives, without a Python-level call per stack (hundreds of stacks at 10,000 records).
-    """
+    """Per (machine, stack): least-squares MiB of peak per million parameters, from per-group
+    sums: linregress's numbers without a Python call per stack (hundreds at 10,000 records)."""
     points = _size_points(_reference_rows(df)[0]).reset_index()
     x = points["params"].astype("float64") / 1e6
     y = points["peak_mb"].astype("float64")

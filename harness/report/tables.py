@@ -187,11 +187,8 @@ STATS = ("median", "min", "max", "q1", "q3")
 def spreads(
     df: pd.DataFrame, keys: Sequence[str], stats: Sequence[str] = STATS
 ) -> dict[str, pd.DataFrame]:
-    """Per group of `keys`, each statistic of the summarized metrics over the ok records.
-
-    The one summary computation: the markdown and site summary (`summarize`) and the
-    run's console summary (harness.report.console) both take their numbers from here.
-    """
+    """Per group of `keys`, each statistic of the summarized metrics over the ok records: the
+    numbers of both `summarize` and the console summary (harness.report.console)."""
     ok = df.loc[df["status"] == "ok"]
     groups = ok.groupby(list(keys), sort=False)[[m.name for m in metrics.SUMMARIZED]]
     compute: dict[str, Callable[[], pd.DataFrame]] = {
@@ -289,10 +286,8 @@ def plural(n: int, word: str) -> str:
 
 
 def per_machine(df: pd.DataFrame, stacks: Sequence[str]) -> tuple[pd.DataFrame, list[str]]:
-    """With records of several machines, "stack @ machine" stands for a stack in every chart.
-
-    Charts group by stack_id; relabelling keeps machines apart instead of pooling them.
-    """
+    """With several machines, "stack @ machine" stands for a stack: charts group by stack_id,
+    so relabelling keeps machines apart instead of pooling them."""
     fingerprints = sorted(str(f) for f in df["machine_fingerprint"].unique())
     if len(fingerprints) < 2:
         return df, list(stacks)
