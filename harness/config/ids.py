@@ -24,7 +24,8 @@ _LCMU_BACK = {v: k for k, v in _LCMU.items()}
 
 _STACK = re.compile(r"tf(?P<tf>[^-]+)-torch(?P<torch>[^-]+)-py(?P<python>[^-]+)")
 _SCENARIO = re.compile(
-    r"(?P<fmt>[a-z]+)/(?P<dtype>[a-z0-9]+)/lcmu=(?P<lcmu>[a-z]+)/dm=(?P<dm>[a-z]+)"
+    rf"(?P<fmt>{'|'.join(_FORMAT_LONG)})/(?P<dtype>{'|'.join(_DTYPE_LONG)})"
+    rf"/lcmu=(?P<lcmu>{'|'.join(_LCMU_BACK)})/dm=(?P<dm>[a-z]+)"
 )
 
 
@@ -69,12 +70,7 @@ def scenario_id(
 
 def parse_scenario_id(text: str) -> ScenarioAxes:
     match = _SCENARIO.fullmatch(text)
-    ok = match is not None and (
-        match["fmt"] in _FORMAT_LONG
-        and match["dtype"] in _DTYPE_LONG
-        and match["lcmu"] in _LCMU_BACK
-    )
-    if match is None or not ok:
+    if match is None:
         raise IdError(
             f"bad scenario id {text!r}: expected FORMAT/DTYPE/lcmu=omit|true|false/dm=..., "
             "e.g. st/fp32/lcmu=false/dm=cpu"

@@ -6,6 +6,7 @@ keys, which PyYAML's loader silently collapses. A key path is e.g. ``("stacks", 
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -30,12 +31,10 @@ _KINDS = {
     "tag:yaml.org,2002:timestamp": "a YAML timestamp",
 }
 _CONSTRUCT = yaml.constructor.SafeConstructor()
+# The safe loader's own constructors of the scalar tags above; any other tag fails.
 _READERS: dict[str, Callable[[Any], object]] = {
-    "tag:yaml.org,2002:int": _CONSTRUCT.construct_yaml_int,
-    "tag:yaml.org,2002:float": _CONSTRUCT.construct_yaml_float,
-    "tag:yaml.org,2002:bool": _CONSTRUCT.construct_yaml_bool,
-    "tag:yaml.org,2002:timestamp": _CONSTRUCT.construct_yaml_timestamp,
-    _NULL: _CONSTRUCT.construct_yaml_null,
+    tag: functools.partial(_CONSTRUCT.yaml_constructors[tag], _CONSTRUCT)
+    for tag in (*_KINDS, _NULL)
 }
 _MAX_MERGE_DEPTH = 100
 
@@ -53,10 +52,7 @@ def dotted(loc: Loc) -> str:
     """``stacks[0].torch``; the empty path is ``(top level)``."""
     if not loc:
         return "(top level)"
-    out = ""
-    for i, step in enumerate(loc):
-        out += f"[{step}]" if isinstance(step, int) else (f".{step}" if i else str(step))
-    return out
+    return "".join(f"[{s}]" if isinstance(s, int) else f".{s}" for s in loc).removeprefix(".")
 
 
 @dataclass
