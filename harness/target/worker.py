@@ -24,6 +24,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import re
 import resource
 import signal
 import struct
@@ -61,12 +62,6 @@ def _status_kib(fields: tuple[str, ...]) -> dict[str, int]:
     return out
 
 
-def _maxrss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    # Linux reports KiB, macOS bytes.
-    return rss / MIB if sys.platform == "darwin" else rss / 1024
-
-
 class Memory:
     """Per-phase peaks: VmHWM reset through clear_refs on Linux, ru_maxrss elsewhere."""
 
@@ -87,21 +82,15 @@ class Memory:
             self._reset_hwm()
 
     def snapshot(self) -> dict[str, float | None]:
-        kib = _status_kib(("VmHWM", "VmRSS", "RssAnon", "RssFile", "RssShmem"))
+        kib = _status_kib(("VmHWM", "VmRSS", "RssAnon", "RssFile"))
         if self.method == "clear_refs" and "VmHWM" in kib:
             hwm = kib["VmHWM"] / 1024
         else:
-            # ru_maxrss cannot be reset: it is the process-lifetime peak.
-            hwm = _maxrss_mb()
-        rss = kib.get("VmRSS")
-        anon = kib.get("RssAnon")
-        file_ = kib.get("RssFile")
-        return {
-            "hwm_mb": hwm,
-            "rss_mb": rss / 1024 if rss is not None else None,
-            "anon_mb": anon / 1024 if anon is not None else None,
-            "file_mb": file_ / 1024 if file_ is not None else None,
-        }
+            # ru_maxrss cannot be reset: it is the process-lifetime peak. Linux: KiB, macOS: bytes.
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            hwm = rss / MIB if sys.platform == "darwin" else rss / 1024
+        fields = (("rss_mb", "VmRSS"), ("anon_mb", "RssAnon"), ("file_mb", "RssFile"))
+        return {"hwm_mb": hwm, **{k: kib[f] / 1024 if f in kib else None for k, f in fields}}
 
 
 class AnonSampler(threading.Thread):
@@ -115,13 +104,6 @@ class AnonSampler(threading.Thread):
         self._lock = threading.Lock()
         self.samples = 0
 
-    @staticmethod
-    def _anon_pages() -> int:
-        with open("/proc/self/statm", encoding="ascii") as fh:
-            parts = fh.read().split()
-        # resident - shared(file + shmem) = anonymous pages
-        return int(parts[1]) - int(parts[2])
-
     def run(self) -> None:
         while not self._stop.is_set():
             self.sample()
@@ -129,9 +111,12 @@ class AnonSampler(threading.Thread):
 
     def sample(self) -> None:
         try:
-            pages = self._anon_pages()
+            with open("/proc/self/statm", encoding="ascii") as fh:
+                parts = fh.read().split()
         except OSError:
             return
+        # resident - shared(file + shmem) = anonymous pages
+        pages = int(parts[1]) - int(parts[2])
         with self._lock:
             self.samples += 1
             self._peak = max(self._peak, pages)
@@ -210,28 +195,15 @@ def prefault_like(pid: int) -> int:
 
 def parse_version(text: str) -> tuple[int, ...]:
     """Release part of a PEP 440 version: '2.5.1+cu124' -> (2, 5, 1)."""
-    parts: list[int] = []
-    for piece in text.split("+", maxsplit=1)[0].split("."):
-        digits = ""
-        for ch in piece:
-            if not ch.isdigit():
-                break
-            digits += ch
-        if not digits:
-            break
-        parts.append(int(digits))
-        if len(digits) != len(piece):
-            break
-    return tuple(parts)
+    match = re.match(r"\d+(?:\.\d+)*", text)
+    return tuple(int(part) for part in match.group().split(".")) if match else ()
 
 
 def load_kwargs(tf_version: str, job: Job, torch_mod: Any) -> dict[str, Any]:
     """The from_pretrained keywords for this scenario on this transformers version."""
-    tf = parse_version(tf_version)
-    kwargs: dict[str, Any] = {}
     # The dtype keyword was renamed in 4.56; the old one logs a deprecation after.
-    dtype_kw = "dtype" if tf >= (4, 56) else "torch_dtype"
-    kwargs[dtype_kw] = getattr(torch_mod, job["dtype"])
+    dtype_kw = "dtype" if parse_version(tf_version) >= (4, 56) else "torch_dtype"
+    kwargs: dict[str, Any] = {dtype_kw: getattr(torch_mod, job["dtype"])}
     # Omitted means omitted: the library's own default is what is being measured.
     if job.get("low_cpu_mem_usage") is not None:
         kwargs["low_cpu_mem_usage"] = bool(job["low_cpu_mem_usage"])
@@ -253,10 +225,7 @@ def known_rejection(
     has_accelerate: bool,
     has_cuda: bool,
 ) -> str | None:
-    """Why this version is known to refuse the combination, or None.
-
-    Only used to classify an exception that really happened as `unsupported`.
-    """
+    """Why this version is known to refuse the combination (classifies a real failure), or None."""
     tf = parse_version(tf_version)
     torch_v = parse_version(torch_version)
     dm = job.get("device_map")
@@ -274,8 +243,7 @@ def known_rejection(
 def guard_torch_load(torch_mod: Any) -> dict[str, Any]:
     """Make pickle checkpoints load with weights_only=True wherever torch supports it.
 
-    Returns a dict the record keeps as `pickle_load`: "weights_only" when every torch.load
-    ran restricted, "unsafe" when torch has no weights_only or a caller turned it off.
+    `pickle_load` ends "unsafe" when torch has no weights_only or a caller turned it off.
     """
     import inspect  # noqa: PLC0415 - only runs with .bin checkpoints
 
@@ -311,37 +279,28 @@ def _dist_version(name: str) -> str | None:
         return None
 
 
-def _cpu_name() -> str:
+def _proc_line(path: str, prefix: str) -> str | None:
     try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+        with open(path, encoding="utf-8") as fh:
+            return next((line for line in fh if line.startswith(prefix)), None)
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _mem_total_mb() -> float | None:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
+        return None
 
 
 def environment() -> Environment:
-    versions = {name: _dist_version(name) for name in _DISTS}
-    versions["python"] = platform.python_version()
+    versions = {
+        **{name: _dist_version(name) for name in _DISTS},
+        "python": platform.python_version(),
+    }
+    cpu = _proc_line("/proc/cpuinfo", "model name")
+    cpu_name = cpu.split(":", 1)[1].strip() if cpu else platform.processor() or platform.machine()
+    mem = _proc_line("/proc/meminfo", "MemTotal:")
     return {
         "versions": versions,
         "machine": {
-            "cpu": _cpu_name(),
+            "cpu": cpu_name,
             "cores": os.cpu_count(),
-            "mem_total_mb": _mem_total_mb(),
+            "mem_total_mb": int(mem.split()[1]) / 1024 if mem else None,
             "os": platform.platform(),
             "arch": platform.machine(),
         },
@@ -445,21 +404,18 @@ class Run:
         }
         if import_phase is not None:
             self.phases["import"] = import_phase
-        has_cuda = (
-            bool(torch.cuda.is_available()) if job.get("device_map") in ("cuda", "auto") else False
-        )
+        has_cuda = job.get("device_map") in ("cuda", "auto") and bool(torch.cuda.is_available())
         self.cuda = has_cuda
         if has_cuda:
             env["machine"]["gpu"] = torch.cuda.get_device_name(0)
         has_accelerate = env["versions"].get("accelerate") is not None
         tf_version = transformers.__version__
         kwargs = load_kwargs(tf_version, job, torch)
-        result["load_kwargs"] = {
-            k: (str(v) if k in ("dtype", "torch_dtype") else v) for k, v in kwargs.items()
-        }
+        result["load_kwargs"] = {k: str(v) if "dtype" in k else v for k, v in kwargs.items()}
 
         self.announce("tokenizer")
-        tokenizer = AutoTokenizer.from_pretrained(job["tokenizer_path"], **_hub_kwargs(job))
+        hub = {k: v for k, v in kwargs.items() if k in ("revision", "trust_remote_code")}
+        tokenizer = AutoTokenizer.from_pretrained(job["tokenizer_path"], **hub)
         prompts = list(job["prompts"])
         encoded = [tokenizer(p, return_tensors="pt") for p in prompts]
         gc.collect()
@@ -556,18 +512,18 @@ class Run:
         return result
 
 
-def _hub_kwargs(job: Job) -> dict[str, Any]:
-    kw: dict[str, Any] = {}
-    if job.get("revision"):
-        kw["revision"] = job["revision"]
-    if job.get("trust_remote_code"):
-        kw["trust_remote_code"] = True
-    return kw
-
-
 def _one_line(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}".strip()
     return " ".join(text.split())[:2000]
+
+
+def _error(exc: BaseException, prefix: str = "") -> Result:
+    return {
+        "worker_api": WORKER_API,
+        "status": "error",
+        "message": prefix + _one_line(exc),
+        "traceback": traceback.format_exc(limit=8),
+    }
 
 
 def _write_json(path: str, data: Mapping[str, object]) -> None:
@@ -593,12 +549,7 @@ def run_job(
     try:
         result = Run(job).execute(import_s, import_phase, stack_env or environment())
     except Exception as exc:
-        result = {
-            "worker_api": WORKER_API,
-            "status": "error",
-            "message": _one_line(exc),
-            "traceback": traceback.format_exc(limit=8),
-        }
+        result = _error(exc)
     if prefault is not None:
         result["prefault"] = prefault
     _write_json(out_path, result)
@@ -645,9 +596,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         import_s = _import_stack()
     except Exception as exc:
         # A stack that installs but cannot import is a record, not a crash.
-        _write_json(args.out, {"worker_api": WORKER_API, "status": "error",
-                               "message": "import failed: " + _one_line(exc),
-                               "traceback": traceback.format_exc(limit=8)})  # fmt: skip
+        _write_json(args.out, _error(exc, "import failed: "))
         return 0
     phase = cast("Phase", {"seconds": import_s, **memory.snapshot()})
     phase["baseline_rss_mb"] = start_snapshot["rss_mb"]
@@ -678,25 +627,18 @@ def cmd_serve(args: argparse.Namespace) -> int:  # noqa: ARG001 - same signature
                 t0 = time.perf_counter()
                 pages = prefault_like(os.getppid())
                 prefault = {"pages": pages, "seconds": round(time.perf_counter() - t0, 4)}
-                code = run_job(
-                    request["job"],
-                    request["out"],
-                    import_s,
-                    None,
-                    prefault=prefault,
-                    stack_env=stack_env,
-                )
+                job, out = request["job"], request["out"]
+                code = run_job(job, out, import_s, None, prefault=prefault, stack_env=stack_env)
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 os._exit(code)
         control.write(json.dumps({"started": pid}) + "\n")
         _, status = os.waitpid(pid, 0)
-        reply: dict[str, Any] = {"pid": pid}
         if os.WIFSIGNALED(status):
-            reply["signal"] = os.WTERMSIG(status)
+            reply = {"pid": pid, "signal": os.WTERMSIG(status)}
         else:
-            reply["exit"] = os.WEXITSTATUS(status)
+            reply = {"pid": pid, "exit": os.WEXITSTATUS(status)}
         control.write(json.dumps(reply) + "\n")
     return 0
 
@@ -710,15 +652,12 @@ def cmd_env(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="worker")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_env = sub.add_parser("env")
-    p_env.add_argument("--out", required=True)
-    p_run = sub.add_parser("run")
-    p_run.add_argument("--job", required=True)
-    p_run.add_argument("--out", required=True)
-    sub.add_parser("serve")
+    for name, flags in (("env", ("--out",)), ("run", ("--job", "--out")), ("serve", ())):
+        command = sub.add_parser(name)
+        for flag in flags:
+            command.add_argument(flag, required=True)
     args = parser.parse_args(argv)
-    handlers = {"env": cmd_env, "run": cmd_run, "serve": cmd_serve}
-    return handlers[args.command](args)
+    return {"env": cmd_env, "run": cmd_run, "serve": cmd_serve}[args.command](args)
 
 
 if __name__ == "__main__":
