@@ -172,21 +172,12 @@ class Judge:
         """`golden` and `golden_detail` for one record; None for a record without output."""
         if record.get("status") != "ok":
             return {"golden": None, "golden_detail": []}
-        versions = {
-            "transformers": record.get("transformers_version"),
-            "torch": record.get("torch_version"),
-        }
-        on_cuda = record.get("device_map") in ("cuda", "auto") and record.get("cuda_peak_mb")
-        device = "cuda" if on_cuda else "cpu"
         details: list[GoldenDetail] = []
         for prompt, ids, text in zip(
             record["prompts"], record["output_ids"], record["output_text"], strict=False
         ):
             key = CaseKey(record["model"], prompt, record["dtype"], int(record["max_new_tokens"]))
-            found = self._one(
-                key, ids=ids, text=text, record=record, versions=versions, device=device
-            )
-            details.append({"prompt": prompt, **found})
+            details.append({"prompt": prompt, **self._one(key, ids, text, record)})
         # The worst verdict of a record's prompts is the record's verdict.
         missing: GoldenVerdict = "missing"
         worst = max(
@@ -200,16 +191,7 @@ class Judge:
         found = self.judge(record)
         record["golden"], record["golden_detail"] = found["golden"], found["golden_detail"]
 
-    def _one(
-        self,
-        key: CaseKey,
-        *,
-        ids: Sequence[int],
-        text: str,
-        record: Record,
-        versions: Mapping[str, str | None],
-        device: str,
-    ) -> GoldenDetail:
+    def _one(self, key: CaseKey, ids: Sequence[int], text: str, record: Record) -> GoldenDetail:
         path = key.path(self.root)
         if not path.exists():
             return {"verdict": "missing", "file": str(path.relative_to(self.root))}
@@ -222,6 +204,12 @@ class Judge:
                 "model_sha256": current,
             }
         tolerance = float(self.tolerances.get(key.dtype, 0.0))
+        versions = {
+            "transformers": record.get("transformers_version"),
+            "torch": record.get("torch_version"),
+        }
+        on_cuda = record.get("device_map") in ("cuda", "auto") and record.get("cuda_peak_mb")
+        device = "cuda" if on_cuda else "cpu"
         matching = [e for e in self.expectations if e.matches(key, versions, device)]
         if len(matching) > 1:
             # Never pick one of several silently: the declarations must be fixed.

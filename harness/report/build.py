@@ -239,8 +239,5 @@ def build_reports(
         claims=claims.evaluate(df),
         slopes=plots.size_slopes(df),
     )
-    pngs: tuple[Path, ...] = ()
-    note = None
-    if png:
-        pngs, note = plots.export_pngs(figures, out / "png")
+    pngs, note = plots.export_pngs(figures, out / "png") if png else ((), None)
     return ReportPaths(out, parquet, csv, md, site.index, site.claims, site.plotly_js, pngs, note)
