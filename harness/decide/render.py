@@ -103,8 +103,8 @@ def table(comparison: Comparison, *, all_rows: bool = False) -> Table:
     return t
 
 
-def emit(out: Outputs, comparison: Comparison, console: Console | None = None) -> None:
-    console = console or Console(width=200)
+def emit(out: Outputs, comparison: Comparison) -> None:
+    console = Console(width=200)
     console.print(table(comparison, all_rows=out.all_rows))
     hidden = sum(1 for r in comparison.rows if r.verdict not in NOTEWORTHY)
     if hidden and not out.all_rows:
@@ -174,14 +174,8 @@ def walk_lines(steps: Sequence[walk.Step]) -> list[str]:
     return lines
 
 
-def emit_walk(
-    out: Outputs,
-    run: str,
-    steps: Sequence[walk.Step],
-    notes: Sequence[str],
-    console: Console | None = None,
-) -> None:
-    console = console or Console(width=200)
+def emit_walk(out: Outputs, run: str, steps: Sequence[walk.Step], notes: Sequence[str]) -> None:
+    console = Console(width=200)
     lines = walk_lines(steps)
     for line in lines:
         console.print(line, markup=False, soft_wrap=True)

@@ -10,7 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness import paths, usage
+from harness import usage
 from harness.golden import store as golden
 from harness.metrics import GOOD_STATUSES
 
@@ -20,10 +20,7 @@ if TYPE_CHECKING:
 
     from harness.records import Record
 
-USAGE_EXIT = usage.USAGE_EXIT
-UsageError = usage.UsageError
 REFUSED_EXIT = 1
-REPORTS = paths.REPORTS
 
 
 class BlessError(Exception):
@@ -52,7 +49,7 @@ def plan(
     ]
     if not chosen:
         known = sorted({r["stack_id"] for r in records})
-        raise UsageError(
+        raise usage.UsageError(
             f"no records for stack {stack_id!r} (stacks in this run: {', '.join(known)})"
         )
     groups: dict[tuple[str, str, int], list[Record]] = {}

@@ -232,12 +232,7 @@ def build_reports(
     parquet, csv, md = _write_tables(df, summary, out)
     figures = plots.all_figures(df, stacks=stack_order(df), models=model_order(df))
     site = dashboard.write_site(
-        out,
-        df=df,
-        summary=summary,
-        figures=figures,
-        claims=claims.evaluate(df),
-        slopes=plots.size_slopes(df),
+        out, df, summary, figures, claims=claims.evaluate(df), slopes=plots.size_slopes(df)
     )
     pngs, note = plots.export_pngs(figures, out / "png") if png else ((), None)
     return ReportPaths(out, parquet, csv, md, site.index, site.claims, site.plotly_js, pngs, note)

@@ -284,10 +284,10 @@ def _copy_plotly_js(out: Path) -> Path:
 
 def write_site(
     out: Path,
-    *,
     df: pd.DataFrame,
     summary: pd.DataFrame,
     figures: dict[str, go.Figure],
+    *,
     claims: Sequence[Claim],
     slopes: pd.DataFrame,
 ) -> Site:
