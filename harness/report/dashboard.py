@@ -110,15 +110,9 @@ def _page(title: str, body: str, *, scripts: bool) -> str:
 def table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[bool]) -> str:
     """Cells must already be escaped HTML; header strings are escaped here."""
     head = "".join(f"<th>{e(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="n">{c}</td>' if n else f"<td>{c}</td>"
-            for c, n in zip(r, numeric, strict=True)
-        )
-        + "</tr>\n"
-        for r in rows
-    )
+    td = ("<td>{}</td>", '<td class="n">{}</td>')
+    cells = ("".join(td[n].format(c) for c, n in zip(r, numeric, strict=True)) for r in rows)
+    body = "".join(f"<tr>{row}</tr>\n" for row in cells)
     return f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table>"
 
 
