@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import itertools
 import math
 import os
 from dataclasses import dataclass
@@ -188,10 +189,8 @@ def _md_results(summary: pd.DataFrame, several: bool, budget: int) -> list[str]:
     ]
     table = _table(header, body)
     used = sum(len(x) + 1 for x in lines) + 100
-    kept = 2
-    while kept < len(table) and used + len(table[kept]) + 1 < budget:
-        used += len(table[kept]) + 1
-        kept += 1
+    # The running sizes only grow: counting those under budget finds where the table stops.
+    kept = 2 + sum(used + n < budget for n in itertools.accumulate(len(x) + 1 for x in table[2:]))
     lines += table[:kept]
     if kept < len(table):
         lines += ["", f"… {len(table) - kept} more rows in summary.csv"]

@@ -92,13 +92,8 @@ def _cells(df: pd.DataFrame) -> dict[tuple[str, str, str], _Cell]:
     cells: dict[tuple[str, str, str], _Cell] = {}
     # Plain lists, one pass: per-group pandas calls cost seconds on 10,000 records.
     lists = [df[c].tolist() for c in cols]
-    for model, stack, scenario, cell_id, status, golden, message, detail in zip(
-        *lists, strict=True
-    ):
-        key = (model, stack, scenario)
-        if key not in cells:
-            cells[key] = _Cell(stack, cell_id)
-        cells[key].add(status, golden, message, detail)
+    for model, stack, scenario, cell_id, *found in zip(*lists, strict=True):
+        cells.setdefault((model, stack, scenario), _Cell(stack, cell_id)).add(*found)
     return cells
 
 
