@@ -162,7 +162,8 @@ def _write(out: Outputs, md: str, data: Mapping[str, object]) -> None:
         out.json.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
 
-def walk_lines(steps: Sequence[walk.Step]) -> list[str]:
+def emit_walk(out: Outputs, run: str, steps: Sequence[walk.Step], notes: Sequence[str]) -> None:
+    console = Console(width=200)
     found = walk.changes(steps)
     lines = [" -> ".join([steps[0].base, *(s.candidate for s in steps)])] if steps else []
     lines += [walk.sentence(step, row) for step, row in found]
@@ -171,12 +172,6 @@ def walk_lines(steps: Sequence[walk.Step]) -> list[str]:
     n = walk.uncertain(steps)
     if n:
         lines.append(f"{n} further changes are uncertain (too few repeats, or within the noise)")
-    return lines
-
-
-def emit_walk(out: Outputs, run: str, steps: Sequence[walk.Step], notes: Sequence[str]) -> None:
-    console = Console(width=200)
-    lines = walk_lines(steps)
     for line in lines:
         console.print(line, markup=False, soft_wrap=True)
     for note in notes:

@@ -98,12 +98,6 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     return lines
 
 
-def _failure_rows(df: pd.DataFrame) -> pd.DataFrame:
-    bad = failures(df)
-    keys = ["machine_fingerprint", "stack_id", "cell_id", "status", "message"]
-    return bad.groupby(keys, sort=False, dropna=False)["repeat"].count().reset_index()
-
-
 def _machines(df: pd.DataFrame) -> str:
     labels = df.groupby("machine_fingerprint")["machine"].first()
     return ", ".join(
@@ -151,14 +145,15 @@ def _md_stacks(df: pd.DataFrame) -> list[str]:
 
 
 def _md_failures(df: pd.DataFrame, several: bool) -> list[str]:
-    failures = _failure_rows(df)
-    lines = [f"### Failures ({int(failures['repeat'].sum())})", ""]
-    if failures.empty:
+    keys = ["machine_fingerprint", "stack_id", "cell_id", "status", "message"]
+    bad = failures(df).groupby(keys, sort=False, dropna=False)["repeat"].count().reset_index()
+    lines = [f"### Failures ({int(bad['repeat'].sum())})", ""]
+    if bad.empty:
         return [*lines, "None: every record is ok or unsupported.", ""]
     rows = [
         [*([f"`{r.machine_fingerprint}`"] if several else []), md_cell(r.stack_id),
          md_cell(r.cell_id), md_cell(r.status), str(r.repeat), md_cell(r.message)]
-        for r in failures.itertuples()
+        for r in bad.itertuples()
     ]  # fmt: skip
     head = [*(["machine"] if several else []), "stack", "cell", "status", "runs", "message"]
     return [*lines, *_table(head, rows), ""]

@@ -125,14 +125,9 @@ def to_frame(records: Sequence[Record]) -> pd.DataFrame:
     df = pd.DataFrame(cols)
     df["weights_mb"] = df["param_bytes"].astype("float64") / metrics.MIB
     df["load_rss_mb"] = df["phase_load_rss_mb"] - df["baseline_rss_mb"]
-    return _fill_fingerprints(df)
-
-
-def _fill_fingerprints(df: pd.DataFrame) -> pd.DataFrame:
-    """Records without an environment (install errors) ran on their run's one machine."""
+    # Records without an environment (install errors) ran on their run's one machine.
     known = df.dropna(subset=["machine_fingerprint"]).groupby("run_id")["machine_fingerprint"]
-    single = known.unique()
-    fill = {run: str(fps[0]) for run, fps in single.items() if len(fps) == 1}
+    fill = {run: str(fps[0]) for run, fps in known.unique().items() if len(fps) == 1}
     missing = df["machine_fingerprint"].isna()
     df.loc[missing, "machine_fingerprint"] = df.loc[missing, "run_id"].map(fill)
     df["machine_fingerprint"] = df["machine_fingerprint"].fillna("unknown")
