@@ -195,20 +195,17 @@ def _slopes_table(slopes: pd.DataFrame) -> str:
     return table(header, rows, [False, False, True, True, True, True])
 
 
-def figures_json(figures: dict[str, go.Figure]) -> str:
-    """All figures as one JSON object, safe inside a <script> data block."""
+def render_index(
+    df: pd.DataFrame, summary: pd.DataFrame, figures: dict[str, go.Figure], slopes: pd.DataFrame
+) -> str:
+    # All figures as one JSON object, safe inside a <script> data block: <, > and & only
+    # occur inside JSON strings, where the \\u escapes mean the same.
     parts = [
         f"{json.dumps(name)}:{pio.to_json(fig, validate=False, engine='json')}"
         for name, fig in figures.items()
     ]
-    text = "{" + ",".join(parts) + "}"
-    # <, > and & only occur inside JSON strings, where the \\u escapes mean the same.
-    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
-
-
-def render_index(
-    df: pd.DataFrame, summary: pd.DataFrame, figures: dict[str, go.Figure], slopes: pd.DataFrame
-) -> str:
+    data = "{" + ",".join(parts) + "}"
+    data = data.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
     charts = []
     for name in figures:
         title, text = CHART_TEXT.get(name, (name, ""))
@@ -228,7 +225,7 @@ def render_index(
         + "<h2>Results</h2><p>Medians over the ok repeats; memory in MiB above the RSS "
         "just before from_pretrained.</p>"
         + _summary_table(summary)
-        + f'<script type="application/json" id="figures">{figures_json(figures)}</script>'
+        + f'<script type="application/json" id="figures">{data}</script>'
         + f"<script>{LOADER}</script>"
     )
     return _page("Load and generate report", body, scripts=True)
@@ -265,17 +262,6 @@ def render_claims(df: pd.DataFrame, claims: Sequence[Claim]) -> str:
     return _page("Loading claims, measured", body, scripts=False)
 
 
-def _copy_plotly_js(out: Path) -> Path:
-    target = out / PLOTLY_JS
-    shipped = Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
-    if shipped.is_file():
-        if not target.is_file() or target.stat().st_size != shipped.stat().st_size:
-            shutil.copyfile(shipped, target)
-    else:
-        target.write_text(get_plotlyjs(), encoding="utf-8")
-    return target
-
-
 def write_site(
     out: Path,
     df: pd.DataFrame,
@@ -286,7 +272,13 @@ def write_site(
     slopes: pd.DataFrame,
 ) -> Site:
     out.mkdir(parents=True, exist_ok=True)
-    js = _copy_plotly_js(out)
+    js = out / PLOTLY_JS
+    shipped = Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
+    if shipped.is_file():
+        if not js.is_file() or js.stat().st_size != shipped.stat().st_size:
+            shutil.copyfile(shipped, js)
+    else:
+        js.write_text(get_plotlyjs(), encoding="utf-8")
     index = out / "index.html"
     index.write_text(render_index(df, summary, figures, slopes), encoding="utf-8")
     claims_page = out / "claims.html"
