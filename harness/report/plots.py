@@ -112,10 +112,7 @@ def _boxes(fig: go.Figure, ok: pd.DataFrame, metric: str, stacks: Sequence[str],
                        lowerfence=list(part["min"]), upperfence=list(part["max"]),
                        marker_color=colours[model], legendgroup=model, showlegend=legend,
                        text=[f"{n} runs" for n in part["n"]])  # fmt: skip
-        if col is None:
-            fig.add_trace(trace)
-        else:
-            fig.add_trace(trace, row=1, col=col)
+        fig.add_trace(trace, row=None if col is None else 1, col=col)
 
 
 def peak_ratio_by_stack(

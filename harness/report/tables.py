@@ -216,11 +216,8 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         for m in metrics.SUMMARIZED:
             out[f"{m.name}_{stat}"] = frame[m.name].reindex(out.index)
     out = out.reset_index()
-    rank = {
-        "stack_id": {s: i for i, s in enumerate(stack_order(df))},
-        "model": {m: i for i, m in enumerate(model_order(df))},
-        "scenario": {s: i for i, s in enumerate(scenario_order(df))},
-    }
+    orders = {"stack_id": stack_order, "model": model_order, "scenario": scenario_order}
+    rank = {col: {v: i for i, v in enumerate(order(df))} for col, order in orders.items()}
     out = out.sort_values(
         GROUP, key=lambda col: col.map(rank[str(col.name)]) if col.name in rank else col
     )
