@@ -12,7 +12,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from harness.config import ids
 from harness.config.matrix import DEVICE_MAPS, Scenario
@@ -22,6 +22,9 @@ from harness.metrics import NUMERIC
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
+
+    # harness.commands.bisect passes probe's; decide imports measure for the type alone.
+    from harness.measure.probe import Measurement
 
 METRICS = ("status", "output", *NUMERIC)
 _END = re.compile(r"(?:(?:tf|transformers)==)?(?P<version>\d[^\s=<>!~,]*)")
@@ -33,28 +36,6 @@ class BisectError(Exception):
 
 class Undecided(Exception):  # noqa: N818 - an outcome, not a failure of the program
     """No single answer: the ends agree, or the answer hides among skipped releases."""
-
-
-class Measurement(Protocol):
-    """One release's records of the cell, reduced (harness.measure.probe.Measurement)."""
-
-    @property
-    def version(self) -> str: ...
-    @property
-    def status(self) -> str: ...  # the worst over the repeats
-    @property
-    def message(self) -> str: ...
-    @property
-    def value(self) -> float | None: ...  # numeric metrics: the median over ok repeats
-    @property
-    def output(self) -> tuple[tuple[int, ...], ...] | None: ...  # the ids of the first ok run
-    @property
-    def runs(self) -> int: ...
-    @property
-    def cached(self) -> bool: ...
-    @property
-    def seconds(self) -> float: ...
-    def show(self, metric: str, *, brief: bool = False) -> str: ...
 
 
 @dataclass(frozen=True)
