@@ -8,6 +8,7 @@ skip` would. Exit codes: 0 found, 1 no single answer, 2 bad input.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -163,9 +164,8 @@ def _say(line: str) -> None:
 
 
 def _probe_json(m: Measurement, verdict: str) -> dict[str, Any]:
-    return {"version": m.version, "status": m.status, "message": m.message, "value": m.value,
-            "output": None, "runs": m.runs, "cached": m.cached, "seconds": m.seconds,
-            "verdict": verdict}  # fmt: skip
+    # The generated ids stay out of bisect.json (output: null).
+    return {**dataclasses.asdict(m), "output": None, "verdict": verdict}
 
 
 def run(plan: Plan, measure: Callable[[str], Measurement]) -> dict[str, Any]:
