@@ -130,9 +130,8 @@ def default_true(rows: pd.DataFrame) -> tuple[str, str]:
             f"true and false give the same peak (within {SAME_WITHIN:.0%}, {len(full)} pairs), "
             "so memory cannot tell which one omitting picks"
         )
-    like_true = (telling["omit"] - telling["true"]).abs() < (
-        telling["omit"] - telling["false"]
-    ).abs()
+    apart = telling[["true", "false"]].rsub(telling["omit"], axis=0).abs()
+    like_true = apart["true"] < apart["false"]
     n, k = len(telling), int(like_true.sum())
     evidence = (
         f"omitting the keyword behaves like true in {k} of {n} pairs where true and false "
