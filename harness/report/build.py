@@ -229,4 +229,4 @@ def build_reports(
         out, df, summary, figures, claims=claims.evaluate(df), slopes=plots.size_slopes(df)
     )
     pngs, note = plots.export_pngs(figures, out / "png") if png else ((), None)
-    return ReportPaths(out, parquet, csv, md, site.index, site.claims, site.plotly_js, pngs, note)
+    return ReportPaths(out, parquet, csv, md, *site, pngs, note)

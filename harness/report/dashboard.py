@@ -14,7 +14,6 @@ import html
 import json
 import math
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,13 +67,6 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}.chart{min-height:300px}
 .v-no-evidence-in-this-run,.v-depends-on-the-version{color:#57606a}
 code,pre{font-family:ui-monospace,monospace;font-size:12px}pre{white-space:pre-wrap;margin:0}
 .msg{max-width:700px;word-break:break-word}"""
-
-
-@dataclass(frozen=True)
-class Site:
-    index: Path
-    claims: Path
-    plotly_js: Path
 
 
 def e(value: object) -> str:
@@ -270,7 +262,8 @@ def write_site(
     *,
     claims: Sequence[Claim],
     slopes: pd.DataFrame,
-) -> Site:
+) -> tuple[Path, Path, Path]:
+    """Writes index.html, claims.html and plotly.min.js into `out`; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     js = out / PLOTLY_JS
     shipped = Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
@@ -283,4 +276,4 @@ def write_site(
     index.write_text(render_index(df, summary, figures, slopes), encoding="utf-8")
     claims_page = out / "claims.html"
     claims_page.write_text(render_claims(df, claims), encoding="utf-8")
-    return Site(index, claims_page, js)
+    return index, claims_page, js
