@@ -53,7 +53,9 @@ class Criterion:
         if m.status == "install_error":
             return "skip"
         if self.metric == "status":
-            return self._status(m.status)
+            # A third status (an import error, a timeout) is neither end's behaviour.
+            ends = {self.bad_status: "bad", self.good.status: "good"}  # good wins a tie
+            return ends.get(m.status, "skip")
         if m.status != "ok":
             return "skip"
         if self.metric == "output":
@@ -62,12 +64,6 @@ class Criterion:
             return "skip"
         change = (m.value - self.good.value) / max(abs(self.good.value), 1e-12)
         return "bad" if change * self.direction > self.threshold else "good"
-
-    def _status(self, status: str) -> str:
-        if status == self.good.status:
-            return "good"
-        # A third status (an import error, a timeout) is neither end's behaviour.
-        return "bad" if status == self.bad_status else "skip"
 
 
 def criterion(metric: str, good: Measurement, bad: Measurement, threshold: float) -> Criterion:

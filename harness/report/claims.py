@@ -90,10 +90,6 @@ def _range(values: pd.Series[float], fmt: str = ".2f") -> str:
     return f"{lo:{fmt}}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}} to {hi:{fmt}}"
 
 
-def _models(arms: pd.DataFrame) -> str:
-    return ", ".join(sorted({str(m) for m in arms.index.get_level_values("model")}))
-
-
 def halves(rows: pd.DataFrame) -> tuple[str, str]:
     big = _big_ok(rows)
     if big.empty:
@@ -106,9 +102,10 @@ def halves(rows: pd.DataFrame) -> tuple[str, str]:
         return NO_EVIDENCE, "true and false never ran ok on the same model and scenario"
     ratio = both["true"] / both["false"]
     med = float(ratio.median())
+    models = ", ".join(sorted({str(m) for m in both.index.get_level_values("model")}))
     evidence = (
         f"peak with true / peak with false = {med:.2f} (median of {len(ratio)} pairs, "
-        f"range {_range(ratio)}; {_models(both)})"
+        f"range {_range(ratio)}; {models})"
     )
     if med <= HALF_AT_MOST:
         return HOLDS, evidence
