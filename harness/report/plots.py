@@ -161,9 +161,7 @@ def reference_scenario(df: pd.DataFrame) -> dict[str, str]:
 def _reference_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     ref = reference_scenario(df)
     ok = _ok(df)
-    mask = pd.Series(data=True, index=ok.index)
-    for axis, value in ref.items():
-        mask &= ok[axis] == value
+    mask = (ok[list(ref)] == pd.Series(ref)).all(axis=1)
     return ok.loc[mask].dropna(subset=["params", "peak_mb"]), ref
 
 
