@@ -180,11 +180,8 @@ class Judge:
             details.append({"prompt": prompt, **self._one(key, ids, text, record)})
         # The worst verdict of a record's prompts is the record's verdict.
         missing: GoldenVerdict = "missing"
-        worst = max(
-            (d.get("verdict", missing) for d in details),
-            key=GOLDEN_RANK.__getitem__,
-            default=missing,
-        )
+        verdicts = [d.get("verdict", missing) for d in details] or [missing]
+        worst = max(verdicts, key=GOLDEN_RANK.__getitem__)
         return {"golden": worst, "golden_detail": details}
 
     def stamp(self, record: Record) -> None:
