@@ -14,6 +14,7 @@ import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NotRequired, TypedDict, TypeVar, cast
 
+from harness import provenance
 from harness.metrics import GOOD_STATUSES, MIB, GoldenVerdict, Status
 
 # At run time too: typing.get_type_hints(Record) resolves Phase (harness.report.tables).
@@ -26,7 +27,9 @@ if TYPE_CHECKING:
     from harness.config.matrix import Cell, Stack
     from harness.target.contract import Environment, Result
 
-SCHEMA_VERSION = 1
+# 2 added provenance, CPU times, threads, load average, attention, input ids and runner-ups;
+# version-1 records read as they are, the new fields missing (readers use .get).
+SCHEMA_VERSION = 2
 MEMORY_PHASES = ("load", "first_token", "generate")
 
 
@@ -40,11 +43,19 @@ class GoldenDetail(TypedDict, total=False):
     model_sha256: str  # ... and the weights now
     position: int  # drift, mismatch: the first differing new token
     reference_margin: float | None  # the reference's top-1 minus top-2 score there
+    candidate_margin: float | None  # the candidate's own there
+    reference_runner_up: int | None  # the reference's top-2 token there
     tolerance: float
     expected_text: str  # mismatch
     actual_text: str
     expected_id: int | None
     actual_id: int | None
+    expected_token: str | None  # the two tokens at the first divergence, decoded
+    actual_token: str | None
+    context: str | None  # a few decoded tokens before it
+    input_position: int  # tokenizer: the first differing input token ...
+    expected_input_id: int | None  # ... the golden's
+    actual_input_id: int | None  # ... and this stack's
     expectation: str  # judged against a declared expectation: its reason
     error: str  # e.g. ambiguous expectations
 
@@ -71,10 +82,25 @@ class MemoryFields(TypedDict):
     cuda_reserved_peak_mb: float | None
 
 
-class Record(MemoryFields):
-    """One run of one cell, as `build_record` writes it (schema_version 1)."""
+class TimeFields(TypedDict):
+    """Seconds, wall and CPU (user + sys of every thread), and decode rates."""
+
+    import_s: float | None
+    load_s: float | None
+    ttft_s: float | None
+    tokens_per_s: float | None  # the first prompt, cold
+    warm_tokens_per_s: float | None  # the same prompt again, warmed
+    load_cpu_s: float | None
+    ttft_cpu_s: float | None
+    generate_cpu_s: float | None
+
+
+class Record(MemoryFields, TimeFields):
+    """One run of one cell, as `build_record` writes it (schema_version 2)."""
 
     schema_version: int
+    harness_version: str  # the package version, "+g<sha>" from a git checkout
+    worker_sha256: str  # the worker code that measured
     run_id: str
     stack_id: str
     # Read inside the stack's environment; None for an install_error.
@@ -106,17 +132,20 @@ class Record(MemoryFields):
     message: str
     reason: str | None  # for unsupported: the known reason
     traceback: NotRequired[str | None]  # only when status is not ok
-    # Seconds.
-    import_s: float | None
-    load_s: float | None
-    ttft_s: float | None
-    tokens_per_s: float | None
-    # The memory fields come from MemoryFields.
+    # The time fields come from TimeFields, the memory fields from MemoryFields.
     memory_method: str | None  # clear_refs or ru_maxrss
+    anon_samples: int | None  # samples behind anon_peak_mb: it is a lower bound
+    threads: int | None  # torch's intra- and inter-op threads during the run
+    interop_threads: int | None
+    load_avg_1m: float | None  # the machine's load average when the run started
+    attn_implementation: str | None  # what the loaded model used
     # Per prompt.
+    input_ids: list[list[int]]  # what the stack's tokenizer made of each prompt
     output_ids: list[list[int]]
     output_text: list[str]
+    output_tokens: list[list[str]]  # each new token decoded alone
     margins: list[list[float]]  # top-1 minus top-2 score at every step
+    runner_up: list[list[int]]  # the top-2 token at every step
     prompts: list[str]
     load_kwargs: dict[str, object] | None
     hf_device_map: dict[str, object] | None
@@ -202,6 +231,10 @@ def memory_fields(result: Result) -> MemoryFields:
     }
 
 
+def _phase_num(phases: Mapping[str, Phase], phase: str, key: str) -> float | None:
+    return _num(phases[phase].get(key)) if phase in phases else None
+
+
 def build_record(
     *,
     run_id: str,
@@ -221,6 +254,8 @@ def build_record(
     scenario = cell.scenario
     record: Record = {
         "schema_version": SCHEMA_VERSION,
+        "harness_version": provenance.harness_version(),
+        "worker_sha256": provenance.worker_sha256(),
         "run_id": run_id,
         "stack_id": cell.stack.id,
         "python_version": versions.get("python"),
@@ -250,14 +285,26 @@ def build_record(
         "message": outcome.message,
         "reason": result.get("reason"),
         "import_s": result.get("import_s"),
-        "load_s": _num(phases["load"].get("seconds")) if "load" in phases else None,
+        "load_s": _phase_num(phases, "load", "seconds"),
         "ttft_s": result.get("ttft_s"),
         "tokens_per_s": result.get("tokens_per_s"),
+        "warm_tokens_per_s": result.get("warm_tokens_per_s"),
+        "load_cpu_s": _phase_num(phases, "load", "cpu_s"),
+        "ttft_cpu_s": _phase_num(phases, "first_token", "cpu_s"),
+        "generate_cpu_s": _phase_num(phases, "generate", "cpu_s"),
         **memory_fields(result),  # type: ignore[typeddict-item]  # NotRequired keys come later
         "memory_method": result.get("memory_method"),
+        "anon_samples": result.get("sampler_samples"),
+        "threads": result.get("threads"),
+        "interop_threads": result.get("interop_threads"),
+        "load_avg_1m": result.get("load_avg_1m"),
+        "attn_implementation": result.get("attn_implementation"),
+        "input_ids": [o.get("input_ids", []) for o in outputs],
         "output_ids": [o["ids"] for o in outputs],
         "output_text": [o["text"] for o in outputs],
+        "output_tokens": [o.get("tokens", []) for o in outputs],
         "margins": [o["margins"] for o in outputs],
+        "runner_up": [o.get("runner_up", []) for o in outputs],
         "prompts": [o["prompt"] for o in outputs] or list(cell.model.prompts),
         "load_kwargs": result.get("load_kwargs"),
         "hf_device_map": result.get("hf_device_map"),

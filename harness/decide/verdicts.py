@@ -113,21 +113,22 @@ def _worst_golden(records: Sequence[Record]) -> str | None:
 
 
 def _output_verdict(base: Record, cand: Record, tolerance: float) -> tuple[RowVerdict, str]:
-    """The candidate's outputs against the base's, the base's margins deciding near-ties."""
+    """The candidate's outputs against the base's: the tokenizer first, then each step, both
+    sides' margins and the base's runner-up deciding near-ties."""
     if list(base.get("prompts") or []) != list(cand.get("prompts") or []):
         return "n/a", "the two sides ran different prompts"
+    inputs_b, inputs_c = base.get("input_ids") or [], cand.get("input_ids") or []
+    for i, (in_b, in_c) in enumerate(zip(inputs_b, inputs_c, strict=False)):
+        changed = golden.tokenizer_detail(in_c, in_b or None)
+        if changed is not None:
+            return "worse", f"prompt {i + 1}: {golden.describe(changed)}"
     reason = "identical token ids"
-    margins = base.get("margins") or []
-    for i, (ids_b, ids_c) in enumerate(zip(base["output_ids"], cand["output_ids"], strict=False)):
-        found = golden.compare(ids_c, ids_b, margins[i] if i < len(margins) else (), tolerance)
+    for i in range(min(len(base["output_ids"]), len(cand["output_ids"]))):
+        found = golden.compare(golden.side(cand, i), golden.side(base, i), tolerance)
         if found["verdict"] == "mismatch":
-            pos = found["position"]
-            return "worse", f"prompt {i + 1} differs from the base at new token {pos}"
+            return "worse", f"prompt {i + 1} differs from the base: {golden.describe(found)}"
         if found["verdict"] == "drift":
-            reason = (
-                f"prompt {i + 1} flips a near-tie at token {found['position']} "
-                f"(base margin {found['reference_margin']:.3g} < {tolerance:g}): drift"
-            )
+            reason = f"prompt {i + 1}: {golden.describe(found)} (tolerance {tolerance:g})"
     return "same", reason
 
 
@@ -148,16 +149,24 @@ def _golden_row(pair: Pair, tolerance: float) -> Row:
             return row(gb, gc, "worse", f"golden {gb} -> {gc}: always worse")
         if bad_b and not bad_c:
             return row(gb, gc, "better", f"golden {gb} -> {gc}")
-        return row(gb, gc, "same", f"golden {gb} -> {gc}" if gb != gc else f"golden {gb}")
+        if not (bad_b and bad_c):
+            return row(gb, gc, "same", f"golden {gb} -> {gc}" if gb != gc else f"golden {gb}")
+        # Both fail their golden: the same failure, or has the output moved again?
+        verdict, reason = _output_verdict(ok_b[0], ok_c[0], tolerance)
+        return row(gb, gc, verdict, f"golden {gb} -> {gc}; against the base's output: {reason}")
     # No golden for this case: the candidate must say what the base says.
     verdict, reason = _output_verdict(ok_b[0], ok_c[0], tolerance)
     label = {"worse": "mismatch", "same": "same ids"}.get(verdict)
     return row("reference", label, verdict, f"no golden; against the base's output: {reason}")
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _values(records: Sequence[Record], name: str) -> list[float]:
     found = (r.get(name) for r in _ok(records))
-    return [float(v) for v in found if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return [float(v) for v in found if _number(v)]  # type: ignore[arg-type]
 
 
 def _metric_row(pair: Pair, metric: Metric, settings: CompareSettings) -> Row:
@@ -260,5 +269,8 @@ def compare_records(
             tolerance = float(tolerances.get(str(b[0].get("dtype")), 0.0))
             rows.append(_status_row(pair))
             rows.append(_golden_row(pair, tolerance))
-            rows.extend(_metric_row(pair, m, settings) for m in COMPARED)
+            # A metric neither side measured (CUDA on a CPU run, a field older records lack)
+            # has nothing to judge: no row, rather than one n/a per cell.
+            measured = [m for m in COMPARED if any(_number(r.get(m.name)) for r in (*b, *cells_c[cell]))]  # fmt: skip  # noqa: E501
+            rows.extend(_metric_row(pair, m, settings) for m in measured)
     return rows

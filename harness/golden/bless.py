@@ -82,10 +82,13 @@ def plan(
                 "machine_fingerprint": ref.get("machine_fingerprint"),
                 "blessed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             }  # fmt: skip
+            inputs = ref.get("input_ids") or []
             new = golden.Golden(
                 model, prompt, dtype, n, tuple(ref["output_ids"][index]),
                 ref["output_text"][index], tuple(ref["margins"][index]),
-                ref.get("weights_sha256"), source,
+                ref.get("weights_sha256"), source, tuple(golden.side(ref, index).runner_up),
+                tuple(golden.side(ref, index).tokens),
+                tuple(inputs[index]) if index < len(inputs) and inputs[index] else None,
             )  # fmt: skip
             changes.append(_change(new, root))
     return changes
@@ -97,12 +100,15 @@ def _change(new: golden.Golden, root: Path) -> Change:
     if not path.exists():
         return Change(new, path, "new", f"{new.text!r}")
     old = golden.load_golden(path)
+    extra = ("runner_up", "tokens", "input_ids")
     if old.ids == new.ids and old.weights_sha256 == new.weights_sha256:
-        return Change(new, path, "unchanged", "")
+        if all(getattr(old, k) == getattr(new, k) for k in extra):
+            return Change(new, path, "unchanged", "")
+        return Change(new, path, "changed", "same ids; adds runner-ups, tokens and input ids")
     notes = []
     if old.ids != new.ids:
-        diff = golden.compare(new.ids, old.ids, old.margins, float("inf"))
-        notes.append(f"ids differ from position {diff['position']}: {old.text!r} -> {new.text!r}")
+        position = golden.first_difference(new.ids, old.ids)
+        notes.append(f"ids differ from position {position}: {old.text!r} -> {new.text!r}")
     if old.weights_sha256 != new.weights_sha256:
         notes.append(f"weights {str(old.weights_sha256)[:12]} -> {str(new.weights_sha256)[:12]}")
     return Change(new, path, "changed", "; ".join(notes))

@@ -1,9 +1,11 @@
 """Golden outputs: the store, the verdicts, and declared expectations.
 
-A golden holds the token ids, text and per-step top-1 minus top-2 margins of a reference
-run, one JSON file per (model, prompt, generation settings, dtype). A first differing
-token at a step where the reference was nearly tied is float noise (`drift`); where the
-reference was confident it is a real change (`mismatch`).
+A golden holds the input ids, the new token ids, text, per-step top-1 minus top-2 margins
+and runner-up ids of a reference run, one JSON file per (model, prompt, generation
+settings, dtype). A first differing token is float noise (`drift`) only when the candidate
+took the reference's runner-up there and both sides were nearly tied (margins under the
+tolerance); anything else is a real change (`mismatch`). Other input ids for the same
+prompt are a tokenizer change (`tokenizer`), judged before any output.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import InvalidVersion, Version
@@ -29,7 +31,9 @@ if TYPE_CHECKING:
     from harness.metrics import GoldenVerdict
     from harness.records import GoldenDetail, GoldenFields, Record
 
-GOLDEN_VERSION = 1
+GOLDEN_VERSION = 2  # 2 added runner_up, tokens and input_ids
+CONTEXT_TOKENS = 4  # decoded tokens shown before a first divergence
+T = TypeVar("T")
 GOLDENS = paths.GOLDENS
 EXPECTATIONS_FILE = "expectations.yaml"
 
@@ -49,12 +53,18 @@ class Golden:
     margins: tuple[float, ...]
     weights_sha256: str | None
     source: Mapping[str, object]
+    # Version 1 files lack these: a difference against them can never be drift.
+    runner_up: tuple[int, ...] = ()
+    tokens: tuple[str, ...] = ()
+    input_ids: tuple[int, ...] | None = None
 
     def to_json(self) -> dict[str, object]:
         # The head fixes the key order of the files; the fields follow in declaration order.
         head = {"golden_version": GOLDEN_VERSION, "model": "", "prompt": "", "decoding": "greedy"}
         return {**head, **asdict(self), "ids": list(self.ids), "margins": list(self.margins),
-                "source": dict(self.source)}  # fmt: skip
+                "source": dict(self.source), "runner_up": list(self.runner_up),
+                "tokens": list(self.tokens),
+                "input_ids": None if self.input_ids is None else list(self.input_ids)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -107,7 +117,9 @@ def load_golden(path: Path) -> Golden:
             data["model"], data["prompt"], data["dtype"], int(data["max_new_tokens"]),
             tuple(int(i) for i in data["ids"]), data["text"],
             tuple(float(m) for m in data["margins"]), data.get("weights_sha256"),
-            data.get("source", {}),
+            data.get("source", {}), tuple(int(i) for i in data.get("runner_up", ())),
+            tuple(str(t) for t in data.get("tokens", ())),
+            None if data.get("input_ids") is None else tuple(int(i) for i in data["input_ids"]),
         )  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise GoldenError(f"{path}: not a golden file: {exc}") from None
@@ -140,20 +152,85 @@ def load_expectations(root: Path) -> tuple[Expectation, ...]:
     return tuple(out)
 
 
-def compare(
-    actual: Sequence[int], expected: Sequence[int], margins: Sequence[float], tolerance: float
-) -> GoldenDetail:
-    """Verdict for one output: match, drift (a near-tie flipped) or mismatch."""
-    if list(actual) == list(expected):
+@dataclass(frozen=True)
+class Side:
+    """One side's output for one prompt: ids, and per step the margin, runner-up and token."""
+
+    ids: Sequence[int]
+    margins: Sequence[float] = ()
+    runner_up: Sequence[int] = ()
+    tokens: Sequence[str] = ()
+
+
+def _at(values: Sequence[T], i: int) -> T | None:
+    return values[i] if 0 <= i < len(values) else None
+
+
+def first_difference(a: Sequence[object], b: Sequence[object]) -> int | None:
+    """The first index where `a` and `b` differ (the shorter's length if one is a prefix)."""
+    if list(a) == list(b):
+        return None
+    found = (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+    return next(found, min(len(a), len(b)))
+
+
+def compare(actual: Side, reference: Side, tolerance: float) -> GoldenDetail:
+    """Verdict for one output: match, drift or mismatch, with the first divergence.
+
+    Drift: at the first differing step the candidate took the reference's runner-up and
+    both margins are under `tolerance`. A near-tie on the reference alone is not enough:
+    any token, a confident flip or other weights would pass as noise."""
+    position = first_difference(actual.ids, reference.ids)
+    if position is None:
         return {"verdict": "match"}
-    position = next(
-        (i for i, (a, e) in enumerate(zip(actual, expected, strict=False)) if a != e),
-        min(len(actual), len(expected)),
-    )
-    margin = margins[position] if position < len(margins) else None
-    verdict: GoldenVerdict = "drift" if margin is not None and margin < tolerance else "mismatch"
-    return {"verdict": verdict, "position": position, "reference_margin": margin,
-            "tolerance": tolerance}  # fmt: skip
+    ref_margin, cand_margin = _at(reference.margins, position), _at(actual.margins, position)
+    runner_up, token = _at(reference.runner_up, position), _at(actual.ids, position)
+    tied = all(m is not None and m < tolerance for m in (ref_margin, cand_margin))
+    verdict: GoldenVerdict = "drift" if tied and token is not None and token == runner_up else "mismatch"  # fmt: skip  # noqa: E501
+    context = reference.tokens[max(0, position - CONTEXT_TOKENS) : position]
+    return {
+        "verdict": verdict, "position": position, "reference_margin": ref_margin,
+        "candidate_margin": cand_margin, "reference_runner_up": runner_up,
+        "tolerance": tolerance, "expected_id": _at(reference.ids, position), "actual_id": token,
+        "expected_token": _at(reference.tokens, position),
+        "actual_token": _at(actual.tokens, position),
+        "context": "".join(context) if reference.tokens else None,
+    }  # fmt: skip
+
+
+def describe(detail: Mapping[str, object]) -> str:
+    """A verdict's first divergence in words: position, both tokens, both margins, context."""
+    verdict = str(detail.get("verdict", "?"))
+    if verdict == "tokenizer":
+        return (f"tokenizer changed: input token {detail.get('input_position')} is "
+                f"{detail.get('actual_input_id')}, expected {detail.get('expected_input_id')}")  # fmt: skip  # noqa: E501
+    if detail.get("position") is None:
+        return verdict
+
+    def token(name: str) -> str:
+        text, token_id = detail.get(f"{name}_token"), detail.get(f"{name}_id")
+        shown = repr(text) if text is not None else f"id {token_id}"
+        value = detail.get(f"{'reference' if name == 'expected' else 'candidate'}_margin")
+        return f"{shown} (margin {value:.3g})" if isinstance(value, int | float) else shown
+
+    out = f"{verdict} at new token {detail['position']}"
+    if detail.get("expected_id") is not None or detail.get("actual_id") is not None:
+        out += f": expected {token('expected')}, got {token('actual')}"
+    if detail.get("context"):
+        out += f" after {str(detail['context'])!r}"
+    return out
+
+
+def tokenizer_detail(actual: Sequence[int], expected: Sequence[int] | None) -> GoldenDetail | None:
+    """A `tokenizer` verdict when the prompt's input ids differ from the expected ones."""
+    if expected is None or not actual:
+        return None
+    position = first_difference(actual, expected)
+    if position is None:
+        return None
+    return {"verdict": "tokenizer", "input_position": position,
+            "expected_input_id": _at(expected, position),
+            "actual_input_id": _at(actual, position)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -173,11 +250,9 @@ class Judge:
         if record.get("status") != "ok":
             return {"golden": None, "golden_detail": []}
         details: list[GoldenDetail] = []
-        for prompt, ids, text in zip(
-            record["prompts"], record["output_ids"], record["output_text"], strict=False
-        ):
+        for i, (prompt, text) in enumerate(zip(record["prompts"], record["output_text"], strict=False)):  # fmt: skip  # noqa: E501
             key = CaseKey(record["model"], prompt, record["dtype"], int(record["max_new_tokens"]))
-            details.append({"prompt": prompt, **self._one(key, ids, text, record)})
+            details.append({"prompt": prompt, **self._one(key, side(record, i), text, record, i)})
         # The worst verdict of a record's prompts is the record's verdict.
         missing: GoldenVerdict = "missing"
         verdicts = [d.get("verdict", missing) for d in details] or [missing]
@@ -188,7 +263,7 @@ class Judge:
         found = self.judge(record)
         record["golden"], record["golden_detail"] = found["golden"], found["golden_detail"]
 
-    def _one(self, key: CaseKey, ids: Sequence[int], text: str, record: Record) -> GoldenDetail:
+    def _one(self, key: CaseKey, ids: Side, text: str, record: Record, i: int) -> GoldenDetail:
         path = key.path(self.root)
         if not path.exists():
             return {"verdict": "missing", "file": str(path.relative_to(self.root))}
@@ -200,6 +275,10 @@ class Judge:
                 "golden_sha256": golden.weights_sha256,
                 "model_sha256": current,
             }
+        inputs = record.get("input_ids") or []
+        changed = tokenizer_detail(inputs[i] if i < len(inputs) else [], golden.input_ids)
+        if changed is not None:
+            return changed
         tolerance = float(self.tolerances.get(key.dtype, 0.0))
         versions = {
             "transformers": record.get("transformers_version"),
@@ -213,16 +292,24 @@ class Judge:
             reasons = "; ".join(e.reason for e in matching)
             return {"verdict": "mismatch", "error": f"ambiguous expectations: {reasons}"}
         if matching:
-            found = compare(ids, matching[0].ids, (), tolerance)
+            found = compare(ids, Side(matching[0].ids), tolerance)
             return {**found, "expectation": matching[0].reason}
-        found = compare(ids, golden.ids, golden.margins, tolerance)
+        reference = Side(golden.ids, golden.margins, golden.runner_up, golden.tokens)
+        found = compare(ids, reference, tolerance)
         if found["verdict"] == "mismatch":
-            pos = found["position"]
             found["expected_text"] = golden.text
             found["actual_text"] = text
-            found["expected_id"] = golden.ids[pos] if pos < len(golden.ids) else None
-            found["actual_id"] = ids[pos] if pos < len(ids) else None
         return found
+
+
+def side(record: Record, i: int) -> Side:
+    """Prompt `i`'s output in a record (older records lack runner-ups and tokens)."""
+
+    def nth(values: Sequence[Sequence[T]] | None) -> Sequence[T]:
+        return values[i] if values and i < len(values) else ()
+
+    return Side(nth(record["output_ids"]), nth(record.get("margins")),
+                nth(record.get("runner_up")), nth(record.get("output_tokens")))  # fmt: skip
 
 
 def counts(records: Iterable[Mapping[str, object]]) -> dict[str, int]:

@@ -18,6 +18,7 @@ import pandas as pd
 from harness import metrics
 from harness import records as rec
 from harness.config import ids
+from harness.golden.store import describe
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -147,7 +148,9 @@ def stack_order(df: pd.DataFrame) -> list[str]:
 
 def model_order(df: pd.DataFrame) -> list[str]:
     params = df.groupby("model")["params"].max()
-    return sorted(params.index, key=lambda m: (pd.isna(params[m]), params[m] or 0, m))
+    # Failed runs count no parameters: NA sorts last (pd.NA has no truth value).
+    known = {m: (0, int(n)) if pd.notna(n) else (1, 0) for m, n in params.items()}
+    return sorted(params.index, key=lambda m: (*known[m], m))
 
 
 def scenario_order(df: pd.DataFrame) -> list[str]:
@@ -238,9 +241,7 @@ def golden_note(detail: object) -> str:
     for item in items:
         if not isinstance(item, dict) or item.get("verdict") == "match":
             continue
-        note = f"{item.get('prompt', '?')!r}: {item.get('verdict')}"
-        if item.get("position") is not None:
-            note += f" at token {item['position']}"
+        note = f"{item.get('prompt', '?')!r}: {describe(item)}"
         if item.get("expected_text") is not None:
             note += f" (expected {item['expected_text']!r}, got {item.get('actual_text')!r})"
         if item.get("error"):

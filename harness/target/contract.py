@@ -26,6 +26,8 @@ class _JobRequired(TypedDict):
 
 class Job(_JobRequired, total=False):
     phase_file: str  # "<pid> <phase>" of the run in flight is written there
+    threads: int  # torch's intra-op threads; absent: torch's default
+    interop_threads: int
 
 
 # python, torch, transformers, accelerate, safetensors, tokenizers, numpy: None if absent.
@@ -47,17 +49,24 @@ class _PhaseRequired(TypedDict):
 
 
 class Phase(_PhaseRequired, total=False):
+    cpu_s: float  # user + sys of every thread: the low-noise figure on a shared machine
     baseline_rss_mb: float | None  # the import phase: RSS when the interpreter started
     cuda_alloc_peak_mb: float
     cuda_reserved_peak_mb: float
 
 
-class Output(TypedDict):
+class _OutputRequired(TypedDict):
     prompt: str
     ids: list[int]
     margins: list[float]  # top-1 minus top-2 score at every step
     seconds: float
     text: str
+
+
+class Output(_OutputRequired, total=False):  # the keys below: since record schema 2
+    input_ids: list[int]  # what the stack's tokenizer made of the prompt
+    runner_up: list[int]  # the top-2 token at every step
+    tokens: list[str]  # each new token decoded alone
 
 
 class Result(TypedDict, total=False):
@@ -79,8 +88,13 @@ class Result(TypedDict, total=False):
     params: int
     param_bytes: int
     hf_device_map: dict[str, Any] | None
+    attn_implementation: str | None  # what the loaded model's config says it uses
+    load_avg_1m: float | None  # the machine's load when the run started
+    threads: int
+    interop_threads: int
     ttft_s: float
     tokens_per_s: float | None
+    warm_tokens_per_s: float | None  # the first prompt again, after the measured phases
     new_tokens: int
     outputs: list[Output]
     sampler_samples: int

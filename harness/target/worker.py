@@ -217,6 +217,20 @@ def load_kwargs(tf_version: str, job: Job, torch_mod: Any) -> dict[str, Any]:
     return kwargs
 
 
+# A known refusal is the library's own: its exception type and message, not only the versions.
+_REFUSALS = {
+    "lcmu": ("device_map requires low_cpu_mem_usage=True before transformers 4.51",
+             ("ValueError",), r"device_map.*requires .?low_cpu_mem_usage=True"),
+    "cve": ("transformers >= 4.52 refuses torch.load on torch < 2.6 (CVE-2025-32434)",
+            ("ValueError",), r"upgrade torch to at least v2\.6"),
+    "accelerate": ("device_map needs accelerate", ("ImportError", "ValueError"),
+                   r"requires .?accelerate"),
+    "cuda": ("device_map='cuda' on a machine without CUDA",
+             ("AssertionError", "RuntimeError", "ValueError"),
+             r"CUDA|NVIDIA driver|no GPU"),
+}  # fmt: skip
+
+
 def known_rejection(
     tf_version: str,
     torch_version: str,
@@ -224,20 +238,30 @@ def known_rejection(
     *,
     has_accelerate: bool,
     has_cuda: bool,
+    exc: BaseException | None = None,
 ) -> str | None:
-    """Why this version is known to refuse the combination (classifies a real failure), or None."""
+    """Why this version refuses the combination, or None: the versions must predict a refusal
+    and `exc` (when given) must be that refusal's exception type and message."""
     tf = parse_version(tf_version)
     torch_v = parse_version(torch_version)
     dm = job.get("device_map")
+    key = None
     if dm is not None and job.get("low_cpu_mem_usage") is False and tf < (4, 51):
-        return "device_map requires low_cpu_mem_usage=True before transformers 4.51"
-    if job["checkpoint_format"] == "bin" and tf >= (4, 52) and torch_v < (2, 6):
-        return "transformers >= 4.52 refuses torch.load on torch < 2.6 (CVE-2025-32434)"
-    if dm is not None and not has_accelerate:
-        return "device_map needs accelerate"
-    if dm == "cuda" and not has_cuda:
-        return "device_map='cuda' on a machine without CUDA"
-    return None
+        key = "lcmu"
+    elif job["checkpoint_format"] == "bin" and tf >= (4, 52) and torch_v < (2, 6):
+        key = "cve"
+    elif dm is not None and not has_accelerate:
+        key = "accelerate"
+    elif dm == "cuda" and not has_cuda:
+        key = "cuda"
+    if key is None:
+        return None
+    reason, types, pattern = _REFUSALS[key]
+    if exc is not None:
+        names = {k.__name__ for k in type(exc).__mro__}
+        if not names.intersection(types) or not re.search(pattern, str(exc), re.IGNORECASE):
+            return None  # another failure in a known combination: an error, not a refusal
+    return reason
 
 
 def guard_torch_load(torch_mod: Any) -> dict[str, Any]:
@@ -326,6 +350,7 @@ class _PhaseStreamer:
         self._calls = 0
         self._on_first = on_first
         self.first_at: float | None = None
+        self.decode_from: float | None = None  # after the phase switch: not decode time
 
     def put(self, value: Any) -> None:  # noqa: ARG002 - the streamer protocol
         self._calls += 1
@@ -333,6 +358,7 @@ class _PhaseStreamer:
         if self._calls == 2:
             self.first_at = time.perf_counter()
             self._on_first()
+            self.decode_from = time.perf_counter()
 
     def end(self) -> None:
         return
@@ -346,6 +372,7 @@ class Run:
         self.phases: dict[str, Phase] = {}
         self.cuda = False
         self.torch: Any = None
+        self._cpu_started = 0.0
 
     def announce(self, phase: str) -> None:
         """Say which phase runs now, so a kill or a timeout can be placed in it."""
@@ -365,13 +392,15 @@ class Run:
         if self.cuda:
             self.torch.cuda.synchronize()
             self.torch.cuda.reset_peak_memory_stats()
+        self._cpu_started = time.process_time()
         return time.perf_counter()
 
     def _end(self, name: str, started: float) -> None:
         if self.cuda:
             self.torch.cuda.synchronize()
         seconds = time.perf_counter() - started
-        phase = cast("Phase", {"seconds": seconds, **self.memory.snapshot()})
+        cpu_s = time.process_time() - self._cpu_started  # user + sys, every thread
+        phase = cast("Phase", {"seconds": seconds, "cpu_s": cpu_s, **self.memory.snapshot()})
         phase["anon_peak_mb"] = self.sampler.take_peak()
         if self.cuda:
             phase["cuda_alloc_peak_mb"] = self.torch.cuda.max_memory_allocated() / MIB
@@ -401,7 +430,9 @@ class Run:
             "memory_method": self.memory.method,
             "import_s": import_s,
             "pid": os.getpid(),
+            "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         }
+        result["threads"], result["interop_threads"] = _pin_threads(torch, job)
         if import_phase is not None:
             self.phases["import"] = import_phase
         has_cuda = job.get("device_map") in ("cuda", "auto") and bool(torch.cuda.is_available())
@@ -418,6 +449,7 @@ class Run:
         tokenizer = AutoTokenizer.from_pretrained(job["tokenizer_path"], **hub)
         prompts = list(job["prompts"])
         encoded = [tokenizer(p, return_tensors="pt") for p in prompts]
+        input_ids = [enc["input_ids"][0].tolist() for enc in encoded]
         gc.collect()
         self.sampler.start()
         baseline = self.memory.snapshot()
@@ -429,8 +461,9 @@ class Run:
             model = AutoModelForCausalLM.from_pretrained(job["model_path"], **kwargs)
         except Exception as exc:
             reason = known_rejection(
-                tf_version, torch.__version__, job, has_accelerate=has_accelerate, has_cuda=has_cuda
-            )
+                tf_version, torch.__version__, job, has_accelerate=has_accelerate,
+                has_cuda=has_cuda, exc=exc,
+            )  # fmt: skip
             self._end("load", started)
             result["phases"] = self.phases
             result["status"] = "unsupported" if reason else "error"
@@ -446,6 +479,7 @@ class Run:
         result["params"] = sum(p.numel() for p in params.values())
         result["param_bytes"] = sum(p.numel() * p.element_size() for p in params.values())
         result["hf_device_map"] = getattr(model, "hf_device_map", None)
+        result["attn_implementation"] = _attn_implementation(model)
         device = next(iter(params.values())).device
 
         pad = tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
@@ -476,24 +510,24 @@ class Run:
                 t1 = time.perf_counter()
                 new_ids = out.sequences[0, inputs["input_ids"].shape[1] :].tolist()
                 # One top-2 over all steps at once, not one per step.
-                top = torch.topk(torch.stack([s[0] for s in out.scores]).float(), 2).values
-                margins = [round(m, 6) for m in (top[:, 0] - top[:, 1]).tolist()]
+                top = torch.topk(torch.stack([s[0] for s in out.scores]).float(), 2)
+                margins = [round(m, 6) for m in (top.values[:, 0] - top.values[:, 1]).tolist()]
                 outputs.append(
                     {
                         "prompt": prompts[index],
+                        "input_ids": input_ids[index],
                         "ids": new_ids,
                         "margins": margins,
+                        "runner_up": top.indices[:, 1].tolist(),
                         "seconds": t1 - t0,
                         "text": "",  # decoded after the measured phases
+                        "tokens": [],
                     }
                 )
                 if index == 0:
                     first_at = streamer.first_at or t1
                     result["ttft_s"] = first_at - t0
-                    rest = len(new_ids) - 1
-                    result["tokens_per_s"] = (
-                        rest / (t1 - first_at) if rest > 0 and t1 > first_at else None
-                    )
+                    result["tokens_per_s"] = _rate(len(new_ids), streamer.decode_from, t1)
                     result["new_tokens"] = len(new_ids)
         if "first_token" not in self.phases:
             # No token was streamed (e.g. an immediate EOS): the phases collapse.
@@ -501,15 +535,51 @@ class Run:
             gen_started = self._begin("generate")
         self._end("generate", gen_started)
         self.sampler.stop()
+        self.announce("warm")
+        with torch.inference_mode():
+            # The same first prompt again, warmed: the decode rate without first-call costs.
+            inputs = {k: v.to(device) for k, v in encoded[0].items()}
+            warm = _PhaseStreamer(lambda: None)
+            model.generate(**inputs, max_new_tokens=int(job["max_new_tokens"]), do_sample=False,
+                           num_beams=1, pad_token_id=pad, streamer=warm)  # fmt: skip
+            ended = time.perf_counter()
+        result["warm_tokens_per_s"] = _rate(len(outputs[0]["ids"]), warm.decode_from, ended)
         # Decoding is bookkeeping, not generation: outside the measured phases.
         for output in outputs:
             output["text"] = tokenizer.decode(output["ids"], skip_special_tokens=True)
+            output["tokens"] = [tokenizer.decode([i]) for i in output["ids"]]
         result["phases"] = self.phases
         result["outputs"] = outputs
         result["status"] = "ok"
         result["message"] = ""
         result["sampler_samples"] = self.sampler.samples
         return result
+
+
+def _rate(new_tokens: int, decode_from: float | None, ended: float) -> float | None:
+    """Tokens after the first, per second of decoding."""
+    rest = new_tokens - 1
+    if decode_from is None or rest <= 0 or ended <= decode_from:
+        return None
+    return rest / (ended - decode_from)
+
+
+def _pin_threads(torch_mod: Any, job: Job) -> tuple[int, int]:
+    """Set the intra- and inter-op thread counts the job names; return what torch uses."""
+    if job.get("threads"):
+        torch_mod.set_num_threads(int(job["threads"]))
+    if job.get("interop_threads"):
+        try:  # noqa: SIM105 - contextlib would be one more import in the worker
+            torch_mod.set_num_interop_threads(int(job["interop_threads"]))
+        except RuntimeError:  # already set in this process (a fork-server child): recorded
+            pass
+    return torch_mod.get_num_threads(), torch_mod.get_num_interop_threads()
+
+
+def _attn_implementation(model: Any) -> str | None:
+    config = getattr(model, "config", None)
+    found = getattr(config, "_attn_implementation", None)
+    return found if isinstance(found, str) else None
 
 
 def _one_line(exc: BaseException) -> str:

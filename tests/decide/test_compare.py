@@ -128,8 +128,57 @@ def test_without_golden_a_near_tie_flip_is_drift_not_worse(tmp_path: Path) -> No
     _, data = run(tmp_path, B, C, "--run", str(WALK))
     found = row(data, "tiny-gpt2/st/fp32/lcmu=true/dm=none", "golden")
     assert found["verdict"] == "same"
-    assert "near-tie at token 2" in found["reason"]
-    assert "drift" in found["reason"]
+    assert "drift at new token 2" in found["reason"]
+    assert "(margin 0.004), got id 305 (margin 0.003)" in found["reason"]
+
+
+def test_without_golden_a_near_tie_on_the_base_alone_is_worse(tmp_path: Path) -> None:
+    # The candidate took the runner-up confidently: not float noise, whatever the base says.
+    records = [json.loads(x) for x in (WALK / "raw" / f"{C}.jsonl").read_text().splitlines()]
+    cell = "tiny-gpt2/st/fp32/lcmu=true/dm=none"
+    sure = [{**r, "margins": [[2.6, 6.8, 4.0, 8.3, 11.2, 10.8]]} if r["cell_id"] == cell else r
+            for r in records]  # fmt: skip
+    path = tmp_path / "sure.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in sure))
+    _, data = run(tmp_path, B, str(path), "--run", str(WALK))
+    assert row(data, cell, "golden")["verdict"] == "worse"
+
+
+def test_two_failing_goldens_are_compared_with_each_other(tmp_path: Path) -> None:
+    # Both sides mismatch their golden; the candidate's ids moved again: that is a change.
+    records = [json.loads(x) for x in (WALK / "raw" / f"{C}.jsonl").read_text().splitlines()]
+    cell = "tiny-gpt2/st/fp32/lcmu=omit/dm=none"
+    moved = [{**r, "output_ids": [[571, 14, 304, 99, 800, 801]]} if r["cell_id"] == cell else r
+             for r in records]  # fmt: skip
+    path = tmp_path / "moved.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in moved))
+    _, data = run(tmp_path, str(WALK / "raw" / f"{C}.jsonl"), str(path), "--run", str(WALK))
+    found = row(data, cell, "golden")
+    assert (found["base"], found["candidate"], found["verdict"]) == (
+        "mismatch",
+        "mismatch",
+        "worse",
+    )
+    assert "new token 4" in found["reason"]
+    # The same failure on both sides stays the same.
+    _code, data = run(tmp_path, str(WALK / "raw" / f"{C}.jsonl"), str(WALK / "raw" / f"{C}.jsonl"),
+                     "--run", str(WALK))  # fmt: skip
+    assert row(data, cell, "golden")["verdict"] == "same"
+
+
+def test_a_tokenizer_change_between_stacks_is_worse_and_says_so(tmp_path: Path) -> None:
+    records = [json.loads(x) for x in (WALK / "raw" / f"{C}.jsonl").read_text().splitlines()]
+    cell = "tiny-gpt2/st/fp32/lcmu=true/dm=none"
+    base = [{**r, "input_ids": [[464, 1657]]} for r in records]
+    cand = [{**r, "input_ids": [[464, 1658]]} for r in records]
+    paths = []
+    for name, rs in (("base", base), ("cand", cand)):
+        paths.append(tmp_path / f"{name}.jsonl")
+        paths[-1].write_text("".join(json.dumps(r) + "\n" for r in rs))
+    _, data = run(tmp_path, str(paths[0]), str(paths[1]), "--run", str(WALK))
+    found = row(data, cell, "golden")
+    assert found["verdict"] == "worse"
+    assert "tokenizer changed: input token 1 is 1658, expected 1657" in found["reason"]
 
 
 def test_without_golden_a_confident_difference_is_worse(tmp_path: Path) -> None:
@@ -145,7 +194,7 @@ def test_without_golden_a_confident_difference_is_worse(tmp_path: Path) -> None:
     code, data = run(tmp_path, B, str(path), "--run", str(WALK))
     found = row(data, "gpt2-124m/st/fp32/lcmu=true/dm=none", "golden")
     assert found["verdict"] == "worse"
-    assert "differs from the base at new token 1" in found["reason"]
+    assert "differs from the base: mismatch at new token 1" in found["reason"]
     assert code == 1
 
 

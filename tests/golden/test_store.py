@@ -44,6 +44,8 @@ def put_golden(root: Path, ids: list[int], margins: list[float], **kw: Any) -> P
         model=kw.get("model", "m"), prompt=kw.get("prompt", "p"), dtype="float32",
         max_new_tokens=len(ids), ids=tuple(ids), text=f"text{ids}", margins=tuple(margins),
         weights_sha256=kw.get("sha", "aaa"), source={"stack_id": "ref"},
+        runner_up=tuple(kw.get("runner_up", [7] * len(ids))),
+        tokens=tuple(f"<{i}>" for i in ids), input_ids=kw.get("input_ids"),
     )  # fmt: skip
     return golden.write_golden(root, g)
 
@@ -51,30 +53,58 @@ def put_golden(root: Path, ids: list[int], margins: list[float], **kw: Any) -> P
 # ---------------------------------------------------------------- rules
 
 
+REF = golden.Side([1, 2, 3, 4], [5, 5, 0.005, 5], [8, 8, 9, 8], ["a", "b", "c", "d"])
+TIED = [5.0, 5.0, 0.002, 5.0]  # the candidate's own margins, nearly tied at step 2
+
+
 @pytest.mark.parametrize(
     ("actual", "margins", "verdict", "position"),
     [
         ([1, 2, 3, 4], [5, 5, 5, 5], "match", None),
-        ([1, 2, 9, 9], [5, 5, 0.001, 5], "drift", 2),
-        ([1, 2, 9, 9], [5, 5, 3.0, 5], "mismatch", 2),
-        ([1, 2, 3], [5, 5, 5, 5], "mismatch", 3),  # stopped early where the reference was sure
-        ([9, 2, 3, 4], [0.0, 5, 5, 5], "drift", 0),
+        ([1, 2, 9, 9], TIED, "drift", 2),  # took the runner-up, both tied there
+        ([1, 2, 9, 9], [5, 5, 3.0, 5], "mismatch", 2),  # took it confidently
+        ([1, 2, 7, 9], TIED, "mismatch", 2),  # a token that was not the runner-up
+        ([1, 2, 3], [5, 5, 5], "mismatch", 3),  # stopped early
+        # The hole: only the reference's near-tie was checked, so this was drift.
+        ([1, 777, 778, 779], [0.001] * 4, "mismatch", 1),
     ],
 )
 def test_compare(
     actual: list[int], margins: list[float], verdict: str, position: int | None
 ) -> None:
-    found = golden.compare(actual, [1, 2, 3, 4], margins, 0.01)
+    found = golden.compare(golden.Side(actual, margins), REF, 0.01)
     assert found["verdict"] == verdict
     assert found.get("position") == position
+
+
+def test_the_issue_example_is_a_mismatch_not_drift() -> None:
+    # compare([1,777,778,779], [1,2,3,4], margins=[5,0.005,...], tol=0.01) returned drift.
+    reference = golden.Side([1, 2, 3, 4], [5, 0.005, 0.005, 0.005])
+    found = golden.compare(golden.Side([1, 777, 778, 779]), reference, 0.01)
+    assert (found["verdict"], found["position"]) == ("mismatch", 1)
+
+
+def test_a_reference_without_runner_ups_never_gives_drift() -> None:
+    # Golden files of version 1 have no runner-ups: nothing can show the flip was a tie.
+    found = golden.compare(golden.Side([1, 9], [5, 0.001]), golden.Side([1, 2], [5, 0.001]), 0.01)
+    assert found["verdict"] == "mismatch"
+
+
+def test_the_first_divergence_is_described() -> None:
+    found = golden.compare(golden.Side([1, 2, 9, 9], TIED, (), ["a", "b", "X", "Y"]), REF, 0.01)
+    assert (found["expected_token"], found["actual_token"], found["context"]) == ("c", "X", "ab")
+    assert golden.describe(found) == (
+        "drift at new token 2: expected 'c' (margin 0.005), got 'X' (margin 0.002) after 'ab'"
+    )
 
 
 def test_judge_verdicts(tmp_path: Path) -> None:
     put_golden(tmp_path, [1, 2, 3, 4], [5, 5, 0.001, 5])
     judge = golden.Judge.open(tmp_path, TOL)
     assert judge.judge(record([1, 2, 3, 4]))["golden"] == "match"
-    drift = judge.judge(record([1, 2, 7, 7]))
+    drift = judge.judge(record([1, 2, 7, 7], margins=[[5, 5, 0.002, 5]]))
     assert drift["golden"] == "drift"
+    assert judge.judge(record([1, 2, 7, 7]))["golden"] == "mismatch"  # the candidate was sure
     assert drift["golden_detail"][0]["position"] == 2
     assert drift["golden_detail"][0]["reference_margin"] == 0.001
     mismatch = judge.judge(record([1, 8, 3, 4]))
@@ -85,6 +115,18 @@ def test_judge_verdicts(tmp_path: Path) -> None:
     assert judge.judge(record([1, 2, 3, 4], weights_sha256="bbb"))["golden"] == "stale"
     assert judge.judge(record([1, 2, 3, 4], prompt="other"))["golden"] == "missing"
     assert judge.judge(record([1], status="error"))["golden"] is None
+
+
+def test_other_input_ids_are_a_tokenizer_change_judged_first(tmp_path: Path) -> None:
+    put_golden(tmp_path, [1, 2, 3, 4], [5, 5, 5, 5], input_ids=[10, 11, 12])
+    judge = golden.Judge.open(tmp_path, TOL)
+    assert judge.judge(record([1, 2, 3, 4], input_ids=[[10, 11, 12]]))["golden"] == "match"
+    # The same output ids, but the prompt was tokenized differently: the tokenizer changed.
+    found = judge.judge(record([1, 2, 3, 4], input_ids=[[10, 13, 12]]))
+    assert found["golden"] == "tokenizer"
+    detail = found["golden_detail"][0]
+    assert (detail["input_position"], detail["expected_input_id"], detail["actual_input_id"]) == (1, 11, 13)  # fmt: skip
+    assert golden.describe(detail) == "tokenizer changed: input token 1 is 13, expected 11"
 
 
 def test_a_record_takes_its_worst_prompt(tmp_path: Path) -> None:

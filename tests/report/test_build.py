@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from recordkit import HANDMADE, SMOKE, copy_run, make_record, write_run
 
 from harness import records as rec
@@ -16,6 +18,8 @@ from harness.report import build, plots, tables
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from harness.records import Record
 
 # summary.md of tests/data/handmade, character for character (reviewed by hand).
 EXPECTED_MD = (HANDMADE / "expected_summary.md").read_text(encoding="utf-8")
@@ -179,3 +183,46 @@ def test_report_paths_are_frozen(tmp_path: Path) -> None:
     paths = build.build_reports([HANDMADE], tmp_path)
     with pytest.raises(AttributeError):
         paths.markdown = tmp_path  # type: ignore[misc]
+
+
+def _failed(status: str, stack: str, model: str, repeat: int) -> Record:
+    # As install_error_records writes them: no versions, no parameter count, no machine.
+    record = make_record(stack=stack, tf=None, torch=None, accelerate=None, model=model,
+                         status=status, message=f"{status} <b>", repeat=repeat, fingerprint=None)  # fmt: skip
+    record["params"] = record["param_bytes"] = None
+    return record
+
+
+def test_a_run_whose_every_record_failed_still_reports(tmp_path: Path) -> None:
+    # It raised "boolean value of NA is ambiguous" in model_order: no record had params.
+    records = [_failed("install_error", "tf9.9.9-torch2.13.0-py3.11", m, r)
+               for m in ("tiny-gpt2", "gpt2-124m") for r in range(2)]  # fmt: skip
+    paths = build.build_reports([write_run(tmp_path / "run", records)])
+    text = paths.markdown.read_text(encoding="utf-8")
+    assert "### Failures (4)" in text
+    assert "install_error" in paths.index_html.read_text(encoding="utf-8")
+
+
+_STATUSES = st.sampled_from(["ok", "unsupported", "install_error", "error", "timeout", "killed"])
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.tuples(_STATUSES, st.sampled_from(["tiny-gpt2", "gpt2-124m"]),
+                          st.sampled_from(["tf4.46.3-torch2.5.1-py3.11", "tf5.5.4-torch2.5.1-py3.11"])),
+                min_size=1, max_size=8))  # fmt: skip
+def test_reports_build_from_any_mix_of_statuses(
+    tmp_path_factory: pytest.TempPathFactory, mix: list[tuple[str, str, str]]
+) -> None:
+    records = [
+        make_record(stack=stack, model=model, status=status, repeat=i)
+        if status in ("ok", "unsupported")
+        else _failed(status, stack, model, i)
+        for i, (status, model, stack) in enumerate(mix)
+    ]
+    run = write_run(tmp_path_factory.mktemp("run"), records)
+    paths = build.build_reports([run])
+    failing = sum(1 for s, _, _ in mix if s not in ("ok", "unsupported"))
+    assert f"### Failures ({failing})" in paths.markdown.read_text(encoding="utf-8")
+    assert len(pd.read_parquet(paths.parquet)) == len(mix)

@@ -47,7 +47,7 @@ def test_heatmap_colours_status_and_golden_and_escapes_messages() -> None:
     assert "&lt;img src=x onerror=alert(1)&gt;" in hover
     assert "<img" not in hover
     assert "golden: drift" in hover
-    assert "&#x27;Hi&#x27;: drift at token 3" in hover
+    assert "&#x27;Hi&#x27;: drift at new token 3" in hover
 
 
 def test_heatmap_marks_cells_that_did_not_run() -> None:

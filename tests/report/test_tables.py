@@ -48,7 +48,7 @@ def test_golden_detail_is_kept_as_json_text() -> None:
     detail = [{"prompt": "Hi", "verdict": "drift", "position": 3}]
     df = tables.to_frame([make_record(golden="drift", golden_detail=detail)])
     assert json.loads(df["golden_detail"].iloc[0]) == detail
-    assert tables.golden_note(df["golden_detail"].iloc[0]) == "'Hi': drift at token 3"
+    assert tables.golden_note(df["golden_detail"].iloc[0]) == "'Hi': drift at new token 3"
 
 
 def test_load_rss_is_relative_to_the_pre_load_baseline() -> None:

@@ -24,6 +24,7 @@ MACHINE = {"cpu": "Test CPU", "cores": 2, "mem_total_mb": 24105.6, "arch": "x86_
 PROMPT = "The lighthouse stood on"
 IDS = [571, 14, 304, 431, 257, 280]
 MARGINS = [2.6, 6.8, 0.004, 8.3, 11.2, 10.8]  # a near-tie at step 2
+RUNNER_UP = [14, 571, 305, 1, 2, 3]  # the top-2 token at every step
 
 
 def record(stack: str, cell: str, repeat: int, **fields: Any) -> dict[str, Any]:
@@ -60,6 +61,7 @@ def record(stack: str, cell: str, repeat: int, **fields: Any) -> dict[str, Any]:
         "prompts": [PROMPT],
         "output_ids": [IDS] if ok else [],
         "margins": [MARGINS] if ok else [],
+        "runner_up": [RUNNER_UP] if ok else [],
         "golden": "missing" if ok else None,
     }
     out.update(fields)
@@ -135,6 +137,8 @@ def walk_records() -> list[dict[str, Any]]:
                     "tiny-gpt2/st/fp32/lcmu=true/dm=none",
                     r,
                     output_ids=[[571, 14, 305, 1, 2, 3]] if drift else [IDS],
+                    # The flip took the runner-up, and the candidate was nearly tied too.
+                    margins=[[2.6, 6.8, 0.003, 8.3, 11.2, 10.8]] if drift else [MARGINS],
                 )
             )
             out.append(

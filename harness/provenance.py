@@ -1,0 +1,37 @@
+"""What made a record: the harness's version (with the git commit of a checkout) and a hash
+of the worker code that measured. A leaf: it imports nothing of the harness but paths."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.metadata
+import subprocess
+
+from harness import paths
+
+
+@functools.cache
+def harness_version() -> str:
+    """``0.1.0``, or ``0.1.0+g<sha>`` (``.dirty`` with local changes) in a git checkout."""
+    try:
+        version = importlib.metadata.version("harness")
+    except importlib.metadata.PackageNotFoundError:
+        version = "0+unknown"
+    try:
+        git = ["git", "-C", str(paths.REPO)]
+        sha = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, check=True, timeout=10).stdout.strip()  # fmt: skip
+        status = [*git, "status", "--porcelain", "--", "harness"]
+        dirty = subprocess.run(
+            status, capture_output=True, text=True, check=True, timeout=10
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return version
+    return f"{version}+g{sha}{'.dirty' if dirty.strip() else ''}" if sha else version
+
+
+@functools.cache
+def worker_sha256() -> str:
+    """The worker file's sha256, 16 hex digits: runs measured by other worker code differ."""
+    return hashlib.sha256(paths.WORKER.read_bytes()).hexdigest()[:16]
