@@ -153,6 +153,7 @@ class Record(MemoryFields, TimeFields):
     baseline: dict[str, float | None] | None  # the absolute counters before from_pretrained
     wall_s: float  # the run as the host saw it
     prefault: dict[str, object] | None  # fork-server only
+    warnings: list[str]  # what makes a figure less trustworthy, e.g. no prefault
     pickle_load: str | None  # .bin only: weights_only or unsafe
     budget_method: str | None  # under --memory-budget / --fit
     budget_mb: float | None
@@ -312,6 +313,7 @@ def build_record(
         "baseline": result.get("baseline"),
         "wall_s": round(outcome.wall_s, 3),
         "prefault": result.get("prefault"),
+        "warnings": [str(w) for w in [(result.get("prefault") or {}).get("warning")] if w],
         "pickle_load": result.get("pickle_load"),
         "budget_method": result.get("budget_method"),
         "budget_mb": result.get("budget_mb"),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import TYPE_CHECKING
 
 import pytest
 
-from harness import records
+from harness import paths, records
 from harness.config.matrix import Cell, Model, Scenario, Stack
 
 if TYPE_CHECKING:
@@ -39,13 +40,21 @@ WORKER_RESULT: Result = {
                  "file_mb": 103.0, "anon_peak_mb": 402.0},
         "first_token": {"seconds": 0.1, "hwm_mb": 506.0, "rss_mb": 505.0, "anon_mb": 401.0,
                         "file_mb": 104.0, "anon_peak_mb": 401.5},
-        "generate": {"seconds": 0.2, "hwm_mb": 507.0, "rss_mb": 506.0, "anon_mb": 402.0,
-                     "file_mb": 104.0, "anon_peak_mb": 403.0},
+        "generate": {"seconds": 0.2, "cpu_s": 0.38, "hwm_mb": 507.0, "rss_mb": 506.0,
+                     "anon_mb": 402.0, "file_mb": 104.0, "anon_peak_mb": 403.0},
     },
+    "threads": 2,
+    "interop_threads": 2,
+    "load_avg_1m": 0.7,
+    "attn_implementation": "sdpa",
+    "warm_tokens_per_s": 55.0,
+    "sampler_samples": 41,
+    "prefault": {"pages": 0, "seconds": 0.0, "warning": "cannot read /proc/1/pagemap"},
     "ttft_s": 0.1,
     "tokens_per_s": 40.0,
     "outputs": [{"prompt": "Hi", "ids": [1, 2], "text": " there", "margins": [3.0, 2.5],
-                 "seconds": 0.2}],
+                 "seconds": 0.2, "input_ids": [17, 18], "runner_up": [5, 6],
+                 "tokens": [" the", "re"]}],
     "memory_method": "clear_refs",
 }  # fmt: skip
 
@@ -86,6 +95,24 @@ def test_build_record_has_the_documented_fields() -> None:
     assert record["machine_fingerprint"]
     assert len(record["machine_fingerprint"]) == 12
     json.dumps(record)  # serialisable as is
+
+
+def test_a_record_says_what_made_it_and_under_which_conditions() -> None:
+    outcome = records.Outcome("ok", "", WORKER_RESULT, 1.25)
+    record = records.build_record(run_id="r1", cell=CELL, repeat=0, mode="forkserver",
+                                  outcome=outcome, env=None)  # fmt: skip
+    assert record["schema_version"] == 2
+    assert record["harness_version"].startswith("0.1.0")
+    worker_hash = hashlib.sha256(paths.WORKER.read_bytes()).hexdigest()[:16]
+    assert record["worker_sha256"] == worker_hash
+    assert (record["threads"], record["interop_threads"], record["load_avg_1m"]) == (2, 2, 0.7)
+    assert record["attn_implementation"] == "sdpa"
+    assert (record["generate_cpu_s"], record["load_cpu_s"]) == (0.38, None)
+    assert record["warm_tokens_per_s"] == 55.0
+    assert record["anon_samples"] == 41
+    assert (record["input_ids"], record["runner_up"]) == ([[17, 18]], [[5, 6]])
+    assert record["output_tokens"] == [[" the", "re"]]
+    assert record["warnings"] == ["cannot read /proc/1/pagemap"]
 
 
 def test_append_and_read_skip_a_torn_last_line(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from harness import paths, usage
+from harness import paths, provenance, usage
 from harness import records as rec
 from harness.commands import checked, command, entry, positive_float, positive_int
 from harness.config import matrix as matrix_mod
@@ -96,6 +96,13 @@ def _resumed(args: BenchArgs, matrix: matrix_mod.Matrix) -> BenchArgs:
     if data.get("cells_sha256") != now:
         # Other cells (or other pins) would make one run out of two different selections.
         raise UsageError(f"the cells of {matrix.path} changed since run {data.get('run_id')}")
+    if data.get("worker_sha256") != provenance.worker_sha256():
+        # Figures of two worker versions would be averaged as one measurement.
+        made = data.get("worker_sha256") or "an older harness"
+        raise UsageError(
+            f"run {data.get('run_id')} was measured by worker {made}, this checkout's is "
+            f"{provenance.worker_sha256()}: start a new run instead of --resume"
+        )
     return dataclasses.replace(
         args, profile=data["profile"], models=models, stacks=stacks, repeats=data.get("repeats"),
         out=run_dir, mode=args.mode or data.get("mode"), run_id=data["run_id"], shard=None,
@@ -160,6 +167,8 @@ def run_config(args: BenchArgs, matrix: matrix_mod.Matrix, run_id: str) -> runne
         resume=args.resume is not None,
         memory_budget=args.memory_budget,
         fit=args.fit,
+        threads=matrix.settings.threads,
+        interop_threads=matrix.settings.interop_threads,
     )
 
 
@@ -205,6 +214,7 @@ def write_manifest(
         cells_sha256=cells_sha256(matrix_mod.load(matrix_path), args.profile, args.models,
                                   args.stacks),
         profile=args.profile, models=args.models, stacks=args.stacks,
+        harness_version=provenance.harness_version(), worker_sha256=provenance.worker_sha256(),
         # Where uv looked for wheels: the index, a wheelhouse, pip's configuration.
         wheel_sources=envs.wheel_sources().as_json(), **extra,
     )  # fmt: skip

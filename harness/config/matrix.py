@@ -124,6 +124,9 @@ class Settings:
     mode: str = "forkserver"
     max_new_tokens: int = 20
     golden_tolerance: Mapping[str, float] = field(default_factory=lambda: DEFAULT_GOLDEN_TOLERANCE)
+    # torch's intra- and inter-op threads in every run; None: the cores this process may use.
+    threads: int | None = None
+    interop_threads: int | None = None
 
 
 @dataclass(frozen=True)

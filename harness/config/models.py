@@ -107,6 +107,8 @@ class SettingsEntry(Entry):
     mode: _choice(MODES) | None = None  # type: ignore[valid-type]
     max_new_tokens: f.PositiveInt | None = None
     golden_tolerance: GoldenTolerance | None = None
+    threads: f.PositiveInt | None = None
+    interop_threads: f.PositiveInt | None = None
 
 
 class CompareEntry(Entry):

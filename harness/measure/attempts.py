@@ -7,6 +7,7 @@ are the pipeline's job (harness.measure.runner).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
 import time
@@ -58,6 +59,12 @@ class RunConfig:
     # Bytes; runs go in fresh interpreters under a hard cap (see harness/measure/budget.py).
     memory_budget: int | None = None
     fit: bool = False
+    threads: int | None = None  # None: the cores this process may use
+    interop_threads: int | None = None
+
+    def thread_counts(self) -> tuple[int, int]:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return self.threads or cores or 1, self.interop_threads or cores or 1
 
 
 @dataclass(frozen=True)
@@ -171,6 +178,7 @@ def job_for(cell: Cell, where: ModelPaths, cfg: RunConfig, phase_file: Path) -> 
         "checkpoint_format": s.checkpoint_format, "max_new_tokens": s.max_new_tokens,
         "trust_remote_code": m.trust_remote_code, "revision": m.revision,
         "sample_interval_s": cfg.sample_interval_s,
+        "threads": cfg.thread_counts()[0], "interop_threads": cfg.thread_counts()[1],
         # "<pid> <phase>" of the run in flight, for users watching and for messages.
         "phase_file": str(phase_file),
     }  # fmt: skip

@@ -132,8 +132,9 @@ class AnonSampler(threading.Thread):
         self._stop.set()
 
 
-def prefault_like(pid: int) -> int:
-    """Fault in the file pages that process `pid` has mapped; returns how many.
+def prefault_like(pid: int) -> tuple[int, str | None]:
+    """Fault in the file pages that process `pid` has mapped; returns how many, and a
+    warning when its page map cannot be read (the run's file memory then reads high).
 
     fork() does not copy page-table entries of file-backed mappings, so a forked child
     would fault the parent's library pages in again during the run and count them in
@@ -156,8 +157,8 @@ def prefault_like(pid: int) -> int:
     try:
         maps = open(f"/proc/{pid}/maps", encoding="utf-8")  # noqa: SIM115
         pagemap = open(f"/proc/{pid}/pagemap", "rb")  # noqa: SIM115
-    except OSError:
-        return 0
+    except OSError as exc:
+        return 0, f"cannot read /proc/{pid}/pagemap ({exc.strerror}): no prefault"
     with maps, pagemap:
         for line in maps:
             fields = line.split()
@@ -187,7 +188,7 @@ def prefault_like(pid: int) -> int:
             if run_len:
                 populate(start + run_start * _PAGE, run_len)
                 touched += run_len
-    return touched
+    return touched, None
 
 
 # ---------------------------------------------------------------- version adaptation
@@ -695,8 +696,11 @@ def cmd_serve(args: argparse.Namespace) -> int:  # noqa: ARG001 - same signature
                 os.setpgid(0, 0)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 t0 = time.perf_counter()
-                pages = prefault_like(os.getppid())
-                prefault = {"pages": pages, "seconds": round(time.perf_counter() - t0, 4)}
+                pages, warning = prefault_like(os.getppid())
+                prefault: dict[str, Any] = {"pages": pages}
+                prefault["seconds"] = round(time.perf_counter() - t0, 4)
+                if warning:
+                    prefault["warning"] = warning
                 job, out = request["job"], request["out"]
                 code = run_job(job, out, import_s, None, prefault=prefault, stack_env=stack_env)
             finally:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from harness import provenance, usage
 from harness import records as rec
-from harness import usage
 from harness.commands import bench, cli
 from harness.config import matrix
 from harness.report import console
@@ -129,6 +129,7 @@ def _run_json(run_dir: Path, **over: object) -> None:
         "run_id": "20260101-000000", "profile": "smoke", "models": None, "stacks": None,
         "repeats": 1, "mode": "forkserver",
         "cells_sha256": bench.cells_sha256(MATRIX, "smoke", None, None),
+        "worker_sha256": provenance.worker_sha256(),
     }  # fmt: skip
     data.update(over)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -150,6 +151,9 @@ def test_resume_takes_the_runs_own_options(tmp_path: Path) -> None:
         (["--profile", "full"], {}, "drop --profile"),
         ([], {"cells_sha256": "0" * 64}, "changed since run"),
         ([], {"profile": "nope"}, "cannot resume"),
+        # Another worker measured it: its figures and this one's are not one measurement.
+        ([], {"worker_sha256": "0123456789abcdef"}, "measured by worker 0123456789abcdef"),
+        ([], {"worker_sha256": None}, "measured by worker an older harness"),
     ],
 )
 def test_resume_refuses_what_would_mix_cells(

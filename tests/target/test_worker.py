@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import mmap
+import os
 import types
 from typing import TYPE_CHECKING, cast
 
@@ -10,6 +13,8 @@ import pytest
 from harness.target import worker
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from harness.target.contract import Job
 
 FAKE_TORCH = types.SimpleNamespace(float32="f32", bfloat16="bf16", float16="f16")
@@ -114,6 +119,67 @@ def test_device_map_without_accelerate_or_cuda() -> None:
     )
 
 
+CVE_JOB = job(checkpoint_format="bin")
+CVE_TEXT = (
+    "Due to a serious vulnerability issue in `torch.load`, even with `weights_only=True`, we now "
+    "require users to upgrade torch to at least v2.6 in order to use the function."
+)
+
+
+@pytest.mark.parametrize(
+    ("exc", "refused"),
+    [
+        (ValueError(CVE_TEXT), True),  # the library's own refusal
+        (MemoryError(), False),  # an OOM in a known combination is not a refusal
+        (ValueError("Unable to load weights: file is corrupt"), False),  # a corrupt file
+        (RuntimeError(CVE_TEXT), False),  # the right words from the wrong place
+        (KeyError("transformer.h.0.attn"), False),  # a library bug
+    ],
+)
+def test_unsupported_needs_the_librarys_own_exception(exc: BaseException, refused: bool) -> None:
+    reason = worker.known_rejection(
+        "5.5.4", "2.5.1", CVE_JOB, has_accelerate=True, has_cuda=False, exc=exc
+    )
+    assert (reason is not None) is refused
+
+
+def test_each_known_refusal_matches_its_real_message() -> None:
+    lcmu = job(device_map="cpu", low_cpu_mem_usage=False)
+    cases = [
+        ("4.46.3", lcmu, True, ValueError("Passing along a `device_map` requires `low_cpu_mem_usage=True`")),
+        ("5.24.0", job(device_map="cpu"), False, ImportError(
+            "Using a `device_map` or `tp_plan` requires `accelerate`. You can install it with `pip install accelerate`"
+        )),
+        ("5.24.0", job(device_map="cuda"), True, AssertionError("Torch not compiled with CUDA enabled")),
+    ]  # fmt: skip
+    for tf, scenario, accelerate, exc in cases:
+        found = worker.known_rejection(
+            tf, "2.13.0", scenario, has_accelerate=accelerate, has_cuda=False, exc=exc
+        )
+        assert found is not None, exc
+
+
+def test_decode_rate_counts_tokens_after_the_first() -> None:
+    assert worker._rate(11, 1.0, 2.0) == 10.0
+    assert worker._rate(1, 1.0, 2.0) is None  # one token: no decode step
+    assert worker._rate(5, None, 2.0) is None  # no token was streamed
+
+
+def test_threads_are_pinned_and_reported() -> None:
+    calls: dict[str, int] = {}
+
+    def interop(_n: int) -> None:
+        raise RuntimeError("cannot set number of interop threads after parallel work")
+
+    torch_like = types.SimpleNamespace(
+        set_num_threads=lambda n: calls.__setitem__("threads", n),
+        set_num_interop_threads=interop,
+        get_num_threads=lambda: calls.get("threads", 8),
+        get_num_interop_threads=lambda: 4,
+    )
+    assert worker._pin_threads(torch_like, job(threads=2, interop_threads=1)) == (2, 4)
+
+
 def test_memory_counters_track_a_real_allocation() -> None:
     mem = worker.Memory()
     assert mem.method == "clear_refs"  # Linux, root or not: clear_refs is writable by the owner
@@ -168,3 +234,41 @@ def test_pickle_loads_are_restricted_where_torch_can() -> None:
 def test_pickle_loads_on_a_torch_without_weights_only_are_recorded_unsafe() -> None:
     state = worker.guard_torch_load(_load_with(weights_only_param=False))
     assert state["pickle_load"] == "unsafe"
+
+
+def test_a_forked_child_prefaults_exactly_its_parents_file_pages(tmp_path: Path) -> None:
+    # fork() does not copy file-backed page tables: without the prefault the child would
+    # fault the parent's pages in during its run and count them as its own.
+    data = tmp_path / "weights.bin"
+    data.write_bytes(os.urandom(16 * 1024 * 1024))
+    with data.open("rb") as fh, mmap.mmap(fh.fileno(), 0, prot=mmap.PROT_READ) as mapped:
+        for offset in range(0, 8 * 1024 * 1024, 4096):  # the parent touches the first half
+            mapped[offset]
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: RssFile before and after, through the pipe
+            code = 1
+            try:
+                before = worker._status_kib(("RssFile",))["RssFile"]
+                pages, warning = worker.prefault_like(os.getppid())
+                after = worker._status_kib(("RssFile",))["RssFile"]
+                os.write(write_fd, json.dumps([before, after, pages, warning]).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        with os.fdopen(read_fd, "rb") as pipe:
+            before, after, pages, warning = json.loads(pipe.read())
+        assert os.waitpid(pid, 0)[1] == 0
+    assert warning is None
+    # At least the 8 MiB the parent touched, and not the 8 MiB it did not.
+    assert pages * 4096 >= 8 * 1024 * 1024
+    assert after - before >= 8 * 1024  # KiB
+    assert after - before < 8 * 1024 + pages * 4  # no more than what was prefaulted
+
+
+def test_an_unreadable_page_map_is_a_warning_not_a_crash() -> None:
+    pages, warning = worker.prefault_like(2**22 + 12345)  # no such process
+    assert pages == 0
+    assert warning is not None
+    assert "pagemap" in warning
