@@ -22,6 +22,7 @@ from harness.config.matrix import (
     MatrixError,
 )
 from harness.config.matrix import load as load_matrix
+from harness.config.models import MIN_REPEATS
 from harness.decide import render, walk
 from harness.decide.compare import compare_sides, resolve_side
 from harness.decide.verdicts import CompareError, Row
@@ -45,6 +46,13 @@ def _names(text: str) -> tuple[str, ...]:
     return items
 
 
+def _min_repeats(text: str) -> int:
+    value = positive_int(text)
+    if value < MIN_REPEATS:
+        raise argparse.ArgumentTypeError(f"expected at least {MIN_REPEATS}, got {value}")
+    return value
+
+
 def _fail_on(text: str) -> tuple[str, ...]:
     return () if text.strip() == "none" else _names(text)
 
@@ -64,7 +72,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-threshold", dest="memory", type=_fraction)
     p.add_argument("--time-threshold", dest="time", type=_fraction)
     p.add_argument("--alpha", type=_fraction, help="1 - confidence level")
-    p.add_argument("--min-repeats", type=positive_int)
+    p.add_argument("--min-repeats", type=_min_repeats, help=f"at least {MIN_REPEATS}")
     p.add_argument("--fail-on", type=_fail_on, help="e.g. memory,status,golden; none never fails")
     p.add_argument("--markdown", type=Path, help="write the markdown here")
     p.add_argument("--json", type=Path, help="write the JSON here")

@@ -37,6 +37,7 @@ MODES = ("forkserver", "fresh")
 DTYPES = tuple(ids.DTYPE_SHORT)
 CHECKPOINT_FORMATS = tuple(ids.FORMAT_SHORT)
 PROFILES_REQUIRED = ("smoke", "default", "full")
+MIN_REPEATS = 3  # compare.min_repeats: the least a verdict may rest on
 AXES = ("low_cpu_mem_usage", "device_map", "dtype", "checkpoint_format")
 # Logit margins (top-1 minus top-2) below which a first differing token is float noise.
 DEFAULT_GOLDEN_TOLERANCE: Mapping[str, float] = MappingProxyType(
@@ -118,6 +119,14 @@ class CompareEntry(Entry):
     min_repeats: f.PositiveInt | None = None
     memory_floor_mb: f.NonNegative | None = None
     fail_on: f.values(_choice(FAIL_ON_CHOICES)) | None = None  # type: ignore[valid-type]
+
+    @field_validator("min_repeats")
+    @classmethod
+    def _enough(cls, value: int | None) -> int | None:
+        if value is not None and value < MIN_REPEATS:
+            # Below 3 a single pair of lucky repeats decides; see harness/decide/stats.py.
+            raise f.fail(f"must be at least {MIN_REPEATS}, got {value}")
+        return value
 
     @field_validator("fail_on", mode="wrap")
     @classmethod

@@ -189,7 +189,7 @@ ERRORS = [
     pytest.param(
         _settings("repeat: 3"),
         1,
-        "settings.repeat: unknown key 'repeat' (did you mean 'repeats'? allowed: repeats, timeout_s, mode, max_new_tokens, golden_tolerance)",
+        "settings.repeat: unknown key 'repeat' (did you mean 'repeats'? allowed: repeats, timeout_s, mode, max_new_tokens, golden_tolerance, threads, interop_threads)",
         id="settings-unknown-key",
     ),
     pytest.param(

@@ -6,6 +6,7 @@ memory change, a golden mismatch, a near-tie flip, a status change and noisy rep
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -13,6 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import numpy as np
 import pytest
 
 from harness import metrics
@@ -23,6 +25,8 @@ from harness.decide import render, stats, verdicts, walk
 from harness.measure import envs, runner
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from harness.records import Record
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "compare"
@@ -212,11 +216,11 @@ def test_fail_on_policy(tmp_path: Path, fail_on: str, code: int) -> None:
 def test_thresholds_from_the_command_line(tmp_path: Path) -> None:
     _, data = run(tmp_path, B, C, "--run", str(WALK), "--memory-threshold", "1.5")
     assert row(data, "gpt2-124m/st/fp32/lcmu=true/dm=none", "peak_mb")["verdict"] == "same"
-    _, data = run(tmp_path, B, C, "--run", str(WALK), "--min-repeats", "4")
+    _, data = run(tmp_path, B, C, "--run", str(WALK), "--min-repeats", "5")
     found = row(data, "gpt2-124m/st/fp32/lcmu=true/dm=none", "peak_mb")
     assert found["verdict"] == "uncertain"
-    assert "too few repeats (3 vs 3; need 4 each)" in found["reason"]
-    assert data["settings"]["min_repeats"] == 4
+    assert "too few repeats (4 vs 4; need 5 each)" in found["reason"]
+    assert data["settings"]["min_repeats"] == 5
 
 
 def test_thresholds_from_matrix_yaml(tmp_path: Path) -> None:
@@ -359,7 +363,8 @@ def test_markdown_file_and_step_summary(tmp_path: Path, monkeypatch: pytest.Monk
     # A literal row: the 2x memory change, with its interval and verdict.
     assert (
         "| gpt2-124m/st/fp32/lcmu=true/dm=none | peak_mb | lower | 500.00 MiB | 1000.00 MiB "
-        "| +100.0% | +99.4% .. +100.9% | 0.1 | 3/3 | worse | 95% CI +99.4% .. +100.9% beyond +-5% |"
+        "| +100.0% | +99.6% .. +100.6% | 0.029 | 4/4 | worse | 95% CI +99.6% .. +100.6% beyond "
+        "+-5%, exact p=0.0286 |"
     ) in text
     assert "<details><summary>all 42 rows</summary>" in text
 
@@ -492,6 +497,70 @@ def test_rank_test_must_agree_when_it_can() -> None:
     assert est.p_value is not None
     assert est.p_value > 0.05
     assert _judge(base, cand) == "uncertain"
+
+
+def _brute_force_p(base: list[float], cand: list[float]) -> float:
+    """Two-sided p of U over every split of the pooled values, counted by hand."""
+
+    def u(x: Sequence[float], y: Sequence[float]) -> float:
+        return sum((b > a) + 0.5 * (b == a) for a in x for b in y)
+
+    pooled = [*base, *cand]
+    observed = u(base, cand)
+    splits = [
+        u([pooled[i] for i in idx], [pooled[i] for i in range(len(pooled)) if i not in idx])
+        for idx in itertools.combinations(range(len(pooled)), len(base))
+    ]
+    low = sum(s <= observed for s in splits) / len(splits)
+    high = sum(s >= observed for s in splits) / len(splits)
+    return min(1.0, 2 * min(low, high))
+
+
+def test_p_values_with_ties_are_exact() -> None:
+    # scipy's mannwhitneyu falls back to a normal approximation on ties (p=0.072..0.077 where
+    # 3 vs 3 can only give multiples of 0.05); the permutation test counts every split.
+    for base, cand in (
+        ([1.0, 1.0, 2.0], [2.0, 3.0, 3.0]),
+        ([5.0, 5.0, 6.0, 6.0, 7.0], [6.0, 6.0, 7.0, 7.0, 8.0]),
+    ):
+        est = stats.estimate(base, cand, alpha=0.05)
+        assert est.p_value == pytest.approx(_brute_force_p(base, cand))
+
+
+def test_three_repeats_cannot_show_a_change_at_95_percent() -> None:
+    est = stats.estimate([1.0, 1.01, 0.99], [2.0, 2.01, 1.99], alpha=0.05)
+    assert (est.low, est.high) == (None, None)
+    found = stats.judge(est, threshold=0.1, higher_is_better=False, alpha=0.05, min_repeats=3)
+    assert found.verdict == "uncertain"
+    assert "3 vs 3 repeats cannot reach 95% confidence" in found.reason
+    assert "run 4 or more per side" in found.reason
+    assert stats.repeats_needed(0.05) == 4
+    # At alpha 0.1 three repeats can: a complete separation is p = 0.1.
+    assert _judge([1.0, 1.01, 0.99], [2.0, 2.01, 1.99], alpha=0.1) == "worse"
+
+
+@pytest.mark.parametrize(("n", "sigma"), [(3, 0.5), (4, 0.5), (5, 0.5), (5, 0.05)])
+def test_no_change_is_rarely_called_a_change(n: int, sigma: float) -> None:
+    # A/A in simulation: both sides from one noisy (log-normal) distribution, seeded. The old
+    # percentile bootstrap called 10% of these a change at n=3 (30% at n=2).
+    rng = np.random.default_rng(7)
+    false = 0
+    trials = 300
+    for _ in range(trials):
+        base, cand = (list(rng.lognormal(0.0, sigma, n)) for _ in range(2))
+        false += _judge(base, cand, threshold=0.1) in stats.CHANGES
+    assert false / trials <= 0.05
+
+
+def test_min_repeats_below_three_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    text = (Path(__file__).resolve().parents[2] / "matrix.yaml").read_text()
+    path.write_text(text.replace("  min_repeats: 3\n", "  min_repeats: 2\n"))
+    with pytest.raises(
+        matrix.MatrixError, match=r"compare\.min_repeats: must be at least 3, got 2"
+    ):
+        matrix.load(path)
+    assert compare_cmd.main([B, C, "--run", str(WALK), "--min-repeats", "2", *NO_MATRIX]) == 2
 
 
 def test_comparison_failures_follow_policy() -> None:

@@ -333,9 +333,22 @@ def test_real_perturbations_of_tiny_gpt2(
     shutil.copyfile(flat / "model.safetensors", nudged / "model.safetensors")
     _perturb(stack_python, "nudge", str(nudged), "2e-3", "7")
     after = _run(test_stack, stack_python, work, {"tiny-flat": nudged})["tiny-flat"]
-    assert after["output_ids"] != flat_ref["output_ids"], "the nudge must flip a near-tie"
-    verdict = golden.Judge.open(goldens, TOL).judge(_outputs_only(after))
-    assert verdict["golden"] == "drift"
-    flipped = [d for d in verdict["golden_detail"] if d["verdict"] == "drift"]
-    assert flipped
-    assert all((m := d["reference_margin"]) is not None and m < TOL["float32"] for d in flipped)
+    assert after["output_ids"] != flat_ref["output_ids"], "the nudge must change the output"
+    judge = golden.Judge.open(goldens, TOL)
+    # The hole: every reference step was a near-tie, so this ("ship ship ship ...", not the
+    # runner-up) was drift. A token the reference did not rank second is a real change.
+    nudged_verdict = judge.judge(_outputs_only(after))
+    assert nudged_verdict["golden"] == "mismatch", json.dumps(nudged_verdict["golden_detail"])
+    # The smallest real flip: the first step's runner-up raised just past the top-1.
+    flipped = _copy(work, "flipped")
+    shutil.copyfile(flat / "model.safetensors", flipped / "model.safetensors")
+    ids = json.loads(_perturb(stack_python, "flip", str(flipped), PROMPTS[0]).splitlines()[-1])
+    assert ids["runner_up"] == flat_ref["runner_up"][0][0]
+    run = _run(test_stack, stack_python, work, {"tiny-flat": flipped})["tiny-flat"]
+    first = judge.judge(_outputs_only(run))["golden_detail"][0]  # the flipped prompt
+    assert first["verdict"] == "drift", first
+    assert (first["position"], first["actual_id"]) == (0, ids["runner_up"])
+    assert first["reference_margin"] is not None
+    assert first["candidate_margin"] is not None
+    assert first["candidate_margin"] < first["reference_margin"] < TOL["float32"]
+    assert golden.describe(first).startswith("drift at new token 0: expected ")
