@@ -7,6 +7,7 @@ Machines are never pooled: a comparison with no machine in common needs cross_ma
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -169,6 +170,12 @@ def _values(records: Sequence[Record], name: str) -> list[float]:
     return [float(v) for v in found if _number(v)]  # type: ignore[arg-type]
 
 
+def _weights_mb(pair: Pair) -> float | None:
+    found = [r.get("param_bytes") for r in (*pair.base, *pair.cand)]
+    sizes = [float(v) / metrics.MIB for v in found if _number(v)]  # type: ignore[arg-type]
+    return max(sizes) if sizes else None
+
+
 def _metric_row(pair: Pair, metric: Metric, settings: CompareSettings) -> Row:
     vb, vc = _values(pair.base, metric.name), _values(pair.cand, metric.name)
     head = (metric.name, metric.category, metric.better)
@@ -177,6 +184,12 @@ def _metric_row(pair: Pair, metric: Metric, settings: CompareSettings) -> Row:
         return pair.row(*head, verdict="n/a", reason=f"no ok measurement on the {side}",
                         n_base=len(vb), n_candidate=len(vc))  # fmt: skip
     memory = metric.category == "memory"
+    weights = _weights_mb(pair)
+    if metric.file_backed and weights is not None and weights < settings.min_weights_mb:
+        reason = (f"weights {weights:.3g} MiB < min_weights_mb {settings.min_weights_mb:g}: its "
+                  "file pages are mostly torch's own code; judged by anonymous memory")  # fmt: skip
+        return pair.row(*head, verdict="n/a", reason=reason, base=statistics.median(vb),
+                        candidate=statistics.median(vc), n_base=len(vb), n_candidate=len(vc))  # fmt: skip  # noqa: E501
     floor = settings.memory_floor_mb if memory else 0.0
     est = stats.estimate(vb, vc, alpha=settings.alpha, floor=floor)
     found = stats.judge(

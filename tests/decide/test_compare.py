@@ -202,6 +202,35 @@ def test_without_golden_a_confident_difference_is_worse(tmp_path: Path) -> None:
     assert code == 1
 
 
+def _memory_run(path: Path, stack: str, params: int, peak: float, anon: float) -> Path:
+    cell = "m/st/fp32/lcmu=omit/dm=none"
+    rows = [{"stack_id": stack, "cell_id": cell, "model": "m", "status": "ok", "repeat": r,
+             "dtype": "float32", "param_bytes": params * 4, "machine_fingerprint": "aaaaaaaaaaaa",
+             "peak_mb": peak + r / 10, "anon_mb": anon + r / 10, "prompts": [], "output_ids": []}
+            for r in range(4)]  # fmt: skip
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize(("params", "verdict"), [(500_000, "n/a"), (124_000_000, "worse")])
+def test_a_tiny_models_memory_is_judged_by_its_anonymous_memory(
+    tmp_path: Path, params: int, verdict: str
+) -> None:
+    # tiny-gpt2's peak is ~95% torch code faulted in at the first forward: +83% between torch
+    # builds read as a regression. Below min_weights_mb only anonymous memory is judged.
+    weights = params * 4 / 2**20
+    base = _memory_run(tmp_path / "a.jsonl", "a", params, 18.4 + weights, 1.0)
+    cand = _memory_run(tmp_path / "b.jsonl", "b", params, 33.4 + weights * 1.83, 1.0)
+    code, data = run(tmp_path, str(base), str(cand))
+    peak = row(data, "m/st/fp32/lcmu=omit/dm=none", "peak_mb")
+    assert peak["verdict"] == verdict, peak
+    if verdict == "n/a":
+        assert "min_weights_mb 64" in peak["reason"]
+        assert "judged by anonymous memory" in peak["reason"]
+        assert row(data, "m/st/fp32/lcmu=omit/dm=none", "anon_mb")["verdict"] == "same"
+        assert code == 0
+
+
 # ---------------------------------------------------------------- policy and thresholds
 
 
