@@ -91,10 +91,17 @@ def finish_run(
     console.print("golden: " + (tally or "none"))
     failing = metrics.GOLDEN_FAILING | ({"drift"} if strict_golden else set())
     wrong = [r for r in records if r.get("golden") in failing]
-    _list(console, wrong, "golden {golden}")
+    for r in wrong[:20]:  # with the first divergence: position, tokens, margins, context
+        note = tables.golden_note(json.dumps(r.get("golden_detail") or []))
+        console.print(f"  golden {r['golden']}: {r['stack_id']} {r['cell_id']} #{r['repeat']}: {note}", markup=False)  # fmt: skip  # noqa: E501
     if verdicts.get("drift") and not strict_golden:
         console.print(
             "  warning: golden drift (near-tie flips) does not fail the run; --strict-golden does"
+        )
+    if verdicts.get("missing"):
+        console.print(
+            f"  warning: {verdicts['missing']} records have no golden, so their output is not "
+            "checked; record them with `nox -s golden -- --from STACK --write`"
         )
     bad = bad + wrong
     manifest = run_dir / "run.json"

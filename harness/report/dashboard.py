@@ -118,11 +118,17 @@ def _header(df: pd.DataFrame) -> str:
     several = "<p><strong>Records come from several machines:</strong> every table and chart "
     warn = several + "keeps them apart.</p>" if len(machines) > 1 else ""
     runs = ", ".join(e(r) for r in df["run_id"].unique())
+    goldens = df["golden"].value_counts()
+    verdicts = ", ".join(f"{goldens[v]} {e(v)}" for v in metrics.GOLDEN_VERDICTS if v in goldens)
+    missing = int(goldens.get("missing", 0))
+    if missing:
+        warn += (f'<p class="v-does-not-hold"><strong>{missing} records have no golden</strong>: '
+                 "their outputs are not checked (record them with <code>nox -s golden</code>).</p>")  # fmt: skip  # noqa: E501
     return (
         f"<h1>Load and generate report</h1><p>Runs {runs}: {len(df)} records, "
         f"{df['stack_id'].nunique()} stacks, {df['model'].nunique()} models, "
         f"{df['scenario'].nunique()} scenarios. Machine: {machine_list}.</p>"
-        f"<p>Status: {status}.</p>{warn}"
+        f"<p>Status: {status}. Golden: {verdicts or 'none'}.</p>{warn}"
     )
 
 

@@ -78,6 +78,24 @@ def test_finish_run_exit_code(tmp_path: Path, statuses: list[str], code: int) ->
     assert "records:" in (tmp_path / "out.txt").read_text()
 
 
+def test_the_summary_counts_missing_goldens_and_shows_the_first_divergence(tmp_path: Path) -> None:
+    detail = {"prompt": "Hi", "verdict": "mismatch", "position": 2, "reference_margin": 3.1,
+              "candidate_margin": 2.0, "expected_id": 5, "actual_id": 9,
+              "expected_token": " rock", "actual_token": " ship", "context": " a black"}  # fmt: skip
+    for i, (golden, details) in enumerate(
+        [("missing", []), ("missing", []), ("mismatch", [detail])]
+    ):
+        record = {**_record("s", "ok", 1.0, i), "golden": golden, "golden_detail": details}
+        rec.append(tmp_path / "raw" / "s.jsonl", record)
+    with (tmp_path / "out.txt").open("w") as fh:
+        assert console.finish_run(tmp_path, Console(file=fh, width=300)) == 1
+    out = (tmp_path / "out.txt").read_text()
+    assert "golden: mismatch 1, missing 2" in out
+    assert "warning: 2 records have no golden, so their output is not checked" in out
+    assert ("'Hi': mismatch at new token 2: expected ' rock' (margin 3.1), got ' ship' "
+            "(margin 2) after ' a black'") in out  # fmt: skip
+
+
 def test_main_summary_and_missing_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

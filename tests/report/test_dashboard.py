@@ -208,3 +208,12 @@ def test_an_xss_message_renders_as_text_in_page_and_hover(browser: Any, tmp_path
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "dashboard-xss-hover.png"))
     assert problems == []
+
+
+def test_missing_goldens_are_counted_and_warned_about(tmp_path: Path) -> None:
+    records = [make_record(golden="missing", repeat=r) for r in range(3)]
+    records.append(make_record(golden="match", repeat=3))
+    index = build.build_reports([write_run(tmp_path / "run", records)]).index_html
+    text = index.read_text(encoding="utf-8")
+    assert "Golden: 1 match, 3 missing." in text
+    assert "<strong>3 records have no golden</strong>" in text
