@@ -253,6 +253,35 @@ def _machine_groups(
     return [(label, on(base, fp), on(cand, fp)) for label, fp in groups]
 
 
+# Besides the scenario, what two records must share to measure the same thing.
+_SETTINGS = ("max_new_tokens", "mode", "memory_method")
+
+
+def _cells(mine: Sequence[Record], other: Sequence[Record]) -> dict[str, list[Record]]:
+    """Records by cell; a cell run under other settings on either side is split by them."""
+    variants: dict[str, set[tuple[object, ...]]] = {}
+    for r in (*mine, *other):
+        variants.setdefault(r["cell_id"], set()).add(tuple(r.get(k) for k in _SETTINGS))
+    out: dict[str, list[Record]] = {}
+    for r in mine:
+        key = r["cell_id"]
+        if len(variants[key]) > 1:
+            key += " (" + ", ".join(f"{k}={r.get(k)}" for k in _SETTINGS) + ")"
+        out.setdefault(key, []).append(r)
+    return out
+
+
+def _provenance(base: Sequence[Record], cand: Sequence[Record], notes: list[str]) -> None:
+    """A note when the sides were measured by other harness or worker code."""
+    for field, what in (("worker_sha256", "worker"), ("harness_version", "harness")):
+        sides = [sorted({str(r.get(field) or "unrecorded") for r in s}) for s in (base, cand)]
+        if sides[0] != sides[1] or len(sides[0]) > 1:
+            notes.append(
+                f"mixed provenance: base measured by {what} {', '.join(sides[0])}, candidate by "
+                f"{', '.join(sides[1])}; a difference may come from the harness, not the stack"
+            )
+
+
 def compare_records(
     base: Sequence[Record],
     cand: Sequence[Record],
@@ -267,9 +296,10 @@ def compare_records(
     notes = [] if notes is None else notes
     tolerances = tolerances or {}
     rows: list[Row] = []
+    _provenance(base, cand, notes)
     for machine, rb, rc in _machine_groups(base, cand, cross_machine=cross_machine, notes=notes):
         label = " ".join(part for part in (group, machine) if part)
-        cells_b, cells_c = by(rb, "cell_id"), by(rc, "cell_id")
+        cells_b, cells_c = _cells(rb, rc), _cells(rc, rb)
         for side, mine, other in (("base", cells_b, cells_c), ("candidate", cells_c, cells_b)):
             only = [c for c in mine if c not in other]
             if only:

@@ -231,6 +231,41 @@ def test_a_tiny_models_memory_is_judged_by_its_anonymous_memory(
         assert code == 0
 
 
+def _stack_records(**changes: object) -> list[dict[str, Any]]:
+    rows = [json.loads(x) for x in (WALK / "raw" / f"{C}.jsonl").read_text().splitlines()]
+    return [{**r, **changes} for r in rows]
+
+
+def _write(path: Path, records: list[dict[str, Any]]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return str(path)
+
+
+def test_cells_pair_only_under_the_same_generation_settings(tmp_path: Path) -> None:
+    base = _write(tmp_path / "a.jsonl", _stack_records(max_new_tokens=20, mode="forkserver"))
+    cand = _write(tmp_path / "b.jsonl", _stack_records(max_new_tokens=12, mode="fresh"))
+    code, data = run(tmp_path, base, cand)
+    assert data["rows"] == []  # nothing measured the same thing
+    assert any("only on the base" in n and "max_new_tokens=20, mode=forkserver" in n
+               for n in data["notes"])  # fmt: skip
+    assert code == 0
+
+
+def test_mixed_provenance_is_flagged(tmp_path: Path) -> None:
+    base = _write(
+        tmp_path / "a.jsonl", _stack_records(worker_sha256="aaaa", harness_version="0.1.0")
+    )
+    cand = _write(
+        tmp_path / "b.jsonl", _stack_records(worker_sha256="bbbb", harness_version="0.1.0")
+    )
+    _, data = run(tmp_path, base, cand)
+    assert any(n.startswith("mixed provenance: base measured by worker aaaa, candidate by bbbb")
+               for n in data["notes"])  # fmt: skip
+    assert not any("by harness" in n for n in data["notes"])
+    _, same = run(tmp_path, base, base)
+    assert not any("provenance" in n for n in same["notes"])
+
+
 # ---------------------------------------------------------------- policy and thresholds
 
 
