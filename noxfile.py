@@ -97,6 +97,9 @@ def bench_stack_impl(session: nox.Session, stack: matrix.Stack) -> None:
         session.warn(f"install failed for {stack.id}: {installed.message}")
         bench_cmd.record_install_error(cfg, stack, cells, installed.message)
         return
+    if args.interleave:  # the aggregate `bench` session runs every stack in turn
+        (cfg.run_dir / "raw" / f"{stack.id}.python").write_text(str(python), encoding="utf-8")
+        return
     with progress.reporter(stack.id) as report:
         runner.run_stack(stack, cells, python, cfg, progress=report)
 
@@ -121,6 +124,12 @@ def bench(session: nox.Session) -> None:
     """Measure every stack of matrix.yaml, then print the summary; fails if any cell failed."""
     args, cfg = _bench(session)
     cells = bench_cmd.select(MATRIX, args)
+    raw = cfg.run_dir / "raw"
+    ready = [s for s in MATRIX.stacks if (raw / f"{s.id}.python").exists()] if args.interleave else []  # fmt: skip  # noqa: E501
+    if ready:
+        plans = [(s, cells, Path((raw / f"{s.id}.python").read_text(encoding="utf-8"))) for s in ready]  # fmt: skip  # noqa: E501
+        with progress.reporter("interleaved") as report:
+            runner.run_stacks(plans, cfg, progress=report)
     for stack in MATRIX.stacks:
         if args.stacks and stack.id not in args.stacks:
             continue

@@ -152,6 +152,7 @@ class Record(MemoryFields, TimeFields):
     phases: dict[str, Phase]  # absolute, per phase
     baseline: dict[str, float | None] | None  # the absolute counters before from_pretrained
     wall_s: float  # the run as the host saw it
+    started_at: float | None  # unix seconds: the order runs of interleaved stacks took
     prefault: dict[str, object] | None  # fork-server only
     warnings: list[str]  # what makes a figure less trustworthy, e.g. no prefault
     pickle_load: str | None  # .bin only: weights_only or unsafe
@@ -175,6 +176,7 @@ class Outcome:
     message: str
     result: Result
     wall_s: float
+    started_at: float | None = None  # unix seconds when the host started the run
 
 
 def machine_fingerprint(machine: Mapping[str, object]) -> str:
@@ -312,6 +314,7 @@ def build_record(
         "phases": phases,
         "baseline": result.get("baseline"),
         "wall_s": round(outcome.wall_s, 3),
+        "started_at": outcome.started_at,
         "prefault": result.get("prefault"),
         "warnings": [str(w) for w in [(result.get("prefault") or {}).get("warning")] if w],
         "pickle_load": result.get("pickle_load"),

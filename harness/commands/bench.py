@@ -46,6 +46,7 @@ class BenchArgs:
     memory_budget: int | None = None
     fit: bool = False
     shard: tuple[int, int] | None = None
+    interleave: bool = False
 
 
 def _ids(text: str) -> tuple[str, ...]:
@@ -73,6 +74,10 @@ def bench_options() -> usage.Parser:
     p.add_argument(
         "--shard", type=checked(shards.parse_shard), help="I/N: this machine's slice of the cells"
     )
+    p.add_argument(
+        "--interleave", action="store_true",
+        help="one run of each stack in turn, so machine drift falls on all stacks alike",
+    )  # fmt: skip
     return p
 
 
@@ -237,7 +242,7 @@ def bench_existing(ns: argparse.Namespace) -> int:
     ensure_writable(run_dir)
     write_manifest(run_dir, ns.matrix, args, cfg.run_id, mode=cfg.mode, repeats=cfg.repeats)
     point_latest(run_dir)
-    ran = False
+    plans = []
     for stack in m.stacks:
         cells = select(m, args, stack.id)
         if not cells:
@@ -245,11 +250,12 @@ def bench_existing(ns: argparse.Namespace) -> int:
         if stack.install:
             print(f"skipped {stack.id}: it installs an environment; use nox -s bench-{stack.id}")
             continue
-        ran = True
-        with progress.reporter(stack.id) as report:
-            runner.run_stack(stack, cells, Path(stack.python), cfg, progress=report)
-    if not ran:
+        plans.append((stack, cells, Path(stack.python)))
+    if not plans:
         raise UsageError("no existing-environment stack (install: false) selected")
+    for batch in [plans] if args.interleave else [[p] for p in plans]:
+        with progress.reporter(" + ".join(s.id for s, _, _ in batch)) as report:
+            runner.run_stacks(batch, cfg, progress=report)
     return finish_run(run_dir, strict_golden=args.strict_golden)
 
 

@@ -222,14 +222,14 @@ class _Stack:
         job_path.write_text(json.dumps(job), encoding="utf-8")
         self.log.write(f"--- {cell.id} repeat {repeat}\n")
         self.log.flush()
-        started = time.monotonic()
+        started, started_at = time.monotonic(), round(time.time(), 3)
         run = Attempt(self, job_path, out_path)
         if self.server is not None:
             status, message, result = run.in_server(self.server)
         else:
             status, message, result = run.fresh(cfg.memory_budget)
         wall = time.monotonic() - started
-        outcome = rec.Outcome(status, message, result, wall)
+        outcome = rec.Outcome(status, message, result, wall, started_at)
         fit = run.fit(cell, result) if cfg.fit and status == "ok" else None
         return Attempted(cell, repeat, outcome, self.stack_env, fit)
 

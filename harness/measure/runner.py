@@ -14,12 +14,14 @@ from harness.measure.attempts import Attempted, RunConfig, attempts
 from harness.measure.models import weight_files
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from pathlib import Path
 
     from harness.config.matrix import Cell, Stack
 
-__all__ = ["RunConfig", "default_cache_dir", "record_install_error", "run_stack"]
+    Progress = Callable[[int, int, Cell, int, rec.Record | None], None]
+
+__all__ = ["RunConfig", "default_cache_dir", "record_install_error", "run_stack", "run_stacks"]
 
 default_cache_dir = paths.cache_dir
 
@@ -56,15 +58,10 @@ def to_record(cfg: RunConfig, attempted: Attempted) -> rec.Record:
     )  # fmt: skip
 
 
-def record_all(
-    cfg: RunConfig,
-    stack: Stack,
-    attempted: Iterable[Attempted],
-    progress: Callable[[int, int, Cell, int, rec.Record | None], None] | None,
-    total: int,
-    records: list[rec.Record],
-) -> list[rec.Record]:
-    """Record, hash, judge, append and report each attempt, in the order they end."""
+def recorded(
+    cfg: RunConfig, stack: Stack, attempted: Iterable[Attempted]
+) -> Iterator[tuple[Attempted, rec.Record]]:
+    """Record, hash, judge and append each attempt, in the order they end."""
     raw = cfg.run_dir / "raw"
     hashes: dict[str, str | None] = {}  # the weights' sha256 on ok records, once per model
     for one in attempted:
@@ -79,9 +76,42 @@ def record_all(
         if one.fit is not None:
             # Apart from raw/: one record per (cell, repeat) stays true there.
             rec.append(cfg.run_dir / "fit" / f"{stack.id}.jsonl", one.fit)
-        records.append(record)
+        yield one, record
+
+
+def run_stacks(
+    plans: Sequence[tuple[Stack, Sequence[Cell], Path]],
+    cfg: RunConfig,
+    progress: Progress | None = None,
+) -> list[rec.Record]:
+    """Run every (cell, repeat) of several stacks, interleaved: one run of each stack in turn,
+    each stack in its own environment and worker, so that drift of the machine over time
+    falls on every stack alike instead of reading as a version difference."""
+    records: list[rec.Record] = []
+    todos = []
+    for stack, cells, _ in plans:
+        mine = [c for c in cells if c.stack.id == stack.id]
+        (cfg.run_dir / "raw").mkdir(parents=True, exist_ok=True)
+        todos.append(pending(mine, cfg, cfg.run_dir / "raw" / f"{stack.id}.jsonl"))
+    total = sum(map(len, todos))
+
+    def starting(cell: Cell, repeat: int) -> None:
         if progress is not None:
-            progress(len(records), total, one.cell, one.repeat, record)
+            progress(len(records), total, cell, repeat, None)
+
+    pipelines = [
+        recorded(cfg, stack, attempts(stack, todo, python, cfg, starting=starting))
+        for (stack, _, python), todo in zip(plans, todos, strict=True)
+    ]
+    while pipelines:  # round-robin; a finished stack drops out
+        for pipeline in list(pipelines):
+            one = next(pipeline, None)
+            if one is None:
+                pipelines.remove(pipeline)
+                continue
+            records.append(one[1])
+            if progress is not None:
+                progress(len(records), total, one[0].cell, one[0].repeat, one[1])
     return records
 
 
@@ -90,18 +120,7 @@ def run_stack(
     cells: Sequence[Cell],
     python: Path,
     cfg: RunConfig,
-    progress: Callable[[int, int, Cell, int, rec.Record | None], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[rec.Record]:
     """Run every (cell, repeat) of one stack and append a record for each."""
-    cells = [c for c in cells if c.stack.id == stack.id]
-    raw = cfg.run_dir / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    todo = pending(cells, cfg, raw / f"{stack.id}.jsonl")
-    records: list[rec.Record] = []
-
-    def starting(cell: Cell, repeat: int) -> None:
-        if progress is not None:
-            progress(len(records), len(todo), cell, repeat, None)
-
-    started = attempts(stack, todo, python, cfg, starting=starting)
-    return record_all(cfg, stack, started, progress, len(todo), records)
+    return run_stacks([(stack, cells, python)], cfg, progress)

@@ -126,3 +126,19 @@ def test_existing_environment_stack_with_nox_and_without(
     again = rec.read_run(out)
     assert [r["status"] for r in again] == ["ok"] * 4
     assert "records: ok 4" in plain.stdout
+
+
+def test_interleaved_stacks_take_turns(stack_python: Path, nox_bench: Any) -> None:
+    # Two stacks (one environment under two ids, as an A/A run has them): with --interleave
+    # one run of each goes in turn, so drift of the machine falls on both alike.
+    stacks = "".join(f'  - {{id: {name}, python: "{stack_python}", install: false}}\n'
+                     for name in ("aa", "bb"))  # fmt: skip
+    proc, run_dir = _bench(nox_bench, stacks, "--profile", "smoke", "--repeats", "2",
+                           "--interleave")  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    records = sorted(rec.read_run(run_dir), key=lambda r: float(r["started_at"] or 0))
+    assert len(records) == 2 * 4 * 2
+    assert [r["stack_id"] for r in records] == ["aa", "bb"] * 8
+    # Repeats round-robin too: every cell's first repeat before any second one.
+    assert [r["repeat"] for r in records] == [0] * 8 + [1] * 8
+    assert {r["threads"] for r in records} == {len(os.sched_getaffinity(0))}
