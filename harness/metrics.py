@@ -50,6 +50,8 @@ class Metric:
     summarized: bool = True  # a column of the per-cell summary
     column: str = ""  # its header in the markdown results table; "" = not shown there
     file_backed: bool = False  # counts file pages: not judged for models under the floor
+    # Measured once per fork-server and copied into each of its runs: one value, not n.
+    per_worker: bool = False
 
     @property
     def better(self) -> str:
@@ -68,7 +70,7 @@ REGISTRY: tuple[Metric, ...] = (
     Metric("load_cpu_s", "load CPU time", "s", _TIME, digits=3),
     Metric("ttft_cpu_s", "first-token CPU time", "s", _TIME, digits=3),
     Metric("generate_cpu_s", "generate CPU time", "s", _TIME, digits=3),
-    Metric("import_s", "import time", "s", _TIME, digits=3, summarized=False),
+    Metric("import_s", "import time", "s", _TIME, digits=3, summarized=False, per_worker=True),
     Metric("peak_mb", "peak memory", "MiB", _MEM, column="peak MiB", file_backed=True),
     Metric("anon_mb", "anonymous memory", "MiB", _MEM, column="anon MiB"),
     Metric("file_mb", "file-backed memory", "MiB", _MEM, column="file MiB", file_backed=True),

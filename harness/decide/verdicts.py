@@ -165,9 +165,13 @@ def _number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _values(records: Sequence[Record], name: str) -> list[float]:
-    found = (r.get(name) for r in _ok(records))
-    return [float(v) for v in found if _number(v)]  # type: ignore[arg-type]
+def _values(records: Sequence[Record], metric: Metric) -> list[float]:
+    found = [(r.get("mode"), r.get(metric.name)) for r in _ok(records)]
+    if metric.per_worker:  # a fork-server's one import is not n repeats of it
+        found = [(m, v) for m, v in found if m != "forkserver"] + sorted(
+            {("forkserver", v) for m, v in found if m == "forkserver"}, key=str
+        )
+    return [float(v) for _, v in found if _number(v)]  # type: ignore[arg-type]
 
 
 def _weights_mb(pair: Pair) -> float | None:
@@ -177,7 +181,7 @@ def _weights_mb(pair: Pair) -> float | None:
 
 
 def _metric_row(pair: Pair, metric: Metric, settings: CompareSettings) -> Row:
-    vb, vc = _values(pair.base, metric.name), _values(pair.cand, metric.name)
+    vb, vc = _values(pair.base, metric), _values(pair.cand, metric)
     head = (metric.name, metric.category, metric.better)
     if not vb or not vc:
         side = "base" if not vb else "candidate"

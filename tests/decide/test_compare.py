@@ -251,6 +251,16 @@ def test_cells_pair_only_under_the_same_generation_settings(tmp_path: Path) -> N
     assert code == 0
 
 
+def test_a_fork_servers_one_import_is_not_n_repeats(tmp_path: Path) -> None:
+    # Every run of a fork-server carries its one import time: identical values, n=1 not n=4.
+    # Judged as four repeats, a cold and a warm import read as a sure 60% change in an A/A run.
+    base = _write(tmp_path / "a.jsonl", _stack_records(mode="forkserver", import_s=2.5))
+    cand = _write(tmp_path / "b.jsonl", _stack_records(mode="forkserver", import_s=1.0))
+    _, data = run(tmp_path, base, cand)
+    found = row(data, "gpt2-124m/st/fp32/lcmu=true/dm=none", "import_s")
+    assert (found["n_base"], found["n_candidate"], found["verdict"]) == (1, 1, "uncertain")
+
+
 def test_mixed_provenance_is_flagged(tmp_path: Path) -> None:
     base = _write(
         tmp_path / "a.jsonl", _stack_records(worker_sha256="aaaa", harness_version="0.1.0")
