@@ -59,9 +59,12 @@ def model(model_id: str) -> Model:
     return Model(model_id, source, model_id, PROMPT)
 
 
-def run(plans: list[tuple[Stack, list[Cell], Path]], repeats: int, out: Path) -> list[Record]:
+def run(
+    plans: list[tuple[Stack, list[Cell], Path]], repeats: int, out: Path, threads: int | None
+) -> list[Record]:
     cfg = runner.RunConfig(run_id=out.name, run_dir=out, mode="forkserver", timeout_s=600,
-                           repeats=repeats, cache_dir=runner.default_cache_dir())  # fmt: skip
+                           repeats=repeats, cache_dir=runner.default_cache_dir(),
+                           threads=threads, interop_threads=threads)  # fmt: skip
     records = runner.run_stacks(plans, cfg)
     bad = [r for r in records if r["status"] != "ok"]
     if bad:
@@ -88,10 +91,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path(tempfile.mkdtemp(prefix="verdicts-")))
+    parser.add_argument("--threads", type=int, help="torch threads per run (default: all cores)")
+    parser.add_argument("--skip-ab", action="store_true", help="the A/A run and spreads only")
     args = parser.parse_args()
     settings = load(REPO / "matrix.yaml").compare
     new, new_python = environment("5.24.0", "1.15.0")
-    old, old_python = environment("4.46.3", "1.1.1")
 
     # A/A: the same environment under two ids, interleaved.
     twin = Stack(id="aa-twin", python=new.python, transformers=new.transformers, torch=new.torch)
@@ -100,7 +104,7 @@ def main() -> int:
     for stack in (new, twin):
         cells = [Cell(stack, model(m), s) for m in ("tiny-gpt2", "gpt2-124m") for s in scenarios]
         plans.append((stack, cells, new_python))
-    aa = run(plans, args.repeats, args.out / "aa")
+    aa = run(plans, args.repeats, args.out / "aa", args.threads)
     aa_cmp = compared(aa, new.id, twin.id, settings)
     judged = [r for r in aa_cmp.rows if r.verdict != "n/a"]
     false = [r for r in judged if r.verdict in stats.CHANGES]
@@ -119,11 +123,14 @@ def main() -> int:
         cpu = [float(r["phases"][phase]["cpu_s"]) for r in mine]
         print(f"  {phase:<12} wall {spread(wall):.3f}x   cpu {spread(cpu):.3f}x")
 
+    if args.skip_ab:
+        return 0
     # A/B: 4.46.3 against 5.24.0, low_cpu_mem_usage omitted.
+    old, old_python = environment("4.46.3", "1.1.1")
     omit = Scenario(None, None, "float32", "safetensors", 20)
     ab_plans = [(s, [Cell(s, model("gpt2-124m"), omit)], p)
                 for s, p in ((old, old_python), (new, new_python))]  # fmt: skip
-    ab = run(ab_plans, args.repeats, args.out / "ab")
+    ab = run(ab_plans, args.repeats, args.out / "ab", args.threads)
     ab_cmp = compared(ab, old.id, new.id, settings)
     for r in ab_cmp.rows:
         if r.metric in ("peak_mb", "load_peak_mb", "status", "golden"):
