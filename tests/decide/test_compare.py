@@ -251,6 +251,17 @@ def test_cells_pair_only_under_the_same_generation_settings(tmp_path: Path) -> N
     assert code == 0
 
 
+@pytest.mark.parametrize("metric", ["cuda_peak_mb", "cuda_reserved_peak_mb", "load_peak_mb", "anon_peak_mb"])  # fmt: skip
+def test_every_recorded_memory_figure_is_judged_and_gated(tmp_path: Path, metric: str) -> None:
+    # A GPU memory regression passed a gate set to fail_on: memory: it was never compared.
+    base = _write(tmp_path / "a.jsonl", _stack_records(**{metric: 1000.0}))
+    cand = _write(tmp_path / "b.jsonl", _stack_records(**{metric: 1500.0}))
+    code, data = run(tmp_path, base, cand, "--fail-on", "memory")
+    found = row(data, "gpt2-124m/st/fp32/lcmu=true/dm=none", metric)
+    assert (found["category"], found["verdict"]) == ("memory", "worse")
+    assert code == 1
+
+
 def test_a_fork_servers_one_import_is_not_n_repeats(tmp_path: Path) -> None:
     # Every run of a fork-server carries its one import time: identical values, n=1 not n=4.
     # Judged as four repeats, a cold and a warm import read as a sure 60% change in an A/A run.

@@ -68,6 +68,15 @@ def test_two_real_stacks_measure_tiny_gpt2(nox_bench: Any) -> None:
         assert all(len(ids) == 12 for ids in r["output_ids"])
         assert all(len(m) == 12 for m in r["margins"])
         assert r["memory_method"] == "clear_refs"
+        # Schema 2: what ran and under which conditions, read inside the stack.
+        assert r["attn_implementation"] in ("sdpa", "eager"), r["attn_implementation"]
+        assert number(r["load_cpu_s"]) > 0
+        assert number(r["generate_cpu_s"]) > 0
+        assert number(r["warm_tokens_per_s"]) > 0
+        assert r["threads"] == len(os.sched_getaffinity(0))
+        assert all(len(ids) > 0 for ids in r["input_ids"])
+        assert all(len(u) == 12 for u in r["runner_up"])
+        assert [len(t) for t in r["output_tokens"]] == [len(i) for i in r["output_ids"]]
         # Pickle checkpoints are loaded restricted; safetensors need no guard.
         expected = "weights_only" if r["checkpoint_format"] == "bin" else None
         assert r["pickle_load"] == expected
@@ -142,3 +151,13 @@ def test_interleaved_stacks_take_turns(stack_python: Path, nox_bench: Any) -> No
     # Repeats round-robin too: every cell's first repeat before any second one.
     assert [r["repeat"] for r in records] == [0] * 8 + [1] * 8
     assert {r["threads"] for r in records} == {len(os.sched_getaffinity(0))}
+
+
+def test_a_run_whose_only_stack_cannot_install_still_reports(nox_bench: Any) -> None:
+    # Every record failed: the report once raised "boolean value of NA is ambiguous".
+    proc, run_dir = _bench(nox_bench, BAD_STACK, "--profile", "smoke")
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "install_error" in proc.stdout
+    assert (run_dir / "index.html").is_file()
+    assert "install_error" in (run_dir / "summary.md").read_text(encoding="utf-8")

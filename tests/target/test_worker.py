@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import time
 import types
 from typing import TYPE_CHECKING, cast
 
@@ -272,3 +273,13 @@ def test_an_unreadable_page_map_is_a_warning_not_a_crash() -> None:
     assert pages == 0
     assert warning is not None
     assert "pagemap" in warning
+
+
+def test_the_phase_switch_is_outside_the_decode_window() -> None:
+    # Ending the first-token phase writes a file and reads /proc: decode time starts after it.
+    streamer = worker._PhaseStreamer(lambda: time.sleep(0.05))
+    streamer.put(None)  # the prompt
+    streamer.put(None)  # the first new token: the switch runs here
+    assert streamer.first_at is not None
+    assert streamer.decode_from is not None
+    assert streamer.decode_from - streamer.first_at >= 0.05
