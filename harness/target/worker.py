@@ -536,14 +536,16 @@ class Run:
             gen_started = self._begin("generate")
         self._end("generate", gen_started)
         self.sampler.stop()
-        self.announce("warm")
+        # The first prompt again, warmed: the decode rate without first-call costs. A phase of
+        # its own, after the measured ones, so the peaks above never include it.
+        started = self._begin("warm")
         with torch.inference_mode():
-            # The same first prompt again, warmed: the decode rate without first-call costs.
             inputs = {k: v.to(device) for k, v in encoded[0].items()}
             warm = _PhaseStreamer(lambda: None)
             model.generate(**inputs, max_new_tokens=int(job["max_new_tokens"]), do_sample=False,
                            num_beams=1, pad_token_id=pad, streamer=warm)  # fmt: skip
             ended = time.perf_counter()
+        self._end("warm", started)
         result["warm_tokens_per_s"] = _rate(len(outputs[0]["ids"]), warm.decode_from, ended)
         # Decoding is bookkeeping, not generation: outside the measured phases.
         for output in outputs:

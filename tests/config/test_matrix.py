@@ -103,15 +103,15 @@ def test_repo_models(repo: Matrix) -> None:
 
 def test_repo_settings_and_profiles(repo: Matrix) -> None:
     assert repo.path == REPO_MATRIX
-    assert repo.settings.repeats == 3
+    assert repo.settings.repeats == 4
     assert repo.settings.timeout_s == 600.0
     assert isinstance(repo.settings.timeout_s, float)
     assert repo.settings.mode == "forkserver"
     assert repo.settings.max_new_tokens == 20
     assert set(repo.profiles) == {"smoke", "default", "full"}
     assert repo.repeats("smoke") == 1
-    assert repo.repeats("default") == 3
-    assert repo.repeats("full") == 3
+    assert repo.repeats("default") == 4
+    assert repo.repeats("full") == 4
 
 
 def test_repo_cell_counts(repo: Matrix) -> None:
