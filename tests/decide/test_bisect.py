@@ -7,12 +7,10 @@ end-to-end test bisects real transformers releases on torch 2.13 CPU.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -22,6 +20,9 @@ from harness.config.matrix import Cell, Model, Scenario, Stack
 from harness.decide import bisect, releases
 from harness.measure import probe
 from harness.measure.probe import Measurement
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 PIP_INDEX = """\
 WARNING: pip index is currently an experimental command.
@@ -34,7 +35,6 @@ ERROR: Could not find a version that satisfies the requirement transformers==0 \
 (from versions: 4.9.2, 4.10.0, 4.46.3, 4.47.0.dev0, 4.51, 4.51.0)
 ERROR: No matching distribution found for transformers==0
 """
-WHEELHOUSE = Path("/opt/wheels")
 
 
 def completed(stdout: str = "", stderr: str = "", code: int = 0) -> Any:
@@ -345,7 +345,7 @@ def test_host_fingerprint_matches_what_a_worker_records() -> None:
 
 @pytest.mark.e2e
 def test_bisect_finds_451_where_device_map_stops_needing_low_cpu_mem_usage(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """transformers 4.51.0 is the first release that loads with a device_map and
     low_cpu_mem_usage=False. Before it, from_pretrained raises "Passing along a
@@ -353,9 +353,6 @@ def test_bisect_finds_451_where_device_map_stops_needing_low_cpu_mem_usage(
     pops low_cpu_mem_usage and ignores it, loading through the meta device always (see
     ../shared/FACTS.md). So on torch 2.13 CPU, tiny-gpt2, st/fp32/lcmu=false/dm=cpu,
     4.46.3 is `unsupported`, 4.57.6 is `ok`, and the status flips at 4.51.0."""
-    if WHEELHOUSE.is_dir():
-        # The local CPU build of torch 2.13 instead of a 3 GB CUDA build.
-        monkeypatch.setenv("UV_FIND_LINKS", os.environ.get("UV_FIND_LINKS", str(WHEELHOUSE)))
     run = tmp_path / "run"
     argv = [*ARGS, "--torch", "2.13.0", "--run", str(run), "--envdir", str(tmp_path / "envs")]
     started = time.monotonic()

@@ -696,8 +696,6 @@ def test_two_real_stacks_compare_on_tiny_gpt2(tmp_path: Path, stack_python: Path
     if not old_python.exists():
         uv = envs.find_uv()
         subprocess.run([uv or "uv", "venv", "-q", "-p", "3.11", str(venv)], check=True)
-    if Path("/opt/wheels").is_dir():
-        os.environ.setdefault("UV_FIND_LINKS", "/opt/wheels")
     installed = envs.install(old, old_python, venv / "install.log")
     assert installed.ok, installed.message
     run_dir = tmp_path / "run"
