@@ -115,6 +115,7 @@ class Record(MemoryFields, TimeFields):
     machine_fingerprint: str | None
     model: str
     model_source: str
+    model_revision: str | None  # hub: the commit measured, resolved in the local cache
     params: int | None  # counted once (tied weights are one)
     param_bytes: int | None  # at the loaded dtype
     # What ran.
@@ -272,6 +273,7 @@ def build_record(
         "machine_fingerprint": machine_fingerprint(machine) if machine else None,
         "model": cell.model.id,
         "model_source": cell.model.source,
+        "model_revision": result.get("resolved_revision"),
         "params": result.get("params"),
         "param_bytes": result.get("param_bytes"),
         "cell_id": cell.id,

@@ -176,7 +176,9 @@ def job_for(cell: Cell, where: ModelPaths, cfg: RunConfig, phase_file: Path) -> 
         "model_path": where.model, "tokenizer_path": where.tokenizer, "prompts": list(m.prompts),
         "low_cpu_mem_usage": s.low_cpu_mem_usage, "device_map": s.device_map, "dtype": s.dtype,
         "checkpoint_format": s.checkpoint_format, "max_new_tokens": s.max_new_tokens,
-        "trust_remote_code": m.trust_remote_code, "revision": m.revision,
+        # A revision resolved in the cache is a local folder already: nothing to pass.
+        "trust_remote_code": m.trust_remote_code,
+        "revision": None if where.revision else m.revision,
         "sample_interval_s": cfg.sample_interval_s,
         "threads": cfg.thread_counts()[0], "interop_threads": cfg.thread_counts()[1],
         # "<pid> <phase>" of the run in flight, for users watching and for messages.
@@ -229,6 +231,8 @@ class _Stack:
         else:
             status, message, result = run.fresh(cfg.memory_budget)
         wall = time.monotonic() - started
+        if where.revision:
+            result["resolved_revision"] = where.revision
         outcome = rec.Outcome(status, message, result, wall, started_at)
         fit = run.fit(cell, result) if cfg.fit and status == "ok" else None
         return Attempted(cell, repeat, outcome, self.stack_env, fit)

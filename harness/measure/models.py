@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from harness import paths
+from harness.measure import hub
 from harness.measure.spawn import ISOLATED, worker_env
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 class ModelPaths:
     model: str
     tokenizer: str
+    revision: str | None = None  # a hub model's commit, resolved in the local cache
 
 
 def fixture_dir(name: str) -> Path:
@@ -46,21 +48,26 @@ def resolve_model(model: Model, fmt: str, python: Path, cache: Path, log: IO[str
                 check=True, stdout=log, stderr=log, env=worker_env(python, hub=False),
             )  # fmt: skip
         return ModelPaths(str(folder / sub), str(folder / sub))
-    # local paths and hub ids go to from_pretrained as given
+    if model.source == "hub":
+        found = hub.snapshot(model.location, model.revision)
+        if found is not None:  # a local folder: nothing of the network is timed as loading
+            return ModelPaths(str(found.folder), str(found.folder), found.sha)
+    # local paths, and hub ids not in the cache, go to from_pretrained as given
     return ModelPaths(model.location, model.location)
 
 
 def weight_files(model: Model, cache: Path) -> list[Path]:
-    """The files whose hash identifies the model's weights (none for hub ids)."""
+    """The files whose hash identifies the model's weights (none for uncached hub ids)."""
     if model.source == "embedded":
-        folder = fixture_dir(model.location)
-        return [folder / "st" / "model.safetensors", folder / "bin" / "pytorch_model.bin"]
+        fixture = fixture_dir(model.location)
+        return [fixture / "st" / "model.safetensors", fixture / "bin" / "pytorch_model.bin"]
     if model.source == "preset":
         # The .bin is written by whichever torch builds the preset, so its bytes vary with
         # torch's pickle format; the safetensors file is the deterministic one.
         return [cache / "presets" / model.location / "st" / "model.safetensors"]
-    if model.source == "local":
-        folder = Path(model.location)
-        if folder.is_dir():
-            return sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
+    found = hub.snapshot(model.location, model.revision) if model.source == "hub" else None
+    folder = found.folder if found else Path(model.location) if model.source == "local" else None
+    if folder is not None and folder.is_dir():
+        # A hub snapshot's files are links into its blobs: the hash follows them.
+        return sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
     return []

@@ -32,7 +32,9 @@ ENV_ALLOW = (
     "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_CORETYPE",
     "OPENBLAS_L2_SIZE", "HF_HOME", "HF_HUB_CACHE", "PYTORCH_CUDA_ALLOC_CONF", "LD_LIBRARY_PATH",
 )  # fmt: skip
-HUB_ONLY_ENV = ("HF_TOKEN", "HF_ENDPOINT", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY")
+# A hub model's worker gets the user's own network settings, offline switches included.
+HUB_ONLY_ENV = ("HF_TOKEN", "HF_ENDPOINT", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY",
+                "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")  # fmt: skip
 
 
 class WorkerStartError(Exception):

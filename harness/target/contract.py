@@ -99,6 +99,7 @@ class Result(TypedDict, total=False):
     outputs: list[Output]
     sampler_samples: int
     prefault: dict[str, Any]
-    # Added by the host for capped runs.
+    # Added by the host: for capped runs, and a hub model's commit resolved in the cache.
     budget_method: str
     budget_mb: float
+    resolved_revision: str
