@@ -8,9 +8,11 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, cast
 
 from harness import paths, provenance, usage
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 
 UsageError = usage.UsageError
 REPORTS = paths.REPORTS
+# A folder given to --models has no prompts in matrix.yaml: it gets these.
+FOLDER_PROMPTS = ("The quick brown fox",)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class BenchArgs:
     fit: bool = False
     shard: tuple[int, int] | None = None
     interleave: bool = False
+    folders: tuple[Path, ...] = ()  # --models items that are model folders, not matrix ids
 
 
 def _ids(text: str) -> tuple[str, ...]:
@@ -59,7 +64,9 @@ def _ids(text: str) -> tuple[str, ...]:
 def bench_options() -> usage.Parser:
     p = usage.Parser(prog="nox -s bench --", add_help=False)
     p.add_argument("--profile", default="default", help="smoke, default or full")
-    p.add_argument("--models", type=checked(_ids), help="model ids, comma-separated")
+    p.add_argument(
+        "--models", type=checked(_ids), help="model ids or model folders, comma-separated"
+    )
     p.add_argument("--stacks", type=checked(_ids), help="stack ids, comma-separated")
     p.add_argument("--repeats", type=positive_int)
     p.add_argument("--out", type=Path, help="run folder (default reports/<run-id>)")
@@ -94,8 +101,9 @@ def _resumed(args: BenchArgs, matrix: matrix_mod.Matrix) -> BenchArgs:
         raise UsageError(f"{run_dir}: not a run folder (no readable run.json)") from None
     models = tuple(data["models"]) if data.get("models") else None
     stacks = tuple(data["stacks"]) if data.get("stacks") else None
+    folders = tuple(Path(f) for f in data.get("model_folders") or ())
     try:
-        now = cells_sha256(matrix, data["profile"], models, stacks)
+        now = cells_sha256(with_folders(matrix, folders), data["profile"], models, stacks)
     except matrix_mod.MatrixError as exc:
         raise UsageError(f"cannot resume {run_dir}: {exc}") from None
     if data.get("cells_sha256") != now:
@@ -111,6 +119,7 @@ def _resumed(args: BenchArgs, matrix: matrix_mod.Matrix) -> BenchArgs:
     return dataclasses.replace(
         args, profile=data["profile"], models=models, stacks=stacks, repeats=data.get("repeats"),
         out=run_dir, mode=args.mode or data.get("mode"), run_id=data["run_id"], shard=None,
+        folders=folders,
     )  # fmt: skip
 
 
@@ -146,6 +155,12 @@ def bench_args(ns: argparse.Namespace, matrix: matrix_mod.Matrix) -> BenchArgs:
     args = BenchArgs(**{f.name: getattr(ns, f.name) for f in fields(BenchArgs) if f.name in ns})
     if args.resume is not None:
         return _resumed(args, matrix)
+    if args.models:
+        folders = tuple(Path(m) for m in args.models if _is_folder(m))
+        named = tuple(m for m in args.models if not _is_folder(m))
+        ids = tuple(m.id for m in folder_models(matrix, folders))
+        args = dataclasses.replace(args, models=(*named, *ids), folders=folders)
+        matrix = with_folders(matrix, folders)
     if (args.memory_budget or args.fit) and args.mode == "forkserver":
         # A forked child cannot be charged for the imports its parent did.
         raise UsageError("--memory-budget and --fit run fresh interpreters; drop --mode forkserver")
@@ -155,6 +170,42 @@ def bench_args(ns: argparse.Namespace, matrix: matrix_mod.Matrix) -> BenchArgs:
     except matrix_mod.MatrixError as exc:
         raise UsageError(str(exc)) from None
     return args
+
+
+def _is_folder(item: str) -> bool:
+    # Matrix ids never hold a "/": a path is what a user types for a folder.
+    return "/" in item or item.startswith(("~", ".")) or Path(item).is_dir()
+
+
+def folder_models(matrix: matrix_mod.Matrix, folders: Sequence[Path]) -> list[matrix_mod.Model]:
+    """A model per folder, with a readable id from its name; one line if it is no model."""
+    taken = {m.id for m in matrix.models}
+    found = []
+    for given in folders:
+        folder = given.expanduser().resolve()
+        if not (folder / "config.json").is_file():
+            raise UsageError(f"{given}: not a model folder (no config.json in {folder})")
+        name = re.sub(r"[^A-Za-z0-9._+-]+", "-", folder.name).strip("-._+") or "model"
+        if name in taken:
+            name = f"{name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:6]}"
+        taken.add(name)
+        found.append(matrix_mod.Model(name, "local", str(folder), FOLDER_PROMPTS))
+    return found
+
+
+def with_folders(matrix: matrix_mod.Matrix, folders: Sequence[Path]) -> matrix_mod.Matrix:
+    """The matrix with the folder models added, to every profile that lists its models."""
+    if not folders:
+        return matrix
+    added = folder_models(matrix, folders)
+    ids = tuple(m.id for m in added)
+    profiles = {
+        name: p.model_copy(update={"models": (*p.models, *ids)}) if p.models else p
+        for name, p in matrix.profiles.items()
+    }
+    return dataclasses.replace(
+        matrix, models=(*matrix.models, *added), profiles=MappingProxyType(profiles)
+    )
 
 
 def run_config(args: BenchArgs, matrix: matrix_mod.Matrix, run_id: str) -> runner.RunConfig:
@@ -181,6 +232,7 @@ def select(
     matrix: matrix_mod.Matrix, args: BenchArgs, stack_id: str | None = None
 ) -> list[matrix_mod.Cell]:
     """The cells this invocation runs: profile, --models, --stacks, then --shard."""
+    matrix = with_folders(matrix, args.folders)
     cells = matrix.cells(args.profile, models=args.models, stacks=args.stacks)
     if args.shard is not None:
         # Sharded over the whole selection, so N machines cover it exactly once.
@@ -216,8 +268,9 @@ def write_manifest(
     data.update(
         run_id=run_id, schema_version=rec.SCHEMA_VERSION, command=sys.argv,
         matrix=str(matrix_path), matrix_sha256=hashlib.sha256(matrix_path.read_bytes()).hexdigest(),
-        cells_sha256=cells_sha256(matrix_mod.load(matrix_path), args.profile, args.models,
-                                  args.stacks),
+        cells_sha256=cells_sha256(with_folders(matrix_mod.load(matrix_path), args.folders),
+                                  args.profile, args.models, args.stacks),
+        model_folders=[str(f) for f in args.folders],
         profile=args.profile, models=args.models, stacks=args.stacks,
         harness_version=provenance.harness_version(), worker_sha256=provenance.worker_sha256(),
         # Where uv looked for wheels: the index, a wheelhouse, pip's configuration.

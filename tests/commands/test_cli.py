@@ -194,3 +194,24 @@ def test_unwritable_results_folder_is_a_usage_error(tmp_path: Path) -> None:
         bench.ensure_writable(blocker / "run")
     bench.ensure_writable(tmp_path / "ok")
     assert not list((tmp_path / "ok" / "raw").iterdir())
+
+
+def test_models_takes_a_model_folder_directly(tmp_path: Path) -> None:
+    folder = tmp_path / "My Model v2"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    args = bench.parse_bench_args(["--profile", "smoke", "--models", f"tiny-gpt2,{folder}"], MATRIX)
+    assert args.models == ("tiny-gpt2", "My-Model-v2")
+    assert args.folders == (folder,)
+    cells = bench.select(MATRIX, args)
+    mine = [c for c in cells if c.model.id == "My-Model-v2"]
+    assert mine
+    assert {(c.model.source, c.model.location) for c in mine} == {("local", str(folder))}
+    # The smoke profile's scenarios, on every stack, as for the matrix's own models.
+    assert len(mine) == len([c for c in cells if c.model.id == "tiny-gpt2"])
+
+
+def test_a_folder_without_config_json_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(usage.UsageError, match=r"not a model folder \(no config\.json"):
+        bench.parse_bench_args(["--models", str(tmp_path)], MATRIX)
+    assert cli.main(["bench", "--models", str(tmp_path / "nope") + "/"]) == cli.USAGE_EXIT
