@@ -86,6 +86,7 @@ class TimeFields(TypedDict):
     """Seconds, wall and CPU (user + sys of every thread), and decode rates."""
 
     import_s: float | None
+    model_import_s: float | None  # the model's own modeling module, outside load_s
     load_s: float | None
     ttft_s: float | None
     tokens_per_s: float | None  # the first prompt, cold
@@ -116,6 +117,8 @@ class Record(MemoryFields, TimeFields):
     model: str
     model_source: str
     model_revision: str | None  # hub: the commit measured, resolved in the local cache
+    model_type: str | None  # the family (config.model_type), for grouping by family
+    architectures: list[str]  # config.architectures
     params: int | None  # counted once (tied weights are one)
     param_bytes: int | None  # at the loaded dtype
     # What ran.
@@ -274,6 +277,8 @@ def build_record(
         "model": cell.model.id,
         "model_source": cell.model.source,
         "model_revision": result.get("resolved_revision"),
+        "model_type": result.get("model_type"),
+        "architectures": list(result.get("architectures") or []),
         "params": result.get("params"),
         "param_bytes": result.get("param_bytes"),
         "cell_id": cell.id,
@@ -290,6 +295,7 @@ def build_record(
         "message": outcome.message,
         "reason": result.get("reason"),
         "import_s": result.get("import_s"),
+        "model_import_s": result.get("model_import_s"),
         "load_s": _phase_num(phases, "load", "seconds"),
         "ttft_s": result.get("ttft_s"),
         "tokens_per_s": result.get("tokens_per_s"),

@@ -89,6 +89,9 @@ class Result(TypedDict, total=False):
     param_bytes: int
     hf_device_map: dict[str, Any] | None
     attn_implementation: str | None  # what the loaded model's config says it uses
+    model_type: str | None  # the model's config: its family ...
+    architectures: list[str]  # ... and the classes it names
+    model_import_s: float  # importing the model's own modeling module, before the baseline
     load_avg_1m: float | None  # the machine's load when the run started
     threads: int
     interop_threads: int

@@ -416,7 +416,7 @@ class Run:
     ) -> Result:
         import torch  # noqa: PLC0415 - imported already in both modes; cheap here
         import transformers  # noqa: PLC0415
-        from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: PLC0415
+        from transformers import AutoConfig, AutoTokenizer  # noqa: PLC0415
 
         self.torch = torch
         job = self.job
@@ -447,6 +447,12 @@ class Run:
 
         self.announce("tokenizer")
         hub = {k: v for k, v in kwargs.items() if k in ("revision", "trust_remote_code")}
+        # The class comes from the model's own config: no code here per architecture.
+        config = AutoConfig.from_pretrained(job["model_path"], **hub)
+        auto = auto_class(transformers, config)
+        result["model_type"] = getattr(config, "model_type", None)
+        result["architectures"] = [str(a) for a in getattr(config, "architectures", None) or []]
+        result["model_import_s"] = _import_model_class(auto, config)
         tokenizer = AutoTokenizer.from_pretrained(job["tokenizer_path"], **hub)
         prompts = list(job["prompts"])
         encoded = [tokenizer(p, return_tensors="pt") for p in prompts]
@@ -459,7 +465,7 @@ class Run:
         pickle_state = guard_torch_load(torch) if job["checkpoint_format"] == "bin" else None
         started = self._begin("load")
         try:
-            model = AutoModelForCausalLM.from_pretrained(job["model_path"], **kwargs)
+            model = auto.from_pretrained(job["model_path"], **kwargs)
         except Exception as exc:
             reason = known_rejection(
                 tf_version, torch.__version__, job, has_accelerate=has_accelerate,
@@ -509,7 +515,9 @@ class Run:
                     streamer=streamer if index == 0 else None,
                 )
                 t1 = time.perf_counter()
-                new_ids = out.sequences[0, inputs["input_ids"].shape[1] :].tolist()
+                # The last tokens of the sequence, one per score: a decoder-only model's
+                # sequence starts with the prompt, an encoder-decoder's with its start token.
+                new_ids = out.sequences[0, -len(out.scores) :].tolist()
                 # One top-2 over all steps at once, not one per step.
                 top = torch.topk(torch.stack([s[0] for s in out.scores]).float(), 2)
                 margins = [round(m, 6) for m in (top.values[:, 0] - top.values[:, 1]).tolist()]
@@ -557,6 +565,23 @@ class Run:
         result["message"] = ""
         result["sampler_samples"] = self.sampler.samples
         return result
+
+
+def auto_class(transformers_mod: Any, config: Any) -> Any:
+    """AutoModelForSeq2SeqLM for an encoder-decoder config, else AutoModelForCausalLM."""
+    seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+    return getattr(transformers_mod, "AutoModelForSeq2SeqLM" if seq2seq else "AutoModelForCausalLM")
+
+
+def _import_model_class(auto: Any, config: Any) -> float:
+    """Import the model's own modeling module now, before the baseline: transformers imports
+    it lazily inside from_pretrained, where it would be charged to loading."""
+    started = time.perf_counter()
+    try:  # noqa: SIM105 - contextlib would be one more import in the worker
+        auto._model_mapping[type(config)]  # noqa: SLF001 - the lazy mapping imports the module
+    except Exception:  # noqa: S110 - remote code or an unknown config: from_pretrained says
+        pass
+    return time.perf_counter() - started
 
 
 def _rate(new_tokens: int, decode_from: float | None, ended: float) -> float | None:
@@ -646,7 +671,7 @@ def _import_stack() -> float:
     import torch  # noqa: F401, PLC0415
     import transformers  # noqa: PLC0415
 
-    for name in ("AutoModelForCausalLM", "AutoTokenizer", "GPT2LMHeadModel", "GPT2TokenizerFast"):
+    for name in ("AutoConfig", "AutoModelForCausalLM", "AutoModelForSeq2SeqLM", "AutoTokenizer"):
         getattr(transformers, name, None)
     for module in ("accelerate", "torch._dynamo", "transformers.generation.utils"):
         try:
@@ -654,9 +679,10 @@ def _import_stack() -> float:
                 importlib.import_module(module)
         except Exception:  # noqa: S112, PERF203 - a missing optional module only means less warming
             continue
-    try:  # noqa: SIM105 - contextlib would be one more import in the worker
+    try:
         # Resolving the auto mapping imports every config module on 4.x.
-        list(transformers.AutoModelForCausalLM._model_mapping.keys())  # noqa: SLF001
+        for auto in (transformers.AutoModelForCausalLM, transformers.AutoModelForSeq2SeqLM):
+            list(auto._model_mapping.keys())  # noqa: SLF001
     except Exception:  # noqa: S110 - private API; absent on some versions
         pass
     return time.perf_counter() - started
