@@ -32,7 +32,11 @@ def main() -> None:
             if json.loads(line)["scenario"] in SCENARIOS and json.loads(line)["repeat"] < REPEATS
         ]
         (HERE / "raw" / path.name).write_text("".join(kept), encoding="utf-8")
-    shutil.copyfile(run / "run.json", HERE / "run.json")
+    # The manifest, without the measuring machine's own paths.
+    manifest = json.loads((run / "run.json").read_text(encoding="utf-8"))
+    manifest.update(command=["nox", "-s", "bench"], matrix="matrix.yaml")
+    manifest.pop("wheel_sources", None)
+    (HERE / "run.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
