@@ -138,6 +138,9 @@ class CompareSettings:
     alpha: float = 0.05  # 95% confidence intervals; Mann-Whitney U at this level
     min_repeats: int = 3  # fewer repeats on either side: `uncertain`
     memory_floor_mb: float = 1.0  # smaller absolute moves are page and allocator noise
+    # ... and moves smaller than this share of the model's weights: a few MiB of library
+    # pages more is not a regression of a 500 MiB model.
+    memory_floor_share: float = 0.02
     # Below these weights, figures that count file pages (peak_mb, file_mb) are mostly
     # torch's own code: such a model's memory is judged by its anonymous memory alone.
     min_weights_mb: float = 64.0

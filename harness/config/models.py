@@ -118,6 +118,7 @@ class CompareEntry(Entry):
     alpha: f.Fraction | None = None
     min_repeats: f.PositiveInt | None = None
     memory_floor_mb: f.NonNegative | None = None
+    memory_floor_share: f.NonNegative | None = None
     min_weights_mb: f.NonNegative | None = None
     fail_on: f.values(_choice(FAIL_ON_CHOICES)) | None = None  # type: ignore[valid-type]
 

@@ -139,7 +139,7 @@ def judge(
     if min(n, m) < min_repeats:
         return Judgement("uncertain", f"too few repeats ({n} vs {m}; need {min_repeats} each)")
     if floor and abs(est.candidate - est.base) < floor:
-        return Judgement("same", f"moves by less than {floor:g} in absolute terms")
+        return Judgement("same", f"moves by less than {floor:.3g} in absolute terms")
     if est.low is None or est.high is None:
         return _uncertain(est, alpha)
     # "harm" > 0 means the candidate is worse, whichever way the metric points.

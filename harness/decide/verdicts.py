@@ -194,7 +194,8 @@ def _metric_row(pair: Pair, metric: Metric, settings: CompareSettings) -> Row:
                   "file pages are mostly torch's own code; judged by anonymous memory")  # fmt: skip
         return pair.row(*head, verdict="n/a", reason=reason, base=statistics.median(vb),
                         candidate=statistics.median(vc), n_base=len(vb), n_candidate=len(vc))  # fmt: skip  # noqa: E501
-    floor = settings.memory_floor_mb if memory else 0.0
+    share = (weights or 0.0) * settings.memory_floor_share
+    floor = max(settings.memory_floor_mb, share) if memory else 0.0
     est = stats.estimate(vb, vc, alpha=settings.alpha, floor=floor)
     found = stats.judge(
         est,
