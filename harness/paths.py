@@ -13,6 +13,7 @@ GOLDENS = REPO / "goldens"
 FIXTURES = PACKAGE / "fixtures"
 WORKER = PACKAGE / "target" / "worker.py"
 PRESETS = FIXTURES / "presets.py"
+FAMILIES = FIXTURES / "families.py"  # the presets of other architecture families
 
 
 def cache_dir() -> Path:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from harness import paths
+from harness.config.models import FAMILY_PRESETS
 from harness.measure import hub
 from harness.measure.spawn import ISOLATED, worker_env
 
@@ -39,9 +40,11 @@ def resolve_model(model: Model, fmt: str, python: Path, cache: Path, log: IO[str
         if not (folder / "manifest.json").exists():
             log.write(f"building preset {model.location} into {folder}\n")
             log.flush()
+            family = model.location in FAMILY_PRESETS
             subprocess.run(
                 [
-                    str(python), *ISOLATED, str(paths.PRESETS), "build", model.location,
+                    str(python), *ISOLATED, str(paths.FAMILIES if family else paths.PRESETS),
+                    "build", model.location,
                     "--cache", str(cache / "presets"),
                     "--tokenizer", str(fixture_dir("tiny-gpt2") / "st"),
                 ],

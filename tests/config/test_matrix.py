@@ -115,10 +115,11 @@ def test_repo_settings_and_profiles(repo: Matrix) -> None:
 
 
 def test_repo_cell_counts(repo: Matrix) -> None:
-    assert len(repo.cells()) == 4 * 3 * 12 == 144
-    assert len(repo.cells("default")) == 144
+    # The four family presets: safetensors only, low_cpu_mem_usage omit and true.
+    assert len(repo.cells()) == 4 * (3 * 12 + 4 * 4) == 208
+    assert len(repo.cells("default")) == 208
     assert len(repo.cells("smoke")) == 4 * 1 * 2 == 8
-    assert len(repo.cells("full")) == 4 * 5 * (3 * 3 * 3 * 2)
+    assert len(repo.cells("full")) == 4 * (5 * (3 * 3 * 3 * 2) + 4 * (3 * 3 * 2))
 
 
 def test_repo_smoke_cells(repo: Matrix) -> None:

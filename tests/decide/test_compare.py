@@ -696,7 +696,7 @@ def _expected_verdict(found: dict[str, Any]) -> str:
 
 @pytest.mark.e2e
 def test_two_real_stacks_compare_on_tiny_gpt2(tmp_path: Path, stack_python: Path) -> None:
-    """transformers 4.57.6 and 5.24.0 on torch 2.13 CPU, three repeats each, then compared."""
+    """transformers 4.57.6 and 5.24.0 on torch 2.13 CPU, four repeats each, then compared."""
     repo_matrix = matrix.load(Path(__file__).resolve().parents[2] / "matrix.yaml")
     model = repo_matrix.model("tiny-gpt2")
     scenario = matrix.Scenario(None, None, "float32", "safetensors", 12)
@@ -713,7 +713,7 @@ def test_two_real_stacks_compare_on_tiny_gpt2(tmp_path: Path, stack_python: Path
     installed = envs.install(old, old_python, venv / "install.log")
     assert installed.ok, installed.message
     run_dir = tmp_path / "run"
-    cfg = runner.RunConfig("e2e-compare", run_dir, "forkserver", 300, 3, tmp_path / "cache")
+    cfg = runner.RunConfig("e2e-compare", run_dir, "forkserver", 300, 4, tmp_path / "cache")
     for stack, python in ((old, old_python), (new, stack_python)):
         records = runner.run_stack(stack, [matrix.Cell(stack, model, scenario)], python, cfg)
         assert {r["status"] for r in records} == {"ok"}
@@ -726,11 +726,15 @@ def test_two_real_stacks_compare_on_tiny_gpt2(tmp_path: Path, stack_python: Path
     # A trained model says the same thing on both versions (no golden: against the base).
     golden_row = row(data, cell, "golden", "")
     assert golden_row["verdict"] == "same", golden_row
-    for metric in ("peak_mb", "anon_mb", "load_s", "ttft_s", "tokens_per_s"):
+    # tiny-gpt2's peak is mostly torch's own code: judged by its anonymous memory instead.
+    peak = row(data, cell, "peak_mb", "")
+    assert (peak["verdict"], peak["n_base"]) == ("n/a", 4)
+    assert "min_weights_mb" in peak["reason"]
+    for metric in ("anon_mb", "load_s", "ttft_s", "tokens_per_s", "generate_cpu_s"):
         found = row(data, cell, metric, "")
-        assert (found["n_base"], found["n_candidate"]) == (3, 3)
-        # 3 against 3: Mann-Whitney cannot reach alpha, so the interval alone decides; the
-        # verdict must be the one the row's own numbers and the default thresholds give.
+        assert (found["n_base"], found["n_candidate"]) == (4, 4)
+        # 4 against 4: the fewest with an interval at 95%; the verdict must be the one the
+        # row's own numbers and the default thresholds give.
         assert found["verdict"] == _expected_verdict(found), found
         assert found["low"] <= found["change"] <= found["high"]
     # The same stack against itself: nothing is worse.
