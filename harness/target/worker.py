@@ -477,6 +477,11 @@ class Run:
             result["message"] = _one_line(exc)
             result["reason"] = reason
             result["traceback"] = traceback.format_exc(limit=8)
+            if pickle_state is not None:
+                result["pickle_load"] = pickle_state["pickle_load"]
+                if "weights only load failed" in result["message"].lower():
+                    # The checkpoint's pickle wanted to run code: torch refused to.
+                    result["reason"] = "unsafe pickle refused by torch.load(weights_only=True)"
             return result
         self._end("load", started)
         if pickle_state is not None:

@@ -278,3 +278,30 @@ def test_fit_finds_the_smallest_cap_of_a_real_run(
     assert any(p["ok"] for p in probes)
     assert not all(p["ok"] for p in probes)
     assert _budget_groups() == before
+
+
+def test_a_malicious_pickle_never_runs_and_the_record_says_so(
+    tmp_path: Path, test_stack: Stack, stack_python: Path
+) -> None:
+    # A real payload: unpickling this .bin opens (creates) a file. torch 2.13 has
+    # weights_only, so the worker loads with it and the payload must never run.
+    folder = tmp_path / "evil"
+    shutil.copytree(REPO / "harness" / "fixtures" / "tiny_gpt2" / "bin", folder)
+    marker = tmp_path / "pwned"
+    subprocess.run([str(stack_python), str(REPO / "tests" / "data" / "evil_pickle.py"),
+                    str(folder), str(marker)], check=True, timeout=300)  # fmt: skip
+    # Proof that the payload is live: a plain unpickling runs it.
+    code = "import sys, torch; torch.load(sys.argv[1], weights_only=False)"
+    subprocess.run([str(stack_python), "-c", code, str(folder / "pytorch_model.bin")],
+                   check=True, timeout=300)  # fmt: skip
+    assert marker.exists()
+    marker.unlink()
+    model = Model("evil", "local", str(folder), ("The lighthouse stood on",))
+    cell = Cell(test_stack, model, Scenario(None, None, "float32", "bin", 4))
+    cfg = runner.RunConfig("evil", tmp_path / "run", "forkserver", 300, 1, tmp_path / "cache")
+    (record,) = runner.run_stack(test_stack, [cell], stack_python, cfg)
+    assert not marker.exists(), "the payload ran"
+    assert record["status"] == "error"
+    assert record["pickle_load"] == "weights_only"
+    assert record["reason"] == "unsafe pickle refused by torch.load(weights_only=True)"
+    assert "weights only load failed" in record["message"].lower()
