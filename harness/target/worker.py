@@ -445,6 +445,11 @@ class Run:
         kwargs = load_kwargs(tf_version, job, torch)
         result["load_kwargs"] = {k: str(v) if "dtype" in k else v for k, v in kwargs.items()}
 
+        refused = remote_code_refusal(job)
+        if refused:  # before any of the model's files is read by the library
+            result["status"], result["message"] = "error", refused
+            result["reason"] = "remote code refused"
+            return result
         self.announce("tokenizer")
         hub = {k: v for k, v in kwargs.items() if k in ("revision", "trust_remote_code")}
         # The class comes from the model's own config: no code here per architecture.
@@ -570,6 +575,23 @@ class Run:
         result["message"] = ""
         result["sampler_samples"] = self.sampler.samples
         return result
+
+
+def remote_code_refusal(job: Job) -> str | None:
+    """Why a model folder's custom code may not run: its config names code (`auto_map`) and
+    the matrix does not declare `trust_remote_code: true`. None where nothing is refused."""
+    if job.get("trust_remote_code"):
+        return None
+    try:
+        with open(os.path.join(job["model_path"], "config.json"), encoding="utf-8") as fh:
+            auto_map = json.load(fh).get("auto_map")
+    except (OSError, ValueError, AttributeError):
+        return None  # a hub id, or no readable config: the library decides
+    if not auto_map:
+        return None
+    names = ", ".join(sorted({str(v).split("--")[-1] for v in auto_map.values()}))
+    return (f"the model's config names custom code ({names}); it runs only with "
+            "trust_remote_code: true in the model's matrix entry")  # fmt: skip
 
 
 def auto_class(transformers_mod: Any, config: Any) -> Any:

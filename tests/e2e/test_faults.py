@@ -305,3 +305,24 @@ def test_a_malicious_pickle_never_runs_and_the_record_says_so(
     assert record["pickle_load"] == "weights_only"
     assert record["reason"] == "unsafe pickle refused by torch.load(weights_only=True)"
     assert "weights only load failed" in record["message"].lower()
+
+
+def test_remote_code_is_refused_unless_declared(
+    tmp_path: Path, test_stack: Stack, stack_python: Path
+) -> None:
+    # A real model folder whose config names custom code that would create a file on import.
+    folder = tmp_path / "custom"
+    shutil.copytree(REPO / "harness" / "fixtures" / "tiny_gpt2" / "st", folder)
+    marker = tmp_path / "pwned"
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    model = Model("custom", "local", str(folder), ("The lighthouse stood on",))
+    cell = Cell(test_stack, model, Scenario(None, None, "float32", "safetensors", 4))
+    cfg = runner.RunConfig("remote", tmp_path / "run", "forkserver", 300, 1, tmp_path / "cache")
+    (record,) = runner.run_stack(test_stack, [cell], stack_python, cfg)
+    assert not marker.exists(), "the custom code ran"
+    assert (record["status"], record["reason"]) == ("error", "remote code refused")
+    assert "trust_remote_code: true" in record["message"]
+    assert record["trust_remote_code"] is False

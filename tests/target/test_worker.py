@@ -283,3 +283,15 @@ def test_the_phase_switch_is_outside_the_decode_window() -> None:
     assert streamer.first_at is not None
     assert streamer.decode_from is not None
     assert streamer.decode_from - streamer.first_at >= 0.05
+
+
+def test_custom_code_is_refused_unless_declared(tmp_path: Path) -> None:
+    config = {"model_type": "gpt2", "auto_map": {"AutoModelForCausalLM": "modeling_evil.Evil"}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    refused = worker.remote_code_refusal(job(model_path=str(tmp_path)))
+    assert refused is not None
+    assert "modeling_evil.Evil" in refused
+    assert worker.remote_code_refusal(job(model_path=str(tmp_path), trust_remote_code=True)) is None
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
+    assert worker.remote_code_refusal(job(model_path=str(tmp_path))) is None
+    assert worker.remote_code_refusal(job(model_path="org/name")) is None  # a hub id
