@@ -14,6 +14,7 @@ import argparse
 import re
 import shutil
 import subprocess
+import tokenize
 from pathlib import Path
 
 
@@ -23,6 +24,24 @@ def product_files(tree: Path) -> list[Path]:
 
 def lines(path: Path) -> int:
     return len(path.read_text(encoding="utf-8").splitlines())
+
+
+def code_lines(path: Path) -> int:
+    """Lines holding code: blank lines, comments and docstrings (bare strings) left out."""
+    found: set[int] = set()
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
+            tokenize.ENDMARKER}  # fmt: skip
+    starts = {tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
+    prev: int | None = None
+    with path.open(encoding="utf-8") as fh:
+        for tok in tokenize.generate_tokens(fh.readline):
+            if tok.type in skip:
+                prev = tok.type if tok.type in starts else prev
+                continue
+            if tok.type != tokenize.STRING or (prev is not None and prev not in starts):
+                found.update(range(tok.start[0], tok.end[0] + 1))
+            prev = tok.type
+    return len(found)
 
 
 def duplicate_pairs(folder: Path) -> str:
@@ -47,6 +66,7 @@ def main() -> None:
     tests = sum(lines(p) for p in (tree / "tests").rglob("*.py"))
     print(f"tree:                 {tree}")
     print(f"harness lines:        {sum(sizes.values())} (fixtures left out)")
+    print(f"code lines:           {sum(map(code_lines, files))} (no blanks, comments, docstrings)")
     print(f"modules:              {len(files)}")
     print(f"largest module:       {largest} ({sizes[largest]} lines)")
     over = sorted(p for p, n in sizes.items() if n > 400)
