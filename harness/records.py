@@ -119,6 +119,8 @@ class Record(MemoryFields, TimeFields):
     model_revision: str | None  # hub: the commit measured, resolved in the local cache
     model_type: str | None  # the family (config.model_type), for grouping by family
     architectures: list[str]  # config.architectures
+    shards: int | None  # the checkpoint's weight files in the loaded format ...
+    largest_shard_mb: float | None  # ... and the largest of them, in MiB
     params: int | None  # counted once (tied weights are one)
     param_bytes: int | None  # at the loaded dtype
     # What ran.
@@ -279,6 +281,8 @@ def build_record(
         "model_revision": result.get("resolved_revision"),
         "model_type": result.get("model_type"),
         "architectures": list(result.get("architectures") or []),
+        "shards": result.get("shards"),
+        "largest_shard_mb": result.get("largest_shard_mb"),
         "params": result.get("params"),
         "param_bytes": result.get("param_bytes"),
         "cell_id": cell.id,

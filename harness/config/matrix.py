@@ -88,6 +88,7 @@ class Model:
     prompts: tuple[str, ...]
     revision: str | None = None
     trust_remote_code: bool = False
+    shards: int = 1  # a GPT-2 preset written in this many checkpoint files
 
 
 @dataclass(frozen=True)
@@ -324,7 +325,15 @@ def build(doc: MatrixDocument, file: Path) -> Matrix:
         kept = s.model_dump(exclude={"id", "install"})
         stacks.append(Stack(id=s.id or ids.stack_id(str(s.transformers), str(s.torch), s.python), **kept))  # fmt: skip  # noqa: E501
     models = tuple(
-        Model(name, m.source, m.location(name), m.prompts, m.revision, bool(m.trust_remote_code))
+        Model(
+            name,
+            m.source,
+            m.location(name),
+            m.prompts,
+            m.revision,
+            bool(m.trust_remote_code),
+            m.shards or 1,
+        )
         for name, m in doc.models.items()
     )
     settings = _given(doc.settings)

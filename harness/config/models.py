@@ -50,7 +50,7 @@ T = TypeVar("T")
 _INSTALL_ONLY = ("transformers", "torch", "accelerate", "pins", "find_links", "index_url", "torch_backend")  # fmt: skip  # noqa: E501
 _SOURCE_KEYS = {
     "embedded": ("source", "prompts", "fixture"),
-    "preset": ("source", "prompts", "preset"),
+    "preset": ("source", "prompts", "preset", "shards"),
     "local": ("source", "prompts", "path", "trust_remote_code"),
     "hub": ("source", "prompts", "repo", "revision", "trust_remote_code"),
 }
@@ -209,6 +209,7 @@ class ModelEntry(Entry):
     repo: f.Repo | None = None
     revision: f.Label | None = None
     trust_remote_code: f.Bool | None = None
+    shards: f.PositiveInt | None = None  # preset: written as this many checkpoint files
 
     @model_validator(mode="after")
     def _by_source(self, info: ValidationInfo) -> ModelEntry:
@@ -337,6 +338,9 @@ class MatrixDocument(Entry):
                 continue
             field, known = ("fixture", EMBEDDED) if model.source == "embedded" else ("preset", PRESETS)  # fmt: skip  # noqa: E501
             value = model.location(name)
+            if (model.shards or 1) > 1 and value in FAMILY_PRESETS:
+                problem = f"only the GPT-2 presets can be sharded, not {value!r}"
+                raise f.fail(problem, ("models", name, "shards"), key=True)
             if value not in known:
                 label = "embedded fixture" if model.source == "embedded" else "preset"
                 at = ("models", name, field) if getattr(model, field) else ("models", name)

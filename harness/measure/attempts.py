@@ -233,6 +233,9 @@ class _Stack:
         wall = time.monotonic() - started
         if where.revision:
             result["resolved_revision"] = where.revision
+        found = where.shards(cell.scenario.checkpoint_format)
+        if found is not None:
+            result["shards"], result["largest_shard_mb"] = found
         outcome = rec.Outcome(status, message, result, wall, started_at)
         fit = run.fit(cell, result) if cfg.fit and status == "ok" else None
         return Attempted(cell, repeat, outcome, self.stack_env, fit)

@@ -9,8 +9,10 @@ from typing import IO, TYPE_CHECKING
 
 from harness import paths
 from harness.config.models import FAMILY_PRESETS
+from harness.fixtures.presets import folder_name
 from harness.measure import hub
 from harness.measure.spawn import ISOLATED, worker_env
+from harness.metrics import MIB
 
 if TYPE_CHECKING:
     from harness.config.matrix import Model
@@ -24,6 +26,15 @@ class ModelPaths:
     tokenizer: str
     revision: str | None = None  # a hub model's commit, resolved in the local cache
 
+    def shards(self, fmt: str) -> tuple[int, float] | None:
+        """How many weight files of this format the folder holds, and the largest in MiB."""
+        suffix = ".safetensors" if fmt == "safetensors" else ".bin"
+        folder = Path(self.model)
+        files = sorted(folder.glob(f"*{suffix}")) if folder.is_dir() else []
+        if not files:
+            return None
+        return len(files), round(max(p.stat().st_size for p in files) / MIB, 3)
+
 
 def fixture_dir(name: str) -> Path:
     return paths.FIXTURES / name.replace("-", "_")
@@ -36,15 +47,16 @@ def resolve_model(model: Model, fmt: str, python: Path, cache: Path, log: IO[str
         folder = fixture_dir(model.location) / sub
         return ModelPaths(str(folder), str(folder))
     if model.source == "preset":
-        folder = cache / "presets" / model.location
+        folder = cache / "presets" / folder_name(model.location, model.shards)
         if not (folder / "manifest.json").exists():
             log.write(f"building preset {model.location} into {folder}\n")
             log.flush()
             family = model.location in FAMILY_PRESETS
+            sharded = ["--shards", str(model.shards)] if model.shards > 1 else []
             subprocess.run(
                 [
                     str(python), *ISOLATED, str(paths.FAMILIES if family else paths.PRESETS),
-                    "build", model.location,
+                    "build", model.location, *sharded,
                     "--cache", str(cache / "presets"),
                     "--tokenizer", str(fixture_dir("tiny-gpt2") / "st"),
                 ],
@@ -67,7 +79,11 @@ def weight_files(model: Model, cache: Path) -> list[Path]:
     if model.source == "preset":
         # The .bin is written by whichever torch builds the preset, so its bytes vary with
         # torch's pickle format; the safetensors file is the deterministic one.
-        return [cache / "presets" / model.location / "st" / "model.safetensors"]
+        return sorted(
+            (cache / "presets" / folder_name(model.location, model.shards) / "st").glob(
+                "*.safetensors"
+            )
+        )
     found = hub.snapshot(model.location, model.revision) if model.source == "hub" else None
     folder = found.folder if found else Path(model.location) if model.source == "local" else None
     if folder is not None and folder.is_dir():

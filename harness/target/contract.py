@@ -106,3 +106,5 @@ class Result(TypedDict, total=False):
     budget_method: str
     budget_mb: float
     resolved_revision: str
+    shards: int  # the weight files of the loaded format, and the largest in MiB
+    largest_shard_mb: float

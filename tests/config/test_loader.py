@@ -503,7 +503,7 @@ ERRORS = [
     pytest.param(
         _model("source: preset, repo: gpt2, prompts: [x]", "gpt2-355m"),
         6,
-        "models.gpt2-355m.repo: not allowed for source 'preset' (allowed: source, prompts, preset)",
+        "models.gpt2-355m.repo: not allowed for source 'preset' (allowed: source, prompts, preset, shards)",
         id="model-key-wrong-source",
     ),
     pytest.param(

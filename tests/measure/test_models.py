@@ -1,0 +1,70 @@
+"""Where a model comes from: sharded presets, and the shard figures every record carries."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+
+from harness.config.matrix import Cell, MatrixError, Model, Scenario, load
+from harness.fixtures import presets
+from harness.measure import runner
+from harness.measure.models import ModelPaths
+
+if TYPE_CHECKING:
+    from harness.config.matrix import Stack
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_tensors_are_cut_into_parts_of_about_equal_bytes() -> None:
+    arrays = {f"t{i}": np.zeros(100 + i, dtype=np.float32) for i in range(30)}
+    parts = presets._split(arrays, 3)
+    assert len(parts) == 3
+    assert [k for part in parts for k in part] == list(arrays)  # every tensor once, in order
+    sizes = [sum(a.nbytes for a in part.values()) for part in parts]
+    assert max(sizes) < 1.2 * min(sizes)
+    assert presets._split(arrays, 1) == [arrays]
+
+
+def test_shard_figures_of_a_folder(tmp_path: Path) -> None:
+    for i, size in enumerate((3, 5, 4), 1):
+        (tmp_path / f"model-{i:05d}-of-00003.safetensors").write_bytes(b"x" * size * 1024 * 1024)
+    (tmp_path / "model.safetensors.index.json").write_text("{}")
+    assert ModelPaths(str(tmp_path), str(tmp_path)).shards("safetensors") == (3, 5.0)
+    assert ModelPaths(str(tmp_path), str(tmp_path)).shards("bin") is None
+    assert ModelPaths("org/name", "org/name").shards("safetensors") is None  # a hub id
+
+
+def test_only_gpt2_presets_shard(tmp_path: Path) -> None:
+    text = (REPO / "matrix.yaml").read_text()
+    path = tmp_path / "m.yaml"
+    path.write_text(text.replace("  gpt2-124m: {source: preset,", "  gpt2-124m: {source: preset, shards: 3,"))  # fmt: skip
+    assert load(path).model("gpt2-124m").shards == 3
+    path.write_text(text.replace("  tiny-llama: {source: preset,", "  tiny-llama: {source: preset, shards: 2,"))  # fmt: skip
+    with pytest.raises(MatrixError, match=r"models\.tiny-llama\.shards: only the GPT-2 presets"):
+        load(path)
+
+
+@pytest.mark.e2e
+def test_a_sharded_preset_loads_the_same_model(
+    tmp_path: Path, test_stack: Stack, stack_python: Path
+) -> None:
+    prompts = ("The quick brown fox",)
+    whole = Model("gpt2-124m", "preset", "gpt2-124m", prompts)
+    sharded = Model("gpt2-124m-sharded", "preset", "gpt2-124m", prompts, shards=3)
+    cells = [Cell(test_stack, m, Scenario(None, None, "float32", fmt, 8))
+             for m in (whole, sharded) for fmt in ("safetensors", "bin")]  # fmt: skip
+    cfg = runner.RunConfig("shards", tmp_path / "run", "forkserver", 600, 1, runner.default_cache_dir())  # fmt: skip
+    records = {(r["model"], r["checkpoint_format"]): r for r in runner.run_stack(test_stack, cells, stack_python, cfg)}  # fmt: skip
+    for fmt in ("safetensors", "bin"):
+        one, three = records[("gpt2-124m", fmt)], records[("gpt2-124m-sharded", fmt)]
+        assert (one["status"], three["status"]) == ("ok", "ok"), three["message"]
+        assert one["output_ids"] == three["output_ids"]
+        assert (one["shards"], three["shards"]) == (1, 3)
+        weights, largest = three["param_bytes"], three["largest_shard_mb"]
+        assert weights is not None
+        assert largest is not None
+        assert weights / 2**20 / 3 * 0.8 < largest < weights / 2**20 / 3 * 1.3
