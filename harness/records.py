@@ -161,6 +161,7 @@ class Record(MemoryFields, TimeFields):
     started_at: float | None  # unix seconds: the order runs of interleaved stacks took
     prefault: dict[str, object] | None  # fork-server only
     warnings: list[str]  # what makes a figure less trustworthy, e.g. no prefault
+    load_network_attempts: int | None  # connections tried inside from_pretrained
     pickle_load: str | None  # .bin only: weights_only or unsafe
     budget_method: str | None  # under --memory-budget / --fit
     budget_mb: float | None
@@ -238,6 +239,14 @@ def memory_fields(result: Result) -> MemoryFields:
         "cuda_peak_mb": round(cuda, 3) if cuda is not None else None,
         "cuda_reserved_peak_mb": round(cuda_reserved, 3) if cuda_reserved is not None else None,
     }
+
+
+def _warnings(result: Result) -> list[str]:
+    found = [str((result.get("prefault") or {}).get("warning") or "")]
+    attempts = result.get("load_network_attempts")
+    if attempts:
+        found.append(f"from_pretrained tried {attempts} network connections: load_s includes them")
+    return [w for w in found if w]
 
 
 def _phase_num(phases: Mapping[str, Phase], phase: str, key: str) -> float | None:
@@ -328,7 +337,8 @@ def build_record(
         "wall_s": round(outcome.wall_s, 3),
         "started_at": outcome.started_at,
         "prefault": result.get("prefault"),
-        "warnings": [str(w) for w in [(result.get("prefault") or {}).get("warning")] if w],
+        "warnings": _warnings(result),
+        "load_network_attempts": result.get("load_network_attempts"),
         "pickle_load": result.get("pickle_load"),
         "budget_method": result.get("budget_method"),
         "budget_mb": result.get("budget_mb"),

@@ -113,6 +113,12 @@ def test_a_record_says_what_made_it_and_under_which_conditions() -> None:
     assert (record["input_ids"], record["runner_up"]) == ([[17, 18]], [[5, 6]])
     assert record["output_tokens"] == [[" the", "re"]]
     assert record["warnings"] == ["cannot read /proc/1/pagemap"]
+    slow = records.Outcome("ok", "", {**WORKER_RESULT, "load_network_attempts": 7}, 1.0)
+    flagged = records.build_record(run_id="r1", cell=CELL, repeat=0, mode="forkserver",
+                                   outcome=slow, env=None)  # fmt: skip
+    assert flagged["warnings"][-1] == (
+        "from_pretrained tried 7 network connections: load_s includes them"
+    )
 
 
 def test_append_and_read_skip_a_torn_last_line(tmp_path: Path) -> None:

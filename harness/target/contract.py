@@ -92,6 +92,7 @@ class Result(TypedDict, total=False):
     model_type: str | None  # the model's config: its family ...
     architectures: list[str]  # ... and the classes it names
     model_import_s: float  # importing the model's own modeling module, before the baseline
+    load_network_attempts: int  # connections from_pretrained tried: timed as loading
     load_avg_1m: float | None  # the machine's load when the run started
     threads: int
     interop_threads: int

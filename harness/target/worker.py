@@ -468,10 +468,12 @@ class Run:
         result["baseline"] = baseline
 
         pickle_state = guard_torch_load(torch) if job["checkpoint_format"] == "bin" else None
+        network = count_connections()
         started = self._begin("load")
         try:
             model = auto.from_pretrained(job["model_path"], **kwargs)
         except Exception as exc:
+            result["load_network_attempts"] = network[0]
             reason = known_rejection(
                 tf_version, torch.__version__, job, has_accelerate=has_accelerate,
                 has_cuda=has_cuda, exc=exc,
@@ -489,6 +491,8 @@ class Run:
                     result["reason"] = "unsafe pickle refused by torch.load(weights_only=True)"
             return result
         self._end("load", started)
+        # A hub download or retry inside from_pretrained is timed as loading: say so.
+        result["load_network_attempts"] = network[0]
         if pickle_state is not None:
             result["pickle_load"] = pickle_state["pickle_load"]
         model.eval()
@@ -575,6 +579,30 @@ class Run:
         result["message"] = ""
         result["sampler_samples"] = self.sampler.samples
         return result
+
+
+def count_connections() -> list[int]:
+    """Count this process's network connection attempts from now on (TCP, UDP, IPv4/6)."""
+    import socket  # noqa: PLC0415 - only here
+
+    counter = [0]
+    original, original_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def counted(sock: socket.socket) -> None:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            counter[0] += 1
+
+    def connect(self: socket.socket, address: Any) -> None:
+        counted(self)
+        original(self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        counted(self)
+        return original_ex(self, address)
+
+    socket.socket.connect = connect  # type: ignore[method-assign, assignment]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign, assignment]
+    return counter
 
 
 def remote_code_refusal(job: Job) -> str | None:

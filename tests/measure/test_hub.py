@@ -102,3 +102,5 @@ def test_a_hub_model_runs_offline_from_a_cache_made_by_the_test(
     assert record["output_text"][0].strip()
     assert record["load_s"] is not None
     assert record["load_s"] < 5  # no network retry is timed as loading
+    assert record["load_network_attempts"] == 0
+    assert record["warnings"] == []

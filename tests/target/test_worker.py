@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import mmap
 import os
@@ -295,3 +296,21 @@ def test_custom_code_is_refused_unless_declared(tmp_path: Path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "gpt2"}))
     assert worker.remote_code_refusal(job(model_path=str(tmp_path))) is None
     assert worker.remote_code_refusal(job(model_path="org/name")) is None  # a hub id
+
+
+def test_network_attempts_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    # Restored after the test: the worker patches the class for the rest of its process.
+    monkeypatch.setattr(socket.socket, "connect", socket.socket.connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", socket.socket.connect_ex)
+    counter = worker.count_connections()
+    with socket.socket() as free:  # a port nothing listens on: refused at once
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    for _ in range(2):
+        with socket.socket() as sock, contextlib.suppress(OSError):
+            sock.connect(("127.0.0.1", port))
+    with socket.socket() as sock:
+        sock.connect_ex(("127.0.0.1", port))
+    assert counter == [3]
