@@ -187,6 +187,29 @@ def device_map_needs_accelerate(rows: pd.DataFrame) -> tuple[str, str]:
     return NO_EVIDENCE, "runs without accelerate failed for reasons that do not name it"
 
 
+def shard_by_shard(rows: pd.DataFrame) -> tuple[str, str]:
+    big = _big_ok(rows).dropna(subset=["load_peak_mb", "largest_shard_mb"])
+    sharded = big.loc[big["shards"].fillna(1) > 1]
+    # Only runs that read their weights into memory while loading say anything: an mmapped
+    # checkpoint that no forward pass has read yet stays on disk.
+    read = sharded.loc[sharded["load_peak_mb"] >= sharded["weights_mb"] / 2]
+    if read.empty:
+        why = "no ok run of a sharded checkpoint" if sharded.empty else "no sharded run read its weights while loading"  # fmt: skip  # noqa: E501
+        return NO_EVIDENCE, why
+    # Beyond the weights themselves, a loader that goes shard by shard holds one shard.
+    extra = (read["load_peak_mb"] - read["weights_mb"]) / read["largest_shard_mb"]
+    per = pd.DataFrame({"scenario": read["scenario"], "extra": extra}).groupby("scenario").median()
+    good = per["extra"] <= CLOSE_HIGH
+    evidence = (
+        f"peak while loading = the weights + {_range(per['extra'])} x the largest shard "
+        f"({int(good.sum())} of {len(per)} scenarios within {CLOSE_HIGH}x; shards of "
+        f"{_range(read['largest_shard_mb'], '.0f')} MiB)"
+    )
+    if good.all():
+        return HOLDS, evidence
+    return (FAILS if not good.any() else PARTLY), evidence
+
+
 # The claims as written in advance: no findings yet, and what computes them.
 CHECKS = (
     Claim(
@@ -221,6 +244,14 @@ CHECKS = (
         "Runs with a device_map on stacks without accelerate: loading anyway refutes it, "
         "failing with a message naming accelerate supports it.",
         check=device_map_needs_accelerate,
+    ),
+    Claim(
+        "shards",
+        "Peak RAM while loading a sharded checkpoint tracks the largest shard",
+        "Sharded checkpoints whose loading read the weights into memory: the peak during "
+        "loading less the weights, over the largest shard. At most "
+        f"{CLOSE_HIGH} (about one shard held beside the model) holds.",
+        check=shard_by_shard,
     ),
 )
 

@@ -116,3 +116,22 @@ def test_a_real_default_run_decides_the_memory_claims() -> None:
     assert found["default"]["5.5.4"].verdict == claims.NO_EVIDENCE
     assert {f.verdict for f in found["rss"].values()} == {claims.FAILS}
     assert {f.verdict for f in found["accelerate"].values()} == {claims.NO_EVIDENCE}
+
+
+@pytest.mark.parametrize(
+    ("extra_shards", "verdict"),
+    [(1.0, claims.HOLDS), (0.9, claims.HOLDS), (3.0, claims.FAILS)],
+)
+def test_a_sharded_load_holds_about_one_shard_beside_the_weights(
+    extra_shards: float, verdict: str
+) -> None:
+    shard = W / 4
+    records = [make_record(load_peak=W + extra_shards * shard, shards=4, largest_shard_mb=shard)]
+    assert _verdict("shards", records) == verdict
+
+
+def test_shards_need_a_sharded_run_that_read_its_weights() -> None:
+    whole = [make_record(load_peak=2 * W)]  # one file
+    assert _verdict("shards", whole) == claims.NO_EVIDENCE
+    mmapped = [make_record(load_peak=W / 20, shards=4, largest_shard_mb=W / 4)]
+    assert _verdict("shards", mmapped) == claims.NO_EVIDENCE
