@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from harness import provenance, usage
 from harness import records as rec
 from harness.commands import bench, cli
 from harness.config import matrix
+from harness.golden import store as golden_store
 from harness.report import console
 
 REPO = Path(__file__).resolve().parents[2]
@@ -215,3 +217,17 @@ def test_a_folder_without_config_json_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(usage.UsageError, match=r"not a model folder \(no config\.json"):
         bench.parse_bench_args(["--models", str(tmp_path)], MATRIX)
     assert cli.main(["bench", "--models", str(tmp_path / "nope") + "/"]) == cli.USAGE_EXIT
+
+
+@pytest.mark.parametrize("name", ["...", "..x", "a b/c", "-rf", "ünï©ødé"])
+def test_a_folders_id_never_leaves_the_folders_it_names(tmp_path: Path, name: str) -> None:
+    # Model ids become file names (goldens/<model>/..., the preset cache): a folder's id is
+    # a plain id, so no "../" or absolute path can reach outside them.
+    folder = tmp_path / name
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (model,) = bench.folder_models(MATRIX, [folder])
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+-]*", model.id), model.id
+    root = tmp_path / "goldens"
+    path = golden_store.CaseKey(model.id, "../../p", "float32", 4).path(root)
+    assert path.resolve().is_relative_to(root.resolve())
