@@ -470,31 +470,30 @@ class Run:
         pickle_state = guard_torch_load(torch) if job["checkpoint_format"] == "bin" else None
         network = count_connections()
         started = self._begin("load")
+        failure: Exception | None = None
         try:
             model = auto.from_pretrained(job["model_path"], **kwargs)
         except Exception as exc:
-            result["load_network_attempts"] = network[0]
-            reason = known_rejection(
-                tf_version, torch.__version__, job, has_accelerate=has_accelerate,
-                has_cuda=has_cuda, exc=exc,
-            )  # fmt: skip
-            self._end("load", started)
-            result["phases"] = self.phases
-            result["status"] = "unsupported" if reason else "error"
-            result["message"] = _one_line(exc)
-            result["reason"] = reason
-            result["traceback"] = traceback.format_exc(limit=8)
-            if pickle_state is not None:
-                result["pickle_load"] = pickle_state["pickle_load"]
-                if "weights only load failed" in result["message"].lower():
-                    # The checkpoint's pickle wanted to run code: torch refused to.
-                    result["reason"] = "unsafe pickle refused by torch.load(weights_only=True)"
-            return result
+            failure, failed_at = exc, traceback.format_exc(limit=8)
         self._end("load", started)
         # A hub download or retry inside from_pretrained is timed as loading: say so.
         result["load_network_attempts"] = network[0]
         if pickle_state is not None:
             result["pickle_load"] = pickle_state["pickle_load"]
+        if failure is not None:
+            reason = known_rejection(
+                tf_version, torch.__version__, job, has_accelerate=has_accelerate,
+                has_cuda=has_cuda, exc=failure,
+            )  # fmt: skip
+            result["phases"] = self.phases
+            result["status"] = "unsupported" if reason else "error"
+            result["message"] = _one_line(failure)
+            result["reason"] = reason
+            result["traceback"] = failed_at
+            if pickle_state is not None and "weights only load failed" in result["message"].lower():
+                # The checkpoint's pickle wanted to run code: torch refused to.
+                result["reason"] = "unsafe pickle refused by torch.load(weights_only=True)"
+            return result
         model.eval()
         params = {id(p): p for p in model.parameters()}
         result["params"] = sum(p.numel() for p in params.values())
@@ -504,6 +503,7 @@ class Run:
         device = next(iter(params.values())).device
 
         pad = tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
+        first: dict[str, Any] = {}  # the first prompt's inputs, generated again when warm
         outputs: list[Output] = []
         started = self._begin("first_token")
         gen_started = started
@@ -517,6 +517,7 @@ class Run:
         with torch.inference_mode():
             for index, enc in enumerate(encoded):
                 inputs = {k: v.to(device) for k, v in enc.items()}
+                first = first or inputs
                 t0 = time.perf_counter()
                 out = model.generate(
                     **inputs,
@@ -562,9 +563,8 @@ class Run:
         # its own, after the measured ones, so the peaks above never include it.
         started = self._begin("warm")
         with torch.inference_mode():
-            inputs = {k: v.to(device) for k, v in encoded[0].items()}
             warm = _PhaseStreamer(lambda: None)
-            model.generate(**inputs, max_new_tokens=int(job["max_new_tokens"]), do_sample=False,
+            model.generate(**first, max_new_tokens=int(job["max_new_tokens"]), do_sample=False,
                            num_beams=1, pad_token_id=pad, streamer=warm)  # fmt: skip
             ended = time.perf_counter()
         self._end("warm", started)
