@@ -204,12 +204,12 @@ def _delta(a: object, b: object) -> float | None:
     return None if x is None or y is None else round(x - y, 3)
 
 
-def _nums(values: Iterable[object]) -> list[float]:
+def numbers(values: Iterable[object]) -> list[float]:  # booleans are not numbers
     return [v for v in map(_num, values) if v is not None]
 
 
 def _max(values: Iterable[object]) -> float | None:
-    return max(_nums(values), default=None)
+    return max(numbers(values), default=None)
 
 
 def memory_fields(result: Result) -> MemoryFields:
@@ -242,11 +242,10 @@ def memory_fields(result: Result) -> MemoryFields:
 
 
 def _warnings(result: Result) -> list[str]:
-    found = [str((result.get("prefault") or {}).get("warning") or "")]
     attempts = result.get("load_network_attempts")
-    if attempts:
-        found.append(f"from_pretrained tried {attempts} network connections: load_s includes them")
-    return [w for w in found if w]
+    network = f"from_pretrained tried {attempts} network connections: load_s includes them"
+    found = [(result.get("prefault") or {}).get("warning"), attempts and network]
+    return [str(w) for w in found if w]
 
 
 def _phase_num(phases: Mapping[str, Phase], phase: str, key: str) -> float | None:
@@ -384,7 +383,7 @@ def failed(records: Iterable[_R]) -> list[_R]:
 
 
 def median_or_none(values: Iterable[object]) -> float | None:
-    nums = _nums(values)
+    nums = numbers(values)
     return statistics.median(nums) if nums else None
 
 

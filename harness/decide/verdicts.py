@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from harness import metrics
+from harness import records as rec
 from harness.decide import stats
 from harness.golden import store as golden
 from harness.metrics import COMPARED
@@ -161,23 +162,18 @@ def _golden_row(pair: Pair, tolerance: float) -> Row:
     return row("reference", label, verdict, f"no golden; against the base's output: {reason}")
 
 
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _values(records: Sequence[Record], metric: Metric) -> list[float]:
     found = [(r.get("mode"), r.get(metric.name)) for r in _ok(records)]
     if metric.per_worker:  # a fork-server's one import is not n repeats of it
         found = [(m, v) for m, v in found if m != "forkserver"] + sorted(
             {("forkserver", v) for m, v in found if m == "forkserver"}, key=str
         )
-    return [float(v) for _, v in found if _number(v)]  # type: ignore[arg-type]
+    return rec.numbers(v for _, v in found)
 
 
 def _weights_mb(pair: Pair) -> float | None:
-    found = [r.get("param_bytes") for r in (*pair.base, *pair.cand)]
-    sizes = [float(v) / metrics.MIB for v in found if _number(v)]  # type: ignore[arg-type]
-    return max(sizes) if sizes else None
+    sizes = rec.numbers(r.get("param_bytes") for r in (*pair.base, *pair.cand))
+    return max(sizes) / metrics.MIB if sizes else None
 
 
 def _metric_row(pair: Pair, metric: Metric, settings: CompareSettings) -> Row:
@@ -319,6 +315,7 @@ def compare_records(
             rows.append(_golden_row(pair, tolerance))
             # A metric neither side measured (CUDA on a CPU run, a field older records lack)
             # has nothing to judge: no row, rather than one n/a per cell.
-            measured = [m for m in COMPARED if any(_number(r.get(m.name)) for r in (*b, *cells_c[cell]))]  # fmt: skip  # noqa: E501
+            both = (*b, *cells_c[cell])
+            measured = [m for m in COMPARED if rec.numbers(r.get(m.name) for r in both)]
             rows.extend(_metric_row(pair, m, settings) for m in measured)
     return rows

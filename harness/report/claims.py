@@ -90,6 +90,11 @@ def _range(values: pd.Series[float], fmt: str = ".2f") -> str:
     return f"{lo:{fmt}}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}} to {hi:{fmt}}"
 
 
+def _share(good: pd.Series[bool]) -> str:
+    """Holds where every scenario passes, does not where none does, else partly."""
+    return HOLDS if good.all() else FAILS if not good.any() else PARTLY
+
+
 def halves(rows: pd.DataFrame) -> tuple[str, str]:
     big = _big_ok(rows)
     if big.empty:
@@ -158,9 +163,7 @@ def rss_shows_model(rows: pd.DataFrame) -> tuple[str, str]:
         f"{_range(per['after'])}x the weights (lowest {low}: {lowest:.2f}x) and "
         f"the peak during load reaches {highest:.2f}x that RSS ({hidden})"
     )
-    if good.all():
-        return HOLDS, evidence
-    return (FAILS if not good.any() else PARTLY), evidence
+    return _share(good), evidence
 
 
 def device_map_needs_accelerate(rows: pd.DataFrame) -> tuple[str, str]:
@@ -205,9 +208,7 @@ def shard_by_shard(rows: pd.DataFrame) -> tuple[str, str]:
         f"({int(good.sum())} of {len(per)} scenarios within {CLOSE_HIGH}x; shards of "
         f"{_range(read['largest_shard_mb'], '.0f')} MiB)"
     )
-    if good.all():
-        return HOLDS, evidence
-    return (FAILS if not good.any() else PARTLY), evidence
+    return _share(good), evidence
 
 
 # The claims as written in advance: no findings yet, and what computes them.
