@@ -82,12 +82,11 @@ def plan(
                 "machine_fingerprint": ref.get("machine_fingerprint"),
                 "blessed_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             }  # fmt: skip
-            inputs = ref.get("input_ids") or []
+            inputs, side = ref.get("input_ids") or [], golden.side(ref, index)
             new = golden.Golden(
-                model, prompt, dtype, n, tuple(ref["output_ids"][index]),
-                ref["output_text"][index], tuple(ref["margins"][index]),
-                ref.get("weights_sha256"), source, tuple(golden.side(ref, index).runner_up),
-                tuple(golden.side(ref, index).tokens),
+                model, prompt, dtype, n, tuple(side.ids), ref["output_text"][index],
+                tuple(side.margins), ref.get("weights_sha256"), source, tuple(side.runner_up),
+                tuple(side.tokens),
                 tuple(inputs[index]) if index < len(inputs) and inputs[index] else None,
             )  # fmt: skip
             changes.append(_change(new, root))

@@ -172,6 +172,7 @@ def stack_environment(python: Path, env: dict[str, str], raw: Path, stack: Stack
 
 def job_for(cell: Cell, where: ModelPaths, cfg: RunConfig, phase_file: Path) -> Job:
     s, m = cell.scenario, cell.model
+    threads, interop_threads = cfg.thread_counts()
     return {
         "model_path": where.model, "tokenizer_path": where.tokenizer, "prompts": list(m.prompts),
         "low_cpu_mem_usage": s.low_cpu_mem_usage, "device_map": s.device_map, "dtype": s.dtype,
@@ -180,7 +181,7 @@ def job_for(cell: Cell, where: ModelPaths, cfg: RunConfig, phase_file: Path) -> 
         "trust_remote_code": m.trust_remote_code,
         "revision": None if where.revision else m.revision,
         "sample_interval_s": cfg.sample_interval_s,
-        "threads": cfg.thread_counts()[0], "interop_threads": cfg.thread_counts()[1],
+        "threads": threads, "interop_threads": interop_threads,
         # "<pid> <phase>" of the run in flight, for users watching and for messages.
         "phase_file": str(phase_file),
     }  # fmt: skip
