@@ -138,25 +138,19 @@ def test_without_golden_a_near_tie_flip_is_drift_not_worse(tmp_path: Path) -> No
 
 def test_without_golden_a_near_tie_on_the_base_alone_is_worse(tmp_path: Path) -> None:
     # The candidate took the runner-up confidently: not float noise, whatever the base says.
-    records = [json.loads(x) for x in (WALK / "raw" / f"{C}.jsonl").read_text().splitlines()]
     cell = "tiny-gpt2/st/fp32/lcmu=true/dm=none"
-    sure = [{**r, "margins": [[2.6, 6.8, 4.0, 8.3, 11.2, 10.8]]} if r["cell_id"] == cell else r
-            for r in records]  # fmt: skip
-    path = tmp_path / "sure.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in sure))
-    _, data = run(tmp_path, B, str(path), "--run", str(WALK))
+    sure = _changed(cell, margins=[[2.6, 6.8, 4.0, 8.3, 11.2, 10.8]])
+    _, data = run(tmp_path, B, _write(tmp_path / "sure.jsonl", sure), "--run", str(WALK))
     assert row(data, cell, "golden")["verdict"] == "worse"
 
 
 def test_two_failing_goldens_are_compared_with_each_other(tmp_path: Path) -> None:
     # Both sides mismatch their golden; the candidate's ids moved again: that is a change.
-    records = [json.loads(x) for x in (WALK / "raw" / f"{C}.jsonl").read_text().splitlines()]
     cell = "tiny-gpt2/st/fp32/lcmu=omit/dm=none"
-    moved = [{**r, "output_ids": [[571, 14, 304, 99, 800, 801]]} if r["cell_id"] == cell else r
-             for r in records]  # fmt: skip
-    path = tmp_path / "moved.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in moved))
-    _, data = run(tmp_path, str(WALK / "raw" / f"{C}.jsonl"), str(path), "--run", str(WALK))
+    moved = _write(
+        tmp_path / "moved.jsonl", _changed(cell, output_ids=[[571, 14, 304, 99, 800, 801]])
+    )
+    _, data = run(tmp_path, str(WALK / "raw" / f"{C}.jsonl"), moved, "--run", str(WALK))
     found = row(data, cell, "golden")
     assert (found["base"], found["candidate"], found["verdict"]) == (
         "mismatch",
@@ -171,15 +165,10 @@ def test_two_failing_goldens_are_compared_with_each_other(tmp_path: Path) -> Non
 
 
 def test_a_tokenizer_change_between_stacks_is_worse_and_says_so(tmp_path: Path) -> None:
-    records = [json.loads(x) for x in (WALK / "raw" / f"{C}.jsonl").read_text().splitlines()]
     cell = "tiny-gpt2/st/fp32/lcmu=true/dm=none"
-    base = [{**r, "input_ids": [[464, 1657]]} for r in records]
-    cand = [{**r, "input_ids": [[464, 1658]]} for r in records]
-    paths = []
-    for name, rs in (("base", base), ("cand", cand)):
-        paths.append(tmp_path / f"{name}.jsonl")
-        paths[-1].write_text("".join(json.dumps(r) + "\n" for r in rs))
-    _, data = run(tmp_path, str(paths[0]), str(paths[1]), "--run", str(WALK))
+    base = _write(tmp_path / "base.jsonl", _stack_records(input_ids=[[464, 1657]]))
+    cand = _write(tmp_path / "cand.jsonl", _stack_records(input_ids=[[464, 1658]]))
+    _, data = run(tmp_path, base, cand, "--run", str(WALK))
     found = row(data, cell, "golden")
     assert found["verdict"] == "worse"
     assert "tokenizer changed: input token 1 is 1658, expected 1657" in found["reason"]
@@ -234,6 +223,11 @@ def test_a_tiny_models_memory_is_judged_by_its_anonymous_memory(
 def _stack_records(**changes: object) -> list[dict[str, Any]]:
     rows = [json.loads(x) for x in (WALK / "raw" / f"{C}.jsonl").read_text().splitlines()]
     return [{**r, **changes} for r in rows]
+
+
+def _changed(cell: str, **changes: object) -> list[dict[str, Any]]:
+    """The candidate stack's records with one cell's fields changed."""
+    return [{**r, **changes} if r["cell_id"] == cell else r for r in _stack_records()]
 
 
 def _write(path: Path, records: list[dict[str, Any]]) -> str:

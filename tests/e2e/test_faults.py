@@ -280,6 +280,15 @@ def test_fit_finds_the_smallest_cap_of_a_real_run(
     assert _budget_groups() == before
 
 
+def _run_folder(tmp_path: Path, stack: Stack, python: Path, folder: Path, fmt: str) -> rec.Record:
+    """One run of a model folder as a local model: its one record."""
+    model = Model(folder.name, "local", str(folder), ("The lighthouse stood on",))
+    cell = Cell(stack, model, Scenario(None, None, "float32", fmt, 4))
+    cfg = runner.RunConfig(folder.name, tmp_path / "run", "forkserver", 300, 1, tmp_path / "c")
+    (record,) = runner.run_stack(stack, [cell], python, cfg)
+    return record
+
+
 def test_a_malicious_pickle_never_runs_and_the_record_says_so(
     tmp_path: Path, test_stack: Stack, stack_python: Path
 ) -> None:
@@ -296,10 +305,7 @@ def test_a_malicious_pickle_never_runs_and_the_record_says_so(
                    check=True, timeout=300)  # fmt: skip
     assert marker.exists()
     marker.unlink()
-    model = Model("evil", "local", str(folder), ("The lighthouse stood on",))
-    cell = Cell(test_stack, model, Scenario(None, None, "float32", "bin", 4))
-    cfg = runner.RunConfig("evil", tmp_path / "run", "forkserver", 300, 1, tmp_path / "cache")
-    (record,) = runner.run_stack(test_stack, [cell], stack_python, cfg)
+    record = _run_folder(tmp_path, test_stack, stack_python, folder, "bin")
     assert not marker.exists(), "the payload ran"
     assert record["status"] == "error"
     assert record["pickle_load"] == "weights_only"
@@ -318,10 +324,7 @@ def test_remote_code_is_refused_unless_declared(
     config["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilModel"}
     (folder / "config.json").write_text(json.dumps(config))
     (folder / "modeling_evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
-    model = Model("custom", "local", str(folder), ("The lighthouse stood on",))
-    cell = Cell(test_stack, model, Scenario(None, None, "float32", "safetensors", 4))
-    cfg = runner.RunConfig("remote", tmp_path / "run", "forkserver", 300, 1, tmp_path / "cache")
-    (record,) = runner.run_stack(test_stack, [cell], stack_python, cfg)
+    record = _run_folder(tmp_path, test_stack, stack_python, folder, "safetensors")
     assert not marker.exists(), "the custom code ran"
     assert (record["status"], record["reason"]) == ("error", "remote code refused")
     assert "trust_remote_code: true" in record["message"]
