@@ -1,14 +1,20 @@
-"""What made a record: the harness's version (with the git commit of a checkout) and a hash
-of the worker code that measured. A leaf: it imports nothing of the harness but paths."""
+"""What made a record: the harness's version (with the git commit of a checkout), a hash of
+the worker code that measured, and the machine's fingerprint. A leaf: it imports nothing of
+the harness but paths."""
 
 from __future__ import annotations
 
 import functools
 import hashlib
 import importlib.metadata
+import json
 import subprocess
+from typing import TYPE_CHECKING
 
 from harness import paths
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 
 @functools.cache
@@ -35,3 +41,10 @@ def harness_version() -> str:
 def worker_sha256() -> str:
     """The worker file's sha256, 16 hex digits: runs measured by other worker code differ."""
     return hashlib.sha256(paths.WORKER.read_bytes()).hexdigest()[:16]
+
+
+def machine_fingerprint(machine: Mapping[str, object]) -> str:
+    """Short stable id so records from different machines are never averaged together."""
+    keys = ("cpu", "cores", "mem_total_mb", "arch", "gpu")
+    text = json.dumps({k: machine.get(k) for k in keys}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]

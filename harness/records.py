@@ -6,10 +6,8 @@ fields, so readers use `.get` for anything the runner may not have written.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import statistics
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NotRequired, TypedDict, TypeVar, cast
@@ -28,8 +26,9 @@ if TYPE_CHECKING:
     from harness.target.contract import Environment, Result
 
 # 2 added provenance, CPU times, threads, load average, attention, input ids and runner-ups;
-# version-1 records read as they are, the new fields missing (readers use .get).
-SCHEMA_VERSION = 2
+# 3 the axes batch, attn_requested, quantization and offload, and bytes_per_param. Older
+# records read as they are, the new fields missing (readers use .get; the axes' defaults).
+SCHEMA_VERSION = 3
 MEMORY_PHASES = ("load", "first_token", "generate")
 
 
@@ -97,7 +96,7 @@ class TimeFields(TypedDict):
 
 
 class Record(MemoryFields, TimeFields):
-    """One run of one cell, as `build_record` writes it (schema_version 2)."""
+    """One run of one cell, as `build_record` writes it (schema_version 3)."""
 
     schema_version: int
     harness_version: str  # the package version, "+g<sha>" from a git checkout
@@ -122,7 +121,8 @@ class Record(MemoryFields, TimeFields):
     shards: int | None  # the checkpoint's weight files in the loaded format ...
     largest_shard_mb: float | None  # ... and the largest of them, in MiB
     params: int | None  # counted once (tied weights are one)
-    param_bytes: int | None  # at the loaded dtype
+    param_bytes: int | None  # at the loaded dtype; quantized: the stored bytes
+    bytes_per_param: float | None
     # What ran.
     cell_id: str
     scenario: str
@@ -130,6 +130,10 @@ class Record(MemoryFields, TimeFields):
     device_map: str | None
     dtype: str
     checkpoint_format: str
+    batch: int  # prompts generated together, left-padded
+    attn_requested: str  # the attn_implementation axis; "default": the keyword left out
+    quantization: str  # none or int8 (weight-only)
+    offload: str  # none or disk
     max_new_tokens: int
     trust_remote_code: bool
     repeat: int
@@ -186,11 +190,9 @@ class Outcome:
     started_at: float | None = None  # unix seconds when the host started the run
 
 
-def machine_fingerprint(machine: Mapping[str, object]) -> str:
-    """Short stable id so records from different machines are never averaged together."""
-    keys = ("cpu", "cores", "mem_total_mb", "arch", "gpu")
-    text = json.dumps({k: machine.get(k) for k in keys}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+def _per(part: object, whole: object) -> float | None:
+    p, w = _num(part), _num(whole)
+    return round(p / w, 4) if p is not None and w else None
 
 
 def _num(value: object) -> float | None:
@@ -233,9 +235,7 @@ def memory_fields(result: Result) -> MemoryFields:
         "anon_peak_mb": _delta(anon_peak, base.get("anon_mb")),
         "load_anon_mb": _delta(load.get("anon_mb"), base.get("anon_mb")),
         "load_file_mb": _delta(load.get("file_mb"), base.get("file_mb")),
-        "peak_ratio": (
-            round(peak / (param_bytes / MIB), 4) if peak is not None and param_bytes else None
-        ),
+        "peak_ratio": _per(peak, param_bytes / MIB if param_bytes else None),
         "cuda_peak_mb": round(cuda, 3) if cuda is not None else None,
         "cuda_reserved_peak_mb": round(cuda_reserved, 3) if cuda_reserved is not None else None,
     }
@@ -283,7 +283,7 @@ def build_record(
         "tokenizers_version": versions.get("tokenizers"),
         "numpy_version": versions.get("numpy"),
         "machine": machine,
-        "machine_fingerprint": machine_fingerprint(machine) if machine else None,
+        "machine_fingerprint": provenance.machine_fingerprint(machine) if machine else None,
         "model": cell.model.id,
         "model_source": cell.model.source,
         "model_revision": result.get("resolved_revision"),
@@ -293,12 +293,17 @@ def build_record(
         "largest_shard_mb": result.get("largest_shard_mb"),
         "params": result.get("params"),
         "param_bytes": result.get("param_bytes"),
+        "bytes_per_param": _per(result.get("param_bytes"), result.get("params")),
         "cell_id": cell.id,
         "scenario": scenario.id,
         "low_cpu_mem_usage": scenario.low_cpu_mem_usage,
         "device_map": scenario.device_map,
         "dtype": scenario.dtype,
         "checkpoint_format": scenario.checkpoint_format,
+        "batch": scenario.batch,
+        "attn_requested": scenario.attn_implementation,
+        "quantization": scenario.quantization,
+        "offload": scenario.offload,
         "max_new_tokens": scenario.max_new_tokens,
         "trust_remote_code": cell.model.trust_remote_code,
         "repeat": repeat,
@@ -380,11 +385,6 @@ _R = TypeVar("_R", bound="Mapping[str, object]")
 
 def failed(records: Iterable[_R]) -> list[_R]:
     return [r for r in records if r.get("status") not in GOOD_STATUSES]
-
-
-def median_or_none(values: Iterable[object]) -> float | None:
-    nums = numbers(values)
-    return statistics.median(nums) if nums else None
 
 
 def install_error_records(

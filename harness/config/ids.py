@@ -1,6 +1,8 @@
 """Readable, stable ids: formatted and parsed here only; `parse` is the inverse of `format`.
 
-Stack: ``tf4.46.3-torch2.5.1-py3.11``. Scenario: ``st/fp32/lcmu=true/dm=none``.
+Stack: ``tf4.46.3-torch2.5.1-py3.11``. Scenario: ``st/fp32/lcmu=true/dm=none``, followed by
+the later axes only where they leave their default (``/batch=4/attn=eager/q=int8/offload=disk``),
+so the ids of runs made before those axes existed still name the same scenarios.
 Cell: ``<model>/<scenario>``.
 """
 
@@ -23,9 +25,18 @@ _LCMU = {None: "omit", True: "true", False: "false"}
 _LCMU_BACK = {v: k for k, v in _LCMU.items()}
 
 _STACK = re.compile(r"tf(?P<tf>[^-]+)-torch(?P<torch>[^-]+)-py(?P<python>[^-]+)")
+# The later axes: their defaults, their values and their key in an id.
+LATER_AXES = {
+    "batch": (1, None, "batch"),
+    "attn_implementation": ("default", ("default", "eager", "sdpa"), "attn"),
+    "quantization": ("none", ("none", "int8"), "q"),
+    "offload": ("none", ("none", "disk"), "offload"),
+}
 _SCENARIO = re.compile(
     rf"(?P<fmt>{'|'.join(_FORMAT_LONG)})/(?P<dtype>{'|'.join(_DTYPE_LONG)})"
     rf"/lcmu=(?P<lcmu>{'|'.join(_LCMU_BACK)})/dm=(?P<dm>[a-z]+)"
+    r"(?:/batch=(?P<batch>[2-9]|[1-9]\d+))?(?:/attn=(?P<attn>eager|sdpa))?"
+    r"(?:/q=(?P<q>int8))?(?:/offload=(?P<offload>disk))?"
 )
 
 
@@ -46,6 +57,10 @@ class ScenarioAxes:
     device_map: str | None
     dtype: str
     checkpoint_format: str
+    batch: int = 1
+    attn_implementation: str = "default"
+    quantization: str = "none"
+    offload: str = "none"
 
 
 def stack_id(transformers: str, torch: str, python: str) -> str:
@@ -60,26 +75,42 @@ def parse_stack_id(text: str) -> StackVersions | None:
     return StackVersions(match["tf"], match["torch"], match["python"])
 
 
-def scenario_id(
-    low_cpu_mem_usage: bool | None, device_map: str | None, dtype: str, checkpoint_format: str
+def scenario_id(  # noqa: PLR0917 - one argument per axis
+    low_cpu_mem_usage: bool | None,
+    device_map: str | None,
+    dtype: str,
+    checkpoint_format: str,
+    batch: int = 1,
+    attn_implementation: str = "default",
+    quantization: str = "none",
+    offload: str = "none",
 ) -> str:
     dm = device_map or "none"
     fmt, short = FORMAT_SHORT[checkpoint_format], DTYPE_SHORT[dtype]
-    return f"{fmt}/{short}/lcmu={_LCMU[low_cpu_mem_usage]}/dm={dm}"
+    text = f"{fmt}/{short}/lcmu={_LCMU[low_cpu_mem_usage]}/dm={dm}"
+    later = (batch, attn_implementation, quantization, offload)
+    for value, (default, _, key) in zip(later, LATER_AXES.values(), strict=True):
+        if value != default:
+            text += f"/{key}={value}"
+    return text
 
 
 def parse_scenario_id(text: str) -> ScenarioAxes:
     match = _SCENARIO.fullmatch(text)
     if match is None:
         raise IdError(
-            f"bad scenario id {text!r}: expected FORMAT/DTYPE/lcmu=omit|true|false/dm=..., "
-            "e.g. st/fp32/lcmu=false/dm=cpu"
+            f"bad scenario id {text!r}: expected FORMAT/DTYPE/lcmu=omit|true|false/dm=...[/batch=N]"
+            "[/attn=eager|sdpa][/q=int8][/offload=disk], e.g. st/fp32/lcmu=false/dm=cpu"
         )
     return ScenarioAxes(
         low_cpu_mem_usage=_LCMU_BACK[match["lcmu"]],
         device_map=None if match["dm"] == "none" else match["dm"],
         dtype=_DTYPE_LONG[match["dtype"]],
         checkpoint_format=_FORMAT_LONG[match["fmt"]],
+        batch=int(match["batch"] or 1),
+        attn_implementation=match["attn"] or "default",
+        quantization=match["q"] or "none",
+        offload=match["offload"] or "none",
     )
 
 

@@ -98,12 +98,18 @@ class Scenario:
     dtype: str
     checkpoint_format: str
     max_new_tokens: int
+    batch: int = 1
+    attn_implementation: str = "default"
+    quantization: str = "none"
+    offload: str = "none"
+
+    @property
+    def axes(self) -> ids.ScenarioAxes:
+        return ids.ScenarioAxes(*(getattr(self, axis) for axis in AXES))
 
     @property
     def id(self) -> str:
-        return ids.scenario_id(
-            self.low_cpu_mem_usage, self.device_map, self.dtype, self.checkpoint_format
-        )
+        return ids.scenario_id(*(getattr(self, axis) for axis in AXES))
 
 
 @dataclass(frozen=True)
@@ -166,6 +172,10 @@ DEFAULT_AXES = Axes.model_construct(
     device_map=(None,),
     dtype=(DTYPES[0],),
     checkpoint_format=(CHECKPOINT_FORMATS[0],),
+    batch=(1,),
+    attn_implementation=("default",),
+    quantization=("none",),
+    offload=("none",),
 )
 
 
@@ -175,9 +185,13 @@ def _overlay(base: Axes, top: Axes | None) -> Axes:
 
 
 def _scenarios(axes: Axes | Rule, max_new_tokens: int) -> list[Scenario]:
-    """The product, axis by axis in YAML order, values in the order listed."""
-    product = itertools.product(*(getattr(axes, axis) for axis in AXES))
-    return [Scenario(lcmu, dm, dt, fmt, max_new_tokens) for lcmu, dm, dt, fmt in product]
+    """The product, axis by axis in YAML order, values in the order listed; a later axis
+    that an include rule leaves out takes its default."""
+    values = [getattr(axes, axis) or getattr(DEFAULT_AXES, axis) for axis in AXES]
+    return [
+        Scenario(**dict(zip(AXES, combo, strict=True)), max_new_tokens=max_new_tokens)
+        for combo in itertools.product(*values)
+    ]
 
 
 def _matches(rule: Rule, cell: Cell) -> bool:

@@ -40,7 +40,12 @@ DTYPES = tuple(ids.DTYPE_SHORT)
 CHECKPOINT_FORMATS = tuple(ids.FORMAT_SHORT)
 PROFILES_REQUIRED = ("smoke", "default", "full")
 MIN_REPEATS = 3  # compare.min_repeats: the least a verdict may rest on
-AXES = ("low_cpu_mem_usage", "device_map", "dtype", "checkpoint_format")
+# The first four must all be given by an include rule; the later ones default (ids.LATER_AXES).
+AXES = ("low_cpu_mem_usage", "device_map", "dtype", "checkpoint_format", *ids.LATER_AXES)
+REQUIRED_AXES = AXES[:4]
+ATTN_IMPLEMENTATIONS = ids.LATER_AXES["attn_implementation"][1]
+QUANTIZATIONS = ids.LATER_AXES["quantization"][1]
+OFFLOADS = ids.LATER_AXES["offload"][1]
 # Logit margins (top-1 minus top-2) below which a first differing token is float noise.
 DEFAULT_GOLDEN_TOLERANCE: Mapping[str, float] = MappingProxyType(
     {"float32": 0.01, "bfloat16": 0.5, "float16": 0.1}
@@ -267,6 +272,10 @@ class AxesEntry(Entry):
     device_map: f.values(f.DeviceMap) = ()  # type: ignore[valid-type]
     dtype: f.values(_choice(DTYPES)) = ()  # type: ignore[valid-type]
     checkpoint_format: f.values(_choice(CHECKPOINT_FORMATS)) = ()  # type: ignore[valid-type]
+    batch: f.values(f.PositiveInt) = ()  # type: ignore[valid-type]
+    attn_implementation: f.values(_choice(ATTN_IMPLEMENTATIONS)) = ()  # type: ignore[valid-type]
+    quantization: f.values(_choice(QUANTIZATIONS)) = ()  # type: ignore[valid-type]
+    offload: f.values(_choice(OFFLOADS)) = ()  # type: ignore[valid-type]
     max_new_tokens: f.PositiveInt | None = None
 
 
@@ -277,6 +286,10 @@ class RuleEntry(Entry):
     device_map: f.values(f.DeviceMap) = ()  # type: ignore[valid-type]
     dtype: f.values(_choice(DTYPES)) = ()  # type: ignore[valid-type]
     checkpoint_format: f.values(_choice(CHECKPOINT_FORMATS)) = ()  # type: ignore[valid-type]
+    batch: f.values(f.PositiveInt) = ()  # type: ignore[valid-type]
+    attn_implementation: f.values(_choice(ATTN_IMPLEMENTATIONS)) = ()  # type: ignore[valid-type]
+    quantization: f.values(_choice(QUANTIZATIONS)) = ()  # type: ignore[valid-type]
+    offload: f.values(_choice(OFFLOADS)) = ()  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _not_empty(self) -> RuleEntry:
@@ -289,9 +302,9 @@ class RuleEntry(Entry):
 class IncludeEntry(RuleEntry):
     @model_validator(mode="after")
     def _complete(self) -> IncludeEntry:
-        missing = [key for key in ("model", *AXES) if key not in self.model_fields_set]
+        missing = [key for key in ("model", *REQUIRED_AXES) if key not in self.model_fields_set]
         if missing and self.model_fields_set:
-            problem = "an include rule needs model and every scenario axis"
+            problem = "an include rule needs model and the first four scenario axes"
             raise f.fail(f"{problem} (missing: {', '.join(missing)})")
         return self
 

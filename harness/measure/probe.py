@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import statistics
 import subprocess
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness import metrics
+from harness import metrics, provenance
 from harness import records as rec
 from harness.config.matrix import Cell, Stack
 from harness.measure import envs, runner
@@ -55,7 +56,7 @@ def reduce(
 ) -> Measurement:
     worst = max(records, key=lambda r: (metrics.STATUSES.index(r["status"]), r["repeat"]))
     ok = [r for r in records if r["status"] == "ok"]
-    value = rec.median_or_none(r.get(metric) for r in ok) if metric in NUMERIC else None
+    value = _median(rec.numbers(r.get(metric) for r in ok)) if metric in NUMERIC else None
     output = tuple(tuple(ids) for ids in ok[0]["output_ids"]) if ok else None
     return Measurement(version=version, status=worst["status"], message=worst.get("message") or "",
                        value=value, output=output, runs=len(records), cached=cached,
@@ -79,13 +80,13 @@ def probe_stack(template: Stack, version: str) -> Stack:
 
 
 def host_fingerprint() -> str:
-    return rec.machine_fingerprint(worker.environment()["machine"])
+    return provenance.machine_fingerprint(worker.environment()["machine"])
 
 
 def _same_machine(record: Record, host: str) -> bool:
     # The worker adds the GPU's name where there is one; the host's view has none.
     machine = {k: v for k, v in (record.get("machine") or {}).items() if k != "gpu"}
-    return bool(machine) and rec.machine_fingerprint(machine) == host
+    return bool(machine) and provenance.machine_fingerprint(machine) == host
 
 
 def cached(spec: Spec, stack: Stack, host: str) -> list[Record]:
@@ -127,3 +128,7 @@ def measure(spec: Spec, version: str, host: str) -> Measurement:
         if not spec.keep_envs:
             shutil.rmtree(venv, ignore_errors=True)
     return reduce(version, records, spec.metric, cached=False, seconds=time.monotonic() - started)
+
+
+def _median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -24,6 +25,28 @@ def test_parse_scenario_id_inverts_format(
 ) -> None:
     text = ids.scenario_id(lcmu, device_map, dtype, fmt)
     assert ids.parse_scenario_id(text) == ids.ScenarioAxes(lcmu, device_map, dtype, fmt)
+
+
+@pytest.mark.parametrize(
+    ("later", "suffix"),
+    [
+        ((4, "default", "none", "none"), "/batch=4"),
+        ((1, "eager", "none", "none"), "/attn=eager"),
+        ((1, "sdpa", "int8", "none"), "/attn=sdpa/q=int8"),
+        ((16, "eager", "int8", "disk"), "/batch=16/attn=eager/q=int8/offload=disk"),
+        ((1, "default", "none", "disk"), "/offload=disk"),
+    ],
+)
+def test_later_axes_are_named_only_off_their_defaults(
+    later: tuple[int, str, str, str], suffix: str
+) -> None:
+    text = ids.scenario_id(True, "cpu", "float32", "safetensors", *later)
+    assert text == "st/fp32/lcmu=true/dm=cpu" + suffix
+    assert ids.parse_scenario_id(text) == ids.ScenarioAxes(
+        True, "cpu", "float32", "safetensors", *later
+    )
+    # The ids of runs from before these axes still parse, to the defaults.
+    assert ids.parse_scenario_id("st/fp32/lcmu=true/dm=cpu").batch == 1
 
 
 def test_scenario_id_examples() -> None:
@@ -60,6 +83,10 @@ def test_stack_id_example_and_custom_ids() -> None:
         "st/fp32/lcmu=true/dm=none/extra",
         "ST/FP32/lcmu=true/dm=none",
         "st/fp32/lcmu=true/dm=",
+        "st/fp32/lcmu=true/dm=none/batch=1",  # a default is never written
+        "st/fp32/lcmu=true/dm=none/attn=default",
+        "st/fp32/lcmu=true/dm=none/q=int8/batch=4",  # the order is fixed
+        "st/fp32/lcmu=true/dm=none/batch=04",
     ],
 )
 def test_bad_scenario_ids_raise(text: str) -> None:
@@ -70,17 +97,17 @@ def test_bad_scenario_ids_raise(text: str) -> None:
     assert repr(text) in message
 
 
-@given(st.text(max_size=30))
+@given(
+    st.text(max_size=30)
+    | st.from_regex(r"st/fp32/lcmu=true/dm=none(/[a-z]+=[0-9a-z]+){0,3}", fullmatch=True)
+)
 def test_parse_scenario_id_raises_only_id_error(text: str) -> None:
     try:
         axes = ids.parse_scenario_id(text)
     except ids.IdError:
         return
     # What parses formats back to itself: format is the inverse of parse too.
-    again = ids.scenario_id(
-        axes.low_cpu_mem_usage, axes.device_map, axes.dtype, axes.checkpoint_format
-    )
-    assert again == text
+    assert ids.scenario_id(*dataclasses.astuple(axes)) == text
 
 
 def test_stack_order_key_sorts_by_versions() -> None:

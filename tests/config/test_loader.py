@@ -683,7 +683,7 @@ ERRORS = [
     pytest.param(
         _rules("include", "{model: tiny-gpt2, dtype: float32}"),
         7,
-        "include[0]: an include rule needs model and every scenario axis (missing: low_cpu_mem_usage, device_map, checkpoint_format)",
+        "include[0]: an include rule needs model and the first four scenario axes (missing: low_cpu_mem_usage, device_map, checkpoint_format)",
         id="include-missing-axes",
     ),
     pytest.param(

@@ -1084,7 +1084,7 @@ def _(data: st.DataObject) -> Case:
         st.sets(st.sampled_from(list(rule)), min_size=1, max_size=len(rule) - 1), label="dropped"
     )
     put(doc, where, [{k: v for k, v in rule.items() if k not in dropped}])
-    return structural(doc, (*where, 0), "needs model and every scenario axis", exact=True)
+    return structural(doc, (*where, 0), "needs model and the first four scenario axes", exact=True)
 
 
 @kind("profile include names a model the profile does not select")

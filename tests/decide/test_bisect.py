@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from harness import records
+from harness import provenance, records
 from harness.commands import bisect as bisect_cmd
 from harness.config.matrix import Cell, Model, Scenario, Stack
 from harness.decide import bisect, releases
@@ -303,7 +303,7 @@ def test_cached_records_are_reused_only_from_this_machine(tmp_path: Path) -> Non
     assert stack.id == "tf4.51.0-torch2.13.0-py3.11"
     assert stack.transformers == "4.51.0"
     here = {"cpu": "Here", "cores": 2, "mem_total_mb": 1.0, "arch": "x86_64"}
-    host = records.machine_fingerprint(here)
+    host = provenance.machine_fingerprint(here)
     path = tmp_path / "raw" / f"{stack.id}.jsonl"
 
     def add(**kw: Any) -> None:
@@ -329,7 +329,7 @@ def test_measure_reuses_the_cache_without_installing(tmp_path: Path) -> None:
         {"cell_id": spec.cell.id, "status": "unsupported", "repeat": 0, "machine": here,
          "message": "device_map requires low_cpu_mem_usage=True"},
     )  # fmt: skip
-    found = probe.measure(spec, "4.51.0", records.machine_fingerprint(here))
+    found = probe.measure(spec, "4.51.0", provenance.machine_fingerprint(here))
     assert (found.status, found.cached, found.runs) == ("unsupported", True, 1)
     assert not (tmp_path / "envs").exists()
 
@@ -337,7 +337,9 @@ def test_measure_reuses_the_cache_without_installing(tmp_path: Path) -> None:
 def test_host_fingerprint_matches_what_a_worker_records() -> None:
     from harness.target import worker
 
-    assert probe.host_fingerprint() == records.machine_fingerprint(worker.environment()["machine"])
+    assert probe.host_fingerprint() == provenance.machine_fingerprint(
+        worker.environment()["machine"]
+    )
 
 
 # ---------------------------------------------------------------- end to end
