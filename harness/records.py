@@ -56,6 +56,7 @@ class GoldenDetail(TypedDict, total=False):
     expected_input_id: int | None  # ... the golden's
     actual_input_id: int | None  # ... and this stack's
     expectation: str  # judged against a declared expectation: its reason
+    cause: str  # batched and different: batching (the unbatched golden agrees), or version
     error: str  # e.g. ambiguous expectations
 
 
@@ -123,6 +124,7 @@ class Record(MemoryFields, TimeFields):
     params: int | None  # counted once (tied weights are one)
     param_bytes: int | None  # at the loaded dtype; quantized: the stored bytes
     bytes_per_param: float | None
+    offloaded_params: int | None  # offload: params device_map placed on disk
     # What ran.
     cell_id: str
     scenario: str
@@ -210,10 +212,6 @@ def numbers(values: Iterable[object]) -> list[float]:  # booleans are not number
     return [v for v in map(_num, values) if v is not None]
 
 
-def _max(values: Iterable[object]) -> float | None:
-    return max(numbers(values), default=None)
-
-
 def memory_fields(result: Result) -> MemoryFields:
     """Derive the flat memory fields, in MiB relative to the RSS just before from_pretrained."""
     phases = result.get("phases") or {}
@@ -221,12 +219,12 @@ def memory_fields(result: Result) -> MemoryFields:
     load: Mapping[str, object] = phases.get("load", {})
     gen: Mapping[str, object] = phases.get("generate", {})
     present: list[Mapping[str, object]] = [phases[p] for p in MEMORY_PHASES if p in phases]
-    hwm = _max(p.get("hwm_mb") for p in present)
-    anon_peak = _max(p.get("anon_peak_mb") for p in present)
+    hwm = max(numbers(p.get("hwm_mb") for p in present), default=None)
+    anon_peak = max(numbers(p.get("anon_peak_mb") for p in present), default=None)
     peak = _delta(hwm, base.get("rss_mb"))
     param_bytes = _num(result.get("param_bytes"))
-    cuda = _max(p.get("cuda_alloc_peak_mb") for p in present)
-    cuda_reserved = _max(p.get("cuda_reserved_peak_mb") for p in present)
+    cuda = max(numbers(p.get("cuda_alloc_peak_mb") for p in present), default=None)
+    cuda_reserved = max(numbers(p.get("cuda_reserved_peak_mb") for p in present), default=None)
     return {
         "load_peak_mb": _delta(load.get("hwm_mb"), base.get("rss_mb")),
         "peak_mb": peak,
@@ -244,7 +242,8 @@ def memory_fields(result: Result) -> MemoryFields:
 def _warnings(result: Result) -> list[str]:
     attempts = result.get("load_network_attempts")
     network = f"from_pretrained tried {attempts} network connections: load_s includes them"
-    found = [(result.get("prefault") or {}).get("warning"), attempts and network]
+    found = [(result.get("prefault") or {}).get("warning"), attempts and network,
+             *result.get("warnings", [])]  # fmt: skip
     return [str(w) for w in found if w]
 
 
@@ -294,6 +293,7 @@ def build_record(
         "params": result.get("params"),
         "param_bytes": result.get("param_bytes"),
         "bytes_per_param": _per(result.get("param_bytes"), result.get("params")),
+        "offloaded_params": result.get("offloaded_params"),
         "cell_id": cell.id,
         "scenario": scenario.id,
         "low_cpu_mem_usage": scenario.low_cpu_mem_usage,

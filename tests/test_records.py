@@ -101,7 +101,7 @@ def test_a_record_says_what_made_it_and_under_which_conditions() -> None:
     outcome = records.Outcome("ok", "", WORKER_RESULT, 1.25)
     record = records.build_record(run_id="r1", cell=CELL, repeat=0, mode="forkserver",
                                   outcome=outcome, env=None)  # fmt: skip
-    assert record["schema_version"] == 2
+    assert record["schema_version"] == records.SCHEMA_VERSION == 3
     assert record["harness_version"].startswith("0.1.0")
     worker_hash = hashlib.sha256(paths.WORKER.read_bytes()).hexdigest()[:16]
     assert record["worker_sha256"] == worker_hash

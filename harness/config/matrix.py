@@ -186,12 +186,14 @@ def _overlay(base: Axes, top: Axes | None) -> Axes:
 
 def _scenarios(axes: Axes | Rule, max_new_tokens: int) -> list[Scenario]:
     """The product, axis by axis in YAML order, values in the order listed; a later axis
-    that an include rule leaves out takes its default."""
+    that an include rule leaves out takes its default. Disk offload is device_map="auto"'s:
+    with another device_map it means nothing, and such combinations are left out."""
     values = [getattr(axes, axis) or getattr(DEFAULT_AXES, axis) for axis in AXES]
-    return [
+    found = (
         Scenario(**dict(zip(AXES, combo, strict=True)), max_new_tokens=max_new_tokens)
         for combo in itertools.product(*values)
-    ]
+    )
+    return [s for s in found if s.offload == "none" or s.device_map == "auto"]
 
 
 def _matches(rule: Rule, cell: Cell) -> bool:

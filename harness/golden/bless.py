@@ -6,6 +6,7 @@ status is not ok, and refuses when the ok records of a case disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -35,10 +36,12 @@ class Change:
     note: str
 
 
-def _plainness(r: Record) -> tuple[bool, bool, bool, int]:
-    """The plainest scenario: safetensors, keywords omitted, no device_map, first repeat."""
+def _plainness(r: Record) -> tuple[bool, ...]:
+    """The plainest scenario: safetensors, keywords omitted, no device_map, the default
+    attention, no offload, first repeat."""
     fields = (r["checkpoint_format"] != "safetensors", r["low_cpu_mem_usage"] is not None)
-    return (*fields, r["device_map"] is not None, r["repeat"])
+    later = (r.get("attn_requested", "default") != "default", r.get("offload", "none") != "none")
+    return (*fields, r["device_map"] is not None, *later, r["repeat"] > 0)
 
 
 def plan(
@@ -52,11 +55,12 @@ def plan(
         raise usage.UsageError(
             f"no records for stack {stack_id!r} (stacks in this run: {', '.join(known)})"
         )
-    groups: dict[tuple[str, str, int], list[Record]] = {}
-    for r in chosen:
-        groups.setdefault((r["model"], r["dtype"], int(r["max_new_tokens"])), []).append(r)
+    groups: dict[golden.CaseKey, list[Record]] = {}
+    for r in chosen:  # one golden case per prompt; the group's key names no prompt
+        groups.setdefault(golden.CaseKey.of(r, ""), []).append(r)
     changes: list[Change] = []
-    for (model, dtype, n), group in sorted(groups.items()):
+    for case, group in sorted(groups.items(), key=lambda kv: dataclasses.astuple(kv[0])):
+        model, dtype, n = case.model, _label(case), case.max_new_tokens
         bad = [r for r in group if r["status"] not in GOOD_STATUSES]
         if bad:
             r = bad[0]
@@ -84,18 +88,24 @@ def plan(
             }  # fmt: skip
             inputs, side = ref.get("input_ids") or [], golden.side(ref, index)
             new = golden.Golden(
-                model, prompt, dtype, n, tuple(side.ids), ref["output_text"][index],
+                model, prompt, case.dtype, n, tuple(side.ids), ref["output_text"][index],
                 tuple(side.margins), ref.get("weights_sha256"), source, tuple(side.runner_up),
                 tuple(side.tokens),
                 tuple(inputs[index]) if index < len(inputs) and inputs[index] else None,
+                case.batch, case.quantization,
             )  # fmt: skip
             changes.append(_change(new, root))
     return changes
 
 
+def _label(case: golden.CaseKey) -> str:
+    """dtype, then quantization and batch size where they are not the defaults."""
+    quant = f"-{case.quantization}" if case.quantization != "none" else ""
+    return f"{case.dtype}{quant}" + (f"/batch={case.batch}" if case.batch != 1 else "")
+
+
 def _change(new: golden.Golden, root: Path) -> Change:
-    key = golden.CaseKey(new.model, new.prompt, new.dtype, new.max_new_tokens)
-    path = key.path(root)
+    path = new.key.path(root)
     if not path.exists():
         return Change(new, path, "new", f"{new.text!r}")
     old = golden.load_golden(path)

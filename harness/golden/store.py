@@ -2,7 +2,10 @@
 
 A golden holds the input ids, the new token ids, text, per-step top-1 minus top-2 margins
 and runner-up ids of a reference run, one JSON file per (model, prompt, generation
-settings, dtype). A first differing token is float noise (`drift`) only when the candidate
+settings, dtype, quantization, batch size): batching and int8 may change rounding, so a
+batched or quantized output has a golden of its own. A batched output that differs from its
+golden is also compared with the unbatched golden, to say whether batching or the version
+made the difference. A first differing token is float noise (`drift`) only when the candidate
 took the reference's runner-up there and both sides were nearly tied (margins under the
 tolerance); anything else is a real change (`mismatch`). Other input ids for the same
 prompt are a tokenizer change (`tokenizer`), judged before any output.
@@ -10,6 +13,7 @@ prompt are a tokenizer change (`tokenizer`), judged before any output.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
@@ -31,7 +35,7 @@ if TYPE_CHECKING:
     from harness.metrics import GoldenVerdict
     from harness.records import GoldenDetail, GoldenFields, Record
 
-GOLDEN_VERSION = 2  # 2 added runner_up, tokens and input_ids
+GOLDEN_VERSION = 3  # 2 added runner_up, tokens and input_ids; 3 batch and quantization
 CONTEXT_TOKENS = 4  # decoded tokens shown before a first divergence
 T = TypeVar("T")
 GOLDENS = paths.GOLDENS
@@ -57,6 +61,13 @@ class Golden:
     runner_up: tuple[int, ...] = ()
     tokens: tuple[str, ...] = ()
     input_ids: tuple[int, ...] | None = None
+    batch: int = 1
+    quantization: str = "none"
+
+    @property
+    def key(self) -> CaseKey:
+        return CaseKey(self.model, self.prompt, self.dtype, self.max_new_tokens,
+                       self.batch, self.quantization)  # fmt: skip
 
     def to_json(self) -> dict[str, object]:
         # The head fixes the key order of the files; the fields follow in declaration order.
@@ -102,11 +113,24 @@ class CaseKey:
     prompt: str
     dtype: str
     max_new_tokens: int
+    batch: int = 1
+    quantization: str = "none"
+
+    @classmethod
+    def of(cls, record: Mapping[str, object], prompt: str, *, batch: int | None = None) -> CaseKey:
+        """The case of one prompt of a record; `batch` overrides the record's batch size."""
+        size = batch or int(str(record.get("batch") or 1))
+        n = int(str(record["max_new_tokens"]))
+        quant = str(record.get("quantization") or "none")
+        return cls(str(record["model"]), prompt, str(record["dtype"]), n, size, quant)
 
     def path(self, root: Path) -> Path:
         slug = re.sub(r"[^a-z0-9]+", "-", self.prompt.lower()).strip("-")[:40] or "prompt"
         digest = hashlib.sha256(self.prompt.encode()).hexdigest()[:8]
-        name = f"{self.dtype}-greedy-n{self.max_new_tokens}-{slug}-{digest}.json"
+        # Defaults are not named, so the files of unbatched, unquantized cases keep their names.
+        dtype = self.dtype if self.quantization == "none" else f"{self.dtype}-{self.quantization}"
+        batch = f"-b{self.batch}" if self.batch != 1 else ""
+        name = f"{dtype}-greedy-n{self.max_new_tokens}{batch}-{slug}-{digest}.json"
         return root / self.model / name
 
 
@@ -120,14 +144,14 @@ def load_golden(path: Path) -> Golden:
             data.get("source", {}), tuple(int(i) for i in data.get("runner_up", ())),
             tuple(str(t) for t in data.get("tokens", ())),
             None if data.get("input_ids") is None else tuple(int(i) for i in data["input_ids"]),
+            int(data.get("batch", 1)), str(data.get("quantization", "none")),
         )  # fmt: skip
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise GoldenError(f"{path}: not a golden file: {exc}") from None
 
 
 def write_golden(root: Path, golden: Golden) -> Path:
-    key = CaseKey(golden.model, golden.prompt, golden.dtype, golden.max_new_tokens)
-    path = key.path(root)
+    path = golden.key.path(root)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(golden.to_json(), indent=1) + "\n", encoding="utf-8")
@@ -218,7 +242,9 @@ def describe(detail: Mapping[str, object]) -> str:
         out += f": expected {token('expected')}, got {token('actual')}"
     if detail.get("context"):
         out += f" after {str(detail['context'])!r}"
-    return out
+    cause = {"batching": "batching: the unbatched golden gives this output",
+             "version": "not batching: the unbatched golden differs too"}.get(str(detail.get("cause")))  # fmt: skip  # noqa: E501
+    return f"{out} ({cause})" if cause else out
 
 
 def tokenizer_detail(actual: Sequence[int], expected: Sequence[int] | None) -> GoldenDetail | None:
@@ -251,7 +277,7 @@ class Judge:
             return {"golden": None, "golden_detail": []}
         details: list[GoldenDetail] = []
         for i, (prompt, text) in enumerate(zip(record["prompts"], record["output_text"], strict=False)):  # fmt: skip  # noqa: E501
-            key = CaseKey(record["model"], prompt, record["dtype"], int(record["max_new_tokens"]))
+            key = CaseKey.of(record, prompt)
             details.append({"prompt": prompt, **self._one(key, side(record, i), text, record, i)})
         # The worst verdict of a record's prompts is the record's verdict.
         missing: GoldenVerdict = "missing"
@@ -299,7 +325,19 @@ class Judge:
         if found["verdict"] == "mismatch":
             found["expected_text"] = golden.text
             found["actual_text"] = text
+        if found["verdict"] != "match" and key.batch != 1:
+            found["cause"] = self._batch_cause(key, ids, tolerance)
         return found
+
+    def _batch_cause(self, key: CaseKey, ids: Side, tolerance: float) -> str:
+        """`batching` when the unbatched golden gives this output (batching's rounding made
+        the difference), `version` when it does not either; unknown without that golden."""
+        single = dataclasses.replace(key, batch=1).path(self.root)
+        if not single.exists():
+            return "unknown"
+        one = load_golden(single)
+        verdict = compare(ids, Side(one.ids, one.margins, one.runner_up, one.tokens), tolerance)
+        return "batching" if verdict["verdict"] != "mismatch" else "version"
 
 
 def side(record: Record, i: int) -> Side:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -173,7 +174,7 @@ def stack_environment(python: Path, env: dict[str, str], raw: Path, stack: Stack
 def job_for(cell: Cell, where: ModelPaths, cfg: RunConfig, phase_file: Path) -> Job:
     s, m = cell.scenario, cell.model
     threads, interop_threads = cfg.thread_counts()
-    return {
+    job: Job = {
         "model_path": where.model, "tokenizer_path": where.tokenizer, "prompts": list(m.prompts),
         "low_cpu_mem_usage": s.low_cpu_mem_usage, "device_map": s.device_map, "dtype": s.dtype,
         "checkpoint_format": s.checkpoint_format, "max_new_tokens": s.max_new_tokens,
@@ -184,7 +185,19 @@ def job_for(cell: Cell, where: ModelPaths, cfg: RunConfig, phase_file: Path) -> 
         "threads": threads, "interop_threads": interop_threads,
         # "<pid> <phase>" of the run in flight, for users watching and for messages.
         "phase_file": str(phase_file),
+        "batch": s.batch, "attn_implementation": s.attn_implementation,
+        "quantization": s.quantization, "offload": s.offload,
     }  # fmt: skip
+    if s.offload == "disk":
+        # In the run folder, emptied after each run; under a budget the CPU keeps 40% of it.
+        job["offload_folder"] = str(offload_folder(cfg, cell))
+        if cfg.memory_budget:
+            job["max_memory_mb"] = cfg.memory_budget * 0.4 / MIB
+    return job
+
+
+def offload_folder(cfg: RunConfig, cell: Cell) -> Path:
+    return cfg.run_dir / "offload" / cell.stack.id
 
 
 @dataclass
@@ -232,6 +245,8 @@ class _Stack:
         else:
             status, message, result = run.fresh(cfg.memory_budget)
         wall = time.monotonic() - started
+        if cell.scenario.offload == "disk":
+            shutil.rmtree(offload_folder(cfg, cell), ignore_errors=True)  # gigabytes, per run
         if where.revision:
             result["resolved_revision"] = where.revision
         found = where.shards(cell.scenario.checkpoint_format)

@@ -28,6 +28,13 @@ class Job(_JobRequired, total=False):
     phase_file: str  # "<pid> <phase>" of the run in flight is written there
     threads: int  # torch's intra-op threads; absent: torch's default
     interop_threads: int
+    # The later axes; absent: their defaults (1, "default", "none", "none").
+    batch: int  # prompts generated together, padded on the left
+    attn_implementation: str  # "default": the keyword is left out
+    quantization: str  # "int8": weight-only, through transformers' QuantoConfig
+    offload: str  # "disk": device_map="auto" with max_memory and offload_folder
+    offload_folder: str
+    max_memory_mb: float  # offload: the CPU's share; absent: half the weight files
 
 
 # python, torch, transformers, accelerate, safetensors, tokenizers, numpy: None if absent.
@@ -86,7 +93,9 @@ class Result(TypedDict, total=False):
     phases: dict[str, Phase]
     pickle_load: str
     params: int
-    param_bytes: int
+    param_bytes: int  # quantized tensors: the bytes of what they store
+    offloaded_params: int  # params that device_map placed on "disk"
+    warnings: list[str]  # what makes the run mean less than its scenario says
     hf_device_map: dict[str, Any] | None
     attn_implementation: str | None  # what the loaded model's config says it uses
     model_type: str | None  # the model's config: its family ...

@@ -200,7 +200,9 @@ def parse_version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in match.group().split(".")) if match else ()
 
 
-def load_kwargs(tf_version: str, job: Job, torch_mod: Any) -> dict[str, Any]:
+def load_kwargs(
+    tf_version: str, job: Job, torch_mod: Any, transformers_mod: Any = None
+) -> dict[str, Any]:
     """The from_pretrained keywords for this scenario on this transformers version."""
     # The dtype keyword was renamed in 4.56; the old one logs a deprecation after.
     dtype_kw = "dtype" if parse_version(tf_version) >= (4, 56) else "torch_dtype"
@@ -215,7 +217,29 @@ def load_kwargs(tf_version: str, job: Job, torch_mod: Any) -> dict[str, Any]:
         kwargs["trust_remote_code"] = True
     if job.get("revision"):
         kwargs["revision"] = job["revision"]
+    if job.get("attn_implementation", "default") != "default":
+        kwargs["attn_implementation"] = job["attn_implementation"]
+    if job.get("quantization", "none") == "int8" and transformers_mod is not None:
+        # Weight-only int8 through optimum-quanto, the stack's own pin; no config class: refused.
+        config = getattr(transformers_mod, "QuantoConfig", None)
+        kwargs["quantization_config"] = config(weights="int8") if config else "int8"
+    if job.get("offload", "none") == "disk":
+        kwargs["device_map"] = "auto"
+        kwargs["max_memory"] = {"cpu": f"{_cpu_share_mb(job):.0f}MiB"}
+        kwargs["offload_folder"] = job.get("offload_folder") or "offload"
     return kwargs
+
+
+def _cpu_share_mb(job: Job) -> float:
+    """Offload's CPU memory: the job's, else half the weight files (so some must go to disk)."""
+    if job.get("max_memory_mb"):
+        return float(job["max_memory_mb"])
+    path, total = job["model_path"], 0
+    names = os.listdir(path) if os.path.isdir(path) else []
+    for name in names:
+        if name.endswith((".safetensors", ".bin")):
+            total += os.path.getsize(os.path.join(path, name))
+    return max(total / MIB / 2, 1.0)
 
 
 # A known refusal is the library's own: its exception type and message, not only the versions.
@@ -229,6 +253,12 @@ _REFUSALS = {
     "cuda": ("device_map='cuda' on a machine without CUDA",
              ("AssertionError", "RuntimeError", "ValueError"),
              r"CUDA|NVIDIA driver|no GPU"),
+    "attn": ("this version does not offer the attention implementation for this model",
+             ("ValueError", "ImportError"),
+             r"does not support|not supported|attn_implementation|scaled_dot_product"),
+    "int8": ("int8 needs transformers' QuantoConfig and optimum-quanto in the stack",
+             ("ImportError", "ValueError", "TypeError", "AttributeError"),
+             r"quanto|quantization_config"),
 }  # fmt: skip
 
 
@@ -255,6 +285,10 @@ def known_rejection(
         key = "accelerate"
     elif dm == "cuda" and not has_cuda:
         key = "cuda"
+    elif job.get("quantization", "none") != "none":
+        key = "int8"
+    elif job.get("attn_implementation", "default") != "default":
+        key = "attn"
     if key is None:
         return None
     reason, types, pattern = _REFUSALS[key]
@@ -442,8 +476,12 @@ class Run:
             env["machine"]["gpu"] = torch.cuda.get_device_name(0)
         has_accelerate = env["versions"].get("accelerate") is not None
         tf_version = transformers.__version__
-        kwargs = load_kwargs(tf_version, job, torch)
-        result["load_kwargs"] = {k: str(v) if "dtype" in k else v for k, v in kwargs.items()}
+        kwargs = load_kwargs(tf_version, job, torch, transformers)
+        # Copies: accelerate rewrites max_memory in place.
+        result["load_kwargs"] = {
+            k: dict(v) if isinstance(v, dict) else v if isinstance(v, (str, bool, int)) else str(v)
+            for k, v in kwargs.items()
+        }
 
         refused = remote_code_refusal(job)
         if refused:  # before any of the model's files is read by the library
@@ -460,8 +498,8 @@ class Run:
         result["model_import_s"] = _import_model_class(auto, config)
         tokenizer = AutoTokenizer.from_pretrained(job["tokenizer_path"], **hub)
         prompts = list(job["prompts"])
-        encoded = [tokenizer(p, return_tensors="pt") for p in prompts]
-        input_ids = [enc["input_ids"][0].tolist() for enc in encoded]
+        input_ids = [tokenizer(p)["input_ids"] for p in prompts]
+        batches = batched(tokenizer, prompts, int(job.get("batch") or 1))
         gc.collect()
         self.sampler.start()
         baseline = self.memory.snapshot()
@@ -497,13 +535,24 @@ class Run:
         model.eval()
         params = {id(p): p for p in model.parameters()}
         result["params"] = sum(p.numel() for p in params.values())
-        result["param_bytes"] = sum(p.numel() * p.element_size() for p in params.values())
+        result["param_bytes"] = sum(stored_bytes(p) for p in params.values())
+        plain = sum(p.numel() * p.element_size() for p in params.values())
+        if job.get("quantization", "none") != "none" and result["param_bytes"] >= plain:
+            note = "the library quantizes torch.nn.Linear layers, and this model has none it took"
+            result["warnings"] = [f"{job['quantization']} quantized none of the weights: {note}"]
+        placed = getattr(model, "hf_device_map", None) or {}
+        on_disk = tuple(name for name, where in placed.items() if where == "disk")
+        if on_disk:
+            result["offloaded_params"] = sum(
+                p.numel() for name, p in model.named_parameters()
+                if any(name == d or name.startswith(d + ".") for d in on_disk)
+            )  # fmt: skip
         result["hf_device_map"] = getattr(model, "hf_device_map", None)
         result["attn_implementation"] = _attn_implementation(model)
         device = next(iter(params.values())).device
 
-        pad = tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id
-        first: dict[str, Any] = {}  # the first prompt's inputs, generated again when warm
+        pad = tokenizer.pad_token_id
+        stop = _eos_ids(model)
         outputs: list[Output] = []
         started = self._begin("first_token")
         gen_started = started
@@ -515,9 +564,8 @@ class Run:
 
         streamer = _PhaseStreamer(first_token)
         with torch.inference_mode():
-            for index, enc in enumerate(encoded):
+            for index, (rows, enc) in enumerate(batches):
                 inputs = {k: v.to(device) for k, v in enc.items()}
-                first = first or inputs
                 t0 = time.perf_counter()
                 out = model.generate(
                     **inputs,
@@ -530,29 +578,33 @@ class Run:
                     streamer=streamer if index == 0 else None,
                 )
                 t1 = time.perf_counter()
-                # The last tokens of the sequence, one per score: a decoder-only model's
-                # sequence starts with the prompt, an encoder-decoder's with its start token.
-                new_ids = out.sequences[0, -len(out.scores) :].tolist()
-                # One top-2 over all steps at once, not one per step.
-                top = torch.topk(torch.stack([s[0] for s in out.scores]).float(), 2)
-                margins = [round(m, 6) for m in (top.values[:, 0] - top.values[:, 1]).tolist()]
-                outputs.append(
-                    {
-                        "prompt": prompts[index],
-                        "input_ids": input_ids[index],
-                        "ids": new_ids,
-                        "margins": margins,
-                        "runner_up": top.indices[:, 1].tolist(),
-                        "seconds": t1 - t0,
-                        "text": "",  # decoded after the measured phases
-                        "tokens": [],
-                    }
-                )
+                # One top-2 over all steps and rows at once: [steps, rows, 2].
+                top = torch.topk(torch.stack(list(out.scores)).float(), 2)
+                gaps = top.values[..., 0] - top.values[..., 1]
+                for row, prompt_index in enumerate(rows):
+                    if prompt_index is None:
+                        continue  # a row that only fills the last batch
+                    # The last tokens, one per score: a decoder-only model's sequence starts
+                    # with the (left-padded) prompt, an encoder-decoder's with its start token.
+                    new_ids = out.sequences[row, -len(out.scores) :].tolist()
+                    steps = _until_stop(new_ids, stop)
+                    outputs.append(
+                        {
+                            "prompt": prompts[prompt_index],
+                            "input_ids": input_ids[prompt_index],
+                            "ids": new_ids[:steps],
+                            "margins": [round(m, 6) for m in gaps[:steps, row].tolist()],
+                            "runner_up": top.indices[:steps, row, 1].tolist(),
+                            "seconds": t1 - t0,
+                            "text": "",  # decoded after the measured phases
+                            "tokens": [],
+                        }
+                    )
                 if index == 0:
                     first_at = streamer.first_at or t1
                     result["ttft_s"] = first_at - t0
-                    result["tokens_per_s"] = _rate(len(new_ids), streamer.decode_from, t1)
-                    result["new_tokens"] = len(new_ids)
+                    result["tokens_per_s"] = _rate(len(out.scores), streamer.decode_from, t1)
+                    result["new_tokens"] = len(out.scores)
         if "first_token" not in self.phases:
             # No token was streamed (e.g. an immediate EOS): the phases collapse.
             self._end("first_token", started)
@@ -564,11 +616,12 @@ class Run:
         started = self._begin("warm")
         with torch.inference_mode():
             warm = _PhaseStreamer(lambda: None)
+            first = {k: v.to(device) for k, v in batches[0][1].items()}
             model.generate(**first, max_new_tokens=int(job["max_new_tokens"]), do_sample=False,
                            num_beams=1, pad_token_id=pad, streamer=warm)  # fmt: skip
             ended = time.perf_counter()
         self._end("warm", started)
-        result["warm_tokens_per_s"] = _rate(len(outputs[0]["ids"]), warm.decode_from, ended)
+        result["warm_tokens_per_s"] = _rate(result["new_tokens"], warm.decode_from, ended)
         # Decoding is bookkeeping, not generation: outside the measured phases.
         for output in outputs:
             output["text"] = tokenizer.decode(output["ids"], skip_special_tokens=True)
@@ -579,6 +632,47 @@ class Run:
         result["message"] = ""
         result["sampler_samples"] = self.sampler.samples
         return result
+
+
+def batched(tokenizer: Any, prompts: list[str], size: int) -> list[tuple[list[Any], Any]]:
+    """The prompts in batches of `size`, padded on the left with an attention mask. The last
+    batch is filled up with the first prompts again (rows marked None), so every batch has
+    `size` rows; a batch of one is never padded."""
+    if tokenizer.pad_token is None:  # GPT-2-style tokenizers have none: pad with EOS
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.convert_ids_to_tokens(0)
+    tokenizer.padding_side = "left"
+    out = []
+    for start in range(0, len(prompts), size):
+        rows: list[Any] = list(range(start, min(start + size, len(prompts))))
+        texts = [prompts[i] for i in rows]
+        while size > 1 and len(texts) < size:
+            texts.append(prompts[(len(texts) - len(rows)) % len(prompts)])
+            rows.append(None)
+        out.append((rows, tokenizer(texts, return_tensors="pt", padding=size > 1)))
+    return out
+
+
+def _eos_ids(model: Any) -> set[int]:
+    found = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    return set(found) if isinstance(found, list) else ({found} if isinstance(found, int) else set())
+
+
+def _until_stop(ids: list[int], stop: set[int]) -> int:
+    """Steps up to and including the first end-of-sequence token: a row that ended early in a
+    batch is padded after it, and those pads are not output."""
+    return next((i + 1 for i, t in enumerate(ids) if t in stop), len(ids))
+
+
+def stored_bytes(tensor: Any) -> int:
+    """The bytes a tensor stores; a quantized tensor subclass: those of its inner tensors."""
+    flatten = getattr(tensor, "__tensor_flatten__", None)
+    if flatten is not None:
+        try:
+            names, _ = flatten()
+            return sum(stored_bytes(getattr(tensor, n)) for n in names)
+        except Exception:  # noqa: S110 - not a wrapper after all: count it plainly
+            pass
+    return int(tensor.numel() * tensor.element_size())
 
 
 def count_connections() -> list[int]:

@@ -551,3 +551,48 @@ def test_existing_environment_stacks(tmp_path: Path) -> None:
     path.write_text(text.replace("install: false}", "install: true}"))
     with pytest.raises(MatrixError, match="missing required key 'transformers'"):
         load(path)
+
+
+def test_later_axes_cross_like_the_others_and_disk_offload_needs_device_map_auto(
+    tmp_path: Path,
+) -> None:
+    text = VALID.replace(
+        "profiles:",
+        "scenarios:\n  device_map: [none, auto]\n  batch: [1, 4]\n  attn_implementation: [default, eager]\n"
+        "  quantization: [none, int8]\n  offload: [none, disk]\nprofiles:",
+    )
+    cells = load_text(tmp_path, text).cells("default", models=["tiny-gpt2"])
+    scenarios = {c.scenario.id for c in cells}
+    assert len(cells) == 2 * 2 * 2 * 2 + 1 * 2 * 2 * 2  # disk offload: with device_map auto only
+    assert "st/fp32/lcmu=omit/dm=none/batch=4/attn=eager/q=int8" in scenarios
+    assert "st/fp32/lcmu=omit/dm=auto/batch=4/offload=disk" in scenarios
+    assert not any(c.scenario.offload == "disk" and c.scenario.device_map != "auto" for c in cells)
+
+
+def test_an_include_rule_may_leave_the_later_axes_to_their_defaults(tmp_path: Path) -> None:
+    rule = "include:\n  - {model: tiny-gpt2, low_cpu_mem_usage: true, device_map: cpu, dtype: float32, checkpoint_format: bin, batch: 4}\n"
+    text = VALID.replace("profiles:", rule + "profiles:")
+    added = [
+        c
+        for c in load_text(tmp_path, text).cells("default")
+        if c.scenario.checkpoint_format == "bin"
+    ]
+    assert [c.scenario.id for c in added] == ["bin/fp32/lcmu=true/dm=cpu/batch=4"]
+    assert added[0].scenario.quantization == "none"
+
+
+@pytest.mark.parametrize(
+    ("axes", "fragment"),
+    [
+        ("batch: [0]", "scenarios.batch[0]: must be positive"),
+        ("attn_implementation: [flash]", "scenarios.attn_implementation[0]"),
+        ("quantization: [int4]", "scenarios.quantization[0]"),
+        ("offload: [cpu]", "scenarios.offload[0]"),
+    ],
+)
+def test_bad_later_axes_are_one_line_errors(tmp_path: Path, axes: str, fragment: str) -> None:
+    text = VALID.replace("profiles:", f"scenarios:\n  {axes}\nprofiles:")
+    with pytest.raises(MatrixError) as info:
+        load_text(tmp_path, text)
+    assert fragment in str(info.value)
+    assert "\n" not in str(info.value)

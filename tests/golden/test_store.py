@@ -46,6 +46,7 @@ def put_golden(root: Path, ids: list[int], margins: list[float], **kw: Any) -> P
         weights_sha256=kw.get("sha", "aaa"), source={"stack_id": "ref"},
         runner_up=tuple(kw.get("runner_up", [7] * len(ids))),
         tokens=tuple(f"<{i}>" for i in ids), input_ids=kw.get("input_ids"),
+        batch=kw.get("batch", 1), quantization=kw.get("quantization", "none"),
     )  # fmt: skip
     return golden.write_golden(root, g)
 
@@ -245,6 +246,50 @@ def test_bless_refuses_disagreeing_records_and_reports_changes(
     run2 = _run_dir(tmp_path / "b", [record([1, 2, 4]), record([1, 2, 5], checkpoint_format="bin")])
     assert golden_cmd.main(["--from", "s", "--run", str(run2), "--goldens", str(root)]) == 1
     assert golden_cmd.main(["--from", "nope", "--run", str(run2)]) == 2
+
+
+def test_batched_and_quantized_outputs_have_goldens_of_their_own(tmp_path: Path) -> None:
+    root = tmp_path / "g"
+    plain = put_golden(root, [1, 2, 3], [5, 5, 5])
+    batched = put_golden(root, [1, 2, 4], [5, 5, 5], batch=4)
+    int8 = put_golden(root, [1, 9, 9], [5, 5, 5], quantization="int8")
+    # The unbatched, unquantized file keeps the name it had before these keys existed.
+    assert plain.name.startswith("float32-greedy-n3-p-")
+    assert batched.name.startswith("float32-greedy-n3-b4-p-")
+    assert int8.name.startswith("float32-int8-greedy-n3-p-")
+    judge = golden.Judge(root, TOL)
+    assert judge.judge(record([1, 2, 3]))["golden"] == "match"
+    assert judge.judge(record([1, 2, 4], batch=4))["golden"] == "match"
+    assert judge.judge(record([1, 9, 9], quantization="int8"))["golden"] == "match"
+    assert golden.load_golden(batched).batch == 4
+
+
+def test_a_batched_difference_says_whether_batching_or_the_version_made_it(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "g"
+    put_golden(root, [1, 2, 3], [5, 5, 5])
+    put_golden(root, [1, 2, 4], [5, 5, 5], batch=4)
+    judge = golden.Judge(root, TOL)
+    # The batch-4 output now equals the unbatched golden: batching's rounding moved.
+    (detail,) = judge.judge(record([1, 2, 3], batch=4))["golden_detail"]
+    assert (detail["verdict"], detail["cause"]) == ("mismatch", "batching")
+    assert "batching: the unbatched golden gives this output" in golden.describe(detail)
+    # Neither golden gives it: the version changed the output.
+    (detail,) = judge.judge(record([1, 7, 7], batch=4))["golden_detail"]
+    assert (detail["verdict"], detail["cause"]) == ("mismatch", "version")
+    assert "cause" not in judge.judge(record([1, 7, 7]))["golden_detail"][0]
+
+
+def test_bless_keeps_batch_sizes_apart(tmp_path: Path) -> None:
+    # Batching may change rounding: other ids at batch 4 are not a disagreement.
+    run = _run_dir(tmp_path, [record([1, 2, 3]), record([1, 2, 4], batch=4)])
+    root = tmp_path / "goldens"
+    assert (
+        golden_cmd.main(["--from", "s", "--run", str(run), "--goldens", str(root), "--write"]) == 0
+    )
+    found = {golden.load_golden(p).batch: golden.load_golden(p).ids for p in root.rglob("*.json")}
+    assert found == {1: (1, 2, 3), 4: (1, 2, 4)}
 
 
 # ---------------------------------------------------------------- real models

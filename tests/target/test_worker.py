@@ -314,3 +314,84 @@ def test_network_attempts_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as sock:
         sock.connect_ex(("127.0.0.1", port))
     assert counter == [3]
+
+
+def test_later_axes_become_keywords_only_off_their_defaults() -> None:
+    plain = worker.load_kwargs("5.24.0", job(), FAKE_TORCH)
+    assert not {"attn_implementation", "quantization_config", "max_memory"} & plain.keys()
+    kw = worker.load_kwargs("5.24.0", job(attn_implementation="eager"), FAKE_TORCH)
+    assert kw["attn_implementation"] == "eager"
+    fake_tf = types.SimpleNamespace(QuantoConfig=lambda weights: ("quanto", weights))
+    kw = worker.load_kwargs("4.46.3", job(quantization="int8"), FAKE_TORCH, fake_tf)
+    assert kw["quantization_config"] == ("quanto", "int8")
+    # Without the config class the string goes on, and from_pretrained refuses it itself.
+    no_quanto = types.SimpleNamespace()
+    assert (
+        worker.load_kwargs("4.46.3", job(quantization="int8"), FAKE_TORCH, no_quanto)[
+            "quantization_config"
+        ]
+        == "int8"
+    )
+
+
+def test_disk_offload_caps_the_cpu_at_half_the_weights_unless_told(tmp_path: Path) -> None:
+    (tmp_path / "model.safetensors").write_bytes(b"\0" * (8 * 1024 * 1024))
+    (tmp_path / "config.json").write_text("{}")
+    offload = job(model_path=str(tmp_path), offload="disk", offload_folder=str(tmp_path / "o"))
+    kw = worker.load_kwargs("5.24.0", offload, FAKE_TORCH)
+    assert kw["device_map"] == "auto"
+    assert kw["max_memory"] == {"cpu": "4MiB"}
+    assert kw["offload_folder"] == str(tmp_path / "o")
+    told = worker.load_kwargs("5.24.0", {**offload, "max_memory_mb": 819.2}, FAKE_TORCH)
+    assert told["max_memory"] == {"cpu": "819MiB"}
+
+
+@pytest.mark.parametrize(
+    ("scenario", "exc", "expected"),
+    [
+        (
+            {"attn_implementation": "sdpa"},
+            ValueError(
+                "T5ForConditionalGeneration does not support an attention implementation through torch.nn.functional.scaled_dot_product_attention yet."
+            ),
+            True,
+        ),
+        ({"attn_implementation": "sdpa"}, RuntimeError("does not support sdpa"), False),
+        ({"attn_implementation": "eager"}, ValueError("shape mismatch"), False),
+        (
+            {"quantization": "int8"},
+            ImportError(
+                "Loading an optimum-quanto quantized model requires optimum-quanto library"
+            ),
+            True,
+        ),
+        ({"quantization": "int8"}, MemoryError("quanto"), False),
+        (
+            {},
+            ImportError("Loading an optimum-quanto quantized model requires optimum-quanto"),
+            False,
+        ),
+    ],
+)
+def test_attention_and_int8_refusals_need_the_librarys_own_error(
+    scenario: dict[str, object], exc: BaseException, *, expected: bool
+) -> None:
+    found = worker.known_rejection(
+        "4.46.3", "2.5.1", job(**scenario), has_accelerate=True, has_cuda=False, exc=exc
+    )
+    assert (found is not None) is expected
+
+
+@pytest.mark.parametrize(
+    ("ids", "stop", "steps"),
+    [
+        ([5, 6, 7], set(), 3),
+        ([5, 0, 0, 0], {0}, 2),  # a batch row that ended: its pads are not output
+        ([0, 0], {0}, 1),
+        ([5, 6, 9], {9, 4}, 3),
+    ],
+)
+def test_output_ends_at_the_first_end_of_sequence(
+    ids: list[int], stop: set[int], steps: int
+) -> None:
+    assert worker._until_stop(ids, stop) == steps
