@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 TEST_STACK = Stack(
     id="tf5.24.0-torch2.13.0-py3.11", python="3.11", transformers="5.24.0", torch="2.13.0",
-    accelerate="1.15.0", pins=(), find_links=(), index_url=None, torch_backend=None,
+    accelerate="1.15.0", pins=("optimum-quanto==0.2.7",), find_links=(), index_url=None,
+    torch_backend=None,
 )  # fmt: skip
 
 

@@ -545,11 +545,14 @@ class Run:
         if on_disk:
             result["offloaded_params"] = sum(
                 p.numel() for name, p in model.named_parameters()
-                if any(name == d or name.startswith(d + ".") for d in on_disk)
+                if any(d in ("", name) or name.startswith(d + ".") for d in on_disk)
             )  # fmt: skip
         result["hf_device_map"] = getattr(model, "hf_device_map", None)
         result["attn_implementation"] = _attn_implementation(model)
         device = next(iter(params.values())).device
+        if device.type == "meta":  # offloaded to disk: accelerate runs it on the main device
+            on_gpu = any(isinstance(v, int) or "cuda" in str(v) for v in placed.values())
+            device = torch.device("cuda:0" if on_gpu else "cpu")
 
         pad = tokenizer.pad_token_id
         stop = _eos_ids(model)
