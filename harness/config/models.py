@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 from harness.metrics import FAIL_ON_CHOICES
 
-# Tiny models of other families (harness/fixtures/families.py), safetensors only.
-FAMILY_PRESETS = ("tiny-llama", "tiny-qwen2", "tiny-neox", "tiny-t5")
+# Models of other families (harness/fixtures/families.py), safetensors only.
+FAMILY_PRESETS = ("tiny-llama", "tiny-qwen2", "tiny-neox", "tiny-t5", "llama-240m")
 PRESETS = ("gpt2-124m", "gpt2-355m", "gpt2-774m", "gpt2-1.5b", *FAMILY_PRESETS)
 EMBEDDED = ("tiny-gpt2",)
 SOURCES = ("embedded", "preset", "local", "hub")
