@@ -455,7 +455,7 @@ ERRORS = [
     pytest.param(
         _model("source: preset, prompts: [x]", "gpt2-2b"),
         6,
-        "models.gpt2-2b: unknown preset 'gpt2-2b' (known: gpt2-1.5b, gpt2-124m, gpt2-355m, gpt2-774m, tiny-llama, tiny-neox, tiny-qwen2, tiny-t5)",
+        "models.gpt2-2b: unknown preset 'gpt2-2b' (known: gpt2-1.5b, gpt2-124m, gpt2-355m, gpt2-774m, llama-240m, tiny-llama, tiny-neox, tiny-qwen2, tiny-t5)",
         id="preset-unknown-by-id",
     ),
     pytest.param(

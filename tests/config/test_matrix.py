@@ -82,7 +82,9 @@ def test_repo_stacks(repo: Matrix) -> None:
         "2.5.1",
         "1.1.1",
     )
-    assert first.pins == ()
+    # int8 through optimum-quanto: 0.2.6 is the last release that takes torch 2.5.
+    assert first.pins == ("optimum-quanto==0.2.6",)
+    assert repo.stacks[-1].pins == ("optimum-quanto==0.2.7",)
     assert first.find_links == ()
     assert first.index_url is None
     assert first.torch_backend is None
@@ -108,18 +110,29 @@ def test_repo_settings_and_profiles(repo: Matrix) -> None:
     assert isinstance(repo.settings.timeout_s, float)
     assert repo.settings.mode == "forkserver"
     assert repo.settings.max_new_tokens == 20
-    assert set(repo.profiles) == {"smoke", "default", "full"}
+    assert set(repo.profiles) == {"smoke", "default", "full", "axes"}
     assert repo.repeats("smoke") == 1
     assert repo.repeats("default") == 4
     assert repo.repeats("full") == 4
 
 
 def test_repo_cell_counts(repo: Matrix) -> None:
-    # The four family presets: safetensors only, low_cpu_mem_usage omit and true.
-    assert len(repo.cells()) == 4 * (3 * 12 + 4 * 4) == 208
-    assert len(repo.cells("default")) == 208
+    # Family presets: safetensors only, low_cpu_mem_usage omit and true. Batch 4: the
+    # plainest scenario only, for tiny-gpt2 and the four tiny families (several prompts).
+    default = (2 * 12) + (4 * 4) + 5
+    assert len(repo.cells()) == len(repo.cells("default")) == 4 * default == 180
     assert len(repo.cells("smoke")) == 4 * 1 * 2 == 8
-    assert len(repo.cells("full")) == 4 * (5 * (3 * 3 * 3 * 2) + 4 * (3 * 3 * 2))
+    full = 5 * (3 * 3 * 3 * 2) + 5 * (3 * 3 * 2)
+    assert len(repo.cells("full")) == 4 * (full + 5 * 3)  # batch 4 in each dtype
+    batch4 = [c for c in repo.cells("default") if c.scenario.batch == 4]
+    assert {c.model.id for c in batch4} == {
+        "tiny-gpt2",
+        "tiny-llama",
+        "tiny-qwen2",
+        "tiny-neox",
+        "tiny-t5",
+    }
+    assert {c.scenario.id for c in batch4} == {"st/fp32/lcmu=omit/dm=none/batch=4"}
 
 
 def test_repo_smoke_cells(repo: Matrix) -> None:
@@ -139,12 +152,12 @@ def test_repo_default_cells_unique_and_ordered(repo: Matrix) -> None:
     # stack-major, then model, then scenarios in YAML order
     assert cells[0].stack.id == repo.stacks[0].id
     assert cells[-1].stack.id == repo.stacks[-1].id
-    assert [c.model.id for c in cells[:36:12]] == ["tiny-gpt2", "gpt2-124m", "gpt2-355m"]
+    assert [c.model.id for c in cells[:26:13]] == ["tiny-gpt2", "gpt2-124m"]
     assert [c.scenario.id for c in cells[:4]] == [
         "st/fp32/lcmu=omit/dm=none",
+        "st/fp32/lcmu=omit/dm=none/batch=4",
         "bin/fp32/lcmu=omit/dm=none",
         "st/fp32/lcmu=omit/dm=cpu",
-        "bin/fp32/lcmu=omit/dm=cpu",
     ]
 
 
@@ -154,6 +167,13 @@ def test_repo_full_axes(repo: Matrix) -> None:
     assert {s.dtype for s in scenarios} == {"float32", "bfloat16", "float16"}
     assert {s.low_cpu_mem_usage for s in scenarios} == {None, False, True}
     assert {s.checkpoint_format for s in scenarios} == {"safetensors", "bin"}
+
+
+def test_repo_axes_profile(repo: Matrix) -> None:
+    scenarios = {c.scenario for c in repo.cells("axes")}
+    assert {s.attn_implementation for s in scenarios} == {"default", "eager", "sdpa"}
+    assert {s.quantization for s in scenarios} == {"none", "int8"}
+    assert {(s.offload, s.device_map) for s in scenarios} == {("none", None), ("disk", "auto")}
 
 
 # --------------------------------------------------------------------------- ids, requirements
@@ -438,7 +458,9 @@ def test_cells_models_and_stacks_arguments(repo: Matrix) -> None:
     assert {(c.model.id, c.stack.id) for c in cells} == {("gpt2-124m", "tf5.5.4-torch2.5.1-py3.11")}
     # a model the profile does not select narrows to nothing
     assert repo.cells("smoke", models=["gpt2-124m"]) == []
-    assert len(repo.cells("full", models=["gpt2-1.5b", "tiny-gpt2"])) == 2 * 4 * 54
+    assert (
+        len(repo.cells("full", models=["gpt2-1.5b", "tiny-gpt2"])) == 2 * 4 * 54 + 4 * 3
+    )  # and tiny-gpt2 in batches of 4
 
 
 def test_lookup_errors(repo: Matrix) -> None:
@@ -447,7 +469,7 @@ def test_lookup_errors(repo: Matrix) -> None:
     with pytest.raises(MatrixError, match=r"^unknown model id 'gpt3' \(known: gpt2-1\.5b, "):
         repo.model("gpt3")
     with pytest.raises(
-        MatrixError, match=r"^unknown profile 'huge' \(known: default, full, smoke\)"
+        MatrixError, match=r"^unknown profile 'huge' \(known: axes, default, full, smoke\)"
     ):
         repo.cells("huge")
     with pytest.raises(MatrixError, match="unknown profile"):
