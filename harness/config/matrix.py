@@ -89,6 +89,7 @@ class Model:
     revision: str | None = None
     trust_remote_code: bool = False
     shards: int = 1  # a GPT-2 preset written in this many checkpoint files
+    allow_unsafe_pickle: bool = False  # unpickle .bin where torch has no weights_only
 
 
 @dataclass(frozen=True)
@@ -349,6 +350,7 @@ def build(doc: MatrixDocument, file: Path) -> Matrix:
             m.revision,
             bool(m.trust_remote_code),
             m.shards or 1,
+            bool(m.allow_unsafe_pickle),
         )
         for name, m in doc.models.items()
     )

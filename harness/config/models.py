@@ -56,8 +56,8 @@ _INSTALL_ONLY = ("transformers", "torch", "accelerate", "pins", "find_links", "i
 _SOURCE_KEYS = {
     "embedded": ("source", "prompts", "fixture"),
     "preset": ("source", "prompts", "preset", "shards"),
-    "local": ("source", "prompts", "path", "trust_remote_code"),
-    "hub": ("source", "prompts", "repo", "revision", "trust_remote_code"),
+    "local": ("source", "prompts", "path", "trust_remote_code", "allow_unsafe_pickle"),
+    "hub": ("source", "prompts", "repo", "revision", "trust_remote_code", "allow_unsafe_pickle"),
 }
 
 
@@ -215,6 +215,8 @@ class ModelEntry(Entry):
     revision: f.Label | None = None
     trust_remote_code: f.Bool | None = None
     shards: f.PositiveInt | None = None  # preset: written as this many checkpoint files
+    # .bin on a torch without torch.load(weights_only=True): runs only when declared.
+    allow_unsafe_pickle: f.Bool | None = None
 
     @model_validator(mode="after")
     def _by_source(self, info: ValidationInfo) -> ModelEntry:

@@ -187,6 +187,7 @@ def job_for(cell: Cell, where: ModelPaths, cfg: RunConfig, phase_file: Path) -> 
         "phase_file": str(phase_file),
         "batch": s.batch, "attn_implementation": s.attn_implementation,
         "quantization": s.quantization, "offload": s.offload,
+        "allow_unsafe_pickle": m.allow_unsafe_pickle,
     }  # fmt: skip
     if s.offload == "disk":
         # In the run folder, emptied after each run; under a budget the CPU keeps 40% of it.

@@ -35,6 +35,7 @@ class Job(_JobRequired, total=False):
     offload: str  # "disk": device_map="auto" with max_memory and offload_folder
     offload_folder: str
     max_memory_mb: float  # offload: the CPU's share; absent: half the weight files
+    allow_unsafe_pickle: bool  # .bin on a torch without weights_only: run anyway
 
 
 # python, torch, transformers, accelerate, safetensors, tokenizers, numpy: None if absent.

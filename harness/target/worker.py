@@ -506,6 +506,11 @@ class Run:
         result["baseline"] = baseline
 
         pickle_state = guard_torch_load(torch) if job["checkpoint_format"] == "bin" else None
+        refused = pickle_refusal(pickle_state, job, torch.__version__)
+        if refused:  # before the checkpoint's pickle is opened
+            result["status"], result["message"] = "error", refused
+            result["reason"], result["pickle_load"] = "unsafe pickle refused", "unsafe"
+            return result
         network = count_connections()
         started = self._begin("load")
         failure: Exception | None = None
@@ -700,6 +705,16 @@ def count_connections() -> list[int]:
     socket.socket.connect = connect  # type: ignore[method-assign, assignment]
     socket.socket.connect_ex = connect_ex  # type: ignore[method-assign, assignment]
     return counter
+
+
+def pickle_refusal(state: dict[str, Any] | None, job: Job, torch_version: str) -> str | None:
+    """Why a .bin checkpoint may not be unpickled: this torch cannot refuse code in a pickle
+    (no weights_only) and the matrix does not declare `allow_unsafe_pickle: true`."""
+    if state is None or state["pickle_load"] != "unsafe" or job.get("allow_unsafe_pickle"):
+        return None
+    return (f"torch {torch_version} cannot load a .bin checkpoint without running the code its "
+            "pickle names (no torch.load(weights_only=True)); it runs only with "
+            "allow_unsafe_pickle: true in the model's matrix entry")  # fmt: skip
 
 
 def remote_code_refusal(job: Job) -> str | None:

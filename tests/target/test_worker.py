@@ -395,3 +395,26 @@ def test_output_ends_at_the_first_end_of_sequence(
     ids: list[int], stop: set[int], steps: int
 ) -> None:
     assert worker._until_stop(ids, stop) == steps
+
+
+def test_a_torch_without_weights_only_never_unpickles_unless_allowed() -> None:
+    def old_load(f: object, map_location: object = None) -> object:  # torch < 1.13
+        return f, map_location
+
+    def new_load(f: object, map_location: object = None, *, weights_only: bool = False) -> object:
+        return (f, weights_only) if map_location is None else None
+
+    old = types.SimpleNamespace(load=old_load)
+    state = worker.guard_torch_load(old)
+    assert state["pickle_load"] == "unsafe"
+    refused = worker.pickle_refusal(state, job(checkpoint_format="bin"), "1.12.1")
+    assert refused is not None
+    assert "allow_unsafe_pickle: true" in refused
+    assert "\n" not in refused
+    assert worker.pickle_refusal(state, job(allow_unsafe_pickle=True), "1.12.1") is None
+    # Where torch has weights_only, it is forced on, and nothing is refused.
+    new = types.SimpleNamespace(load=new_load)
+    state = worker.guard_torch_load(new)
+    assert new.load("ckpt") == ("ckpt", True)
+    assert worker.pickle_refusal(state, job(checkpoint_format="bin"), "2.5.1") is None
+    assert worker.pickle_refusal(None, job(), "1.12.1") is None  # safetensors: no pickle
