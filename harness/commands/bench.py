@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from harness import paths, provenance, usage
 from harness import records as rec
-from harness.commands import checked, command, entry, positive_float, positive_int
+from harness.commands import add_matrix, checked, command, entry, positive_float, positive_int
 from harness.config import matrix as matrix_mod
 from harness.golden import store as golden
 from harness.measure import budget, envs, runner, shards
@@ -314,7 +314,7 @@ def bench_existing(ns: argparse.Namespace) -> int:
 
 def parser(name: str = "bench") -> usage.Parser:
     p = command(name, bench_options())
-    p.add_argument("--matrix", type=Path, default=paths.DEFAULT_MATRIX)
+    add_matrix(p)
     return p
 
 

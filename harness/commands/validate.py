@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,14 @@ if TYPE_CHECKING:
 
 def parser() -> argparse.ArgumentParser:
     p = command("validate")
-    p.add_argument("matrix", nargs="?", type=Path, default=paths.DEFAULT_MATRIX)
+    default = Path(os.environ.get("HARNESS_MATRIX", paths.DEFAULT_MATRIX))
+    p.add_argument(
+        "matrix",
+        nargs="?",
+        type=Path,
+        default=default,
+        help="default: $HARNESS_MATRIX, else matrix.yaml",
+    )
     return p
 
 

@@ -144,6 +144,18 @@ def test_python_m_harness_validate() -> None:
     assert "4 stacks" in proc.stdout
 
 
+@pytest.mark.parametrize("command", [["validate"], ["cells", "--profile", "int8"]])
+def test_harness_matrix_names_the_matrix_of_every_command(command: list[str]) -> None:
+    # `harness cells` and `harness validate` read matrix.yaml whatever HARNESS_MATRIX said.
+    env = {**os.environ, "HARNESS_MATRIX": str(REPO / "benchmarks" / "axes.yaml")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", *command],
+        capture_output=True, text=True, cwd=REPO, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "axes.yaml: ok, 2 stacks" in proc.stdout or "llama-240m/st/fp32" in proc.stdout
+
+
 def _run_json(run_dir: Path, **over: object) -> None:
     data: dict[str, object] = {
         "run_id": "20260101-000000", "profile": "smoke", "models": None, "stacks": None,
