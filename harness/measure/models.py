@@ -9,7 +9,7 @@ from typing import IO, TYPE_CHECKING
 
 from harness import paths
 from harness.config.models import FAMILY_PRESETS
-from harness.fixtures.presets import folder_name
+from harness.fixtures.presets import folder_name, tokenizer_current
 from harness.measure import hub
 from harness.measure.spawn import ISOLATED, worker_env
 from harness.metrics import MIB
@@ -48,10 +48,10 @@ def resolve_model(model: Model, fmt: str, python: Path, cache: Path, log: IO[str
         return ModelPaths(str(folder), str(folder))
     if model.source == "preset":
         folder = cache / "presets" / folder_name(model.location, model.shards)
-        if not (folder / "manifest.json").exists():
+        family = model.location in FAMILY_PRESETS
+        if not (folder / "manifest.json").exists() or not (family or tokenizer_current(folder)):
             log.write(f"building preset {model.location} into {folder}\n")
             log.flush()
-            family = model.location in FAMILY_PRESETS
             sharded = ["--shards", str(model.shards)] if model.shards > 1 else []
             subprocess.run(
                 [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,3 +70,36 @@ def test_a_sharded_preset_loads_the_same_model(
         assert weights is not None
         assert largest is not None
         assert weights / 2**20 / 3 * 0.8 < largest < weights / 2**20 / 3 * 1.3
+
+
+TOKENIZER_CHECK = """
+import json, sys
+from transformers import AutoTokenizer
+tiny, wide = (AutoTokenizer.from_pretrained(p) for p in sys.argv[1:3])
+prompts = json.loads(sys.argv[3])
+print(json.dumps({
+    "size": len(wide), "same_ids": [tiny(p)["input_ids"] == wide(p)["input_ids"] for p in prompts],
+    "empty": sum(1 for i in range(0, 50257, 7) if wide.decode([i]) == ""),
+    "tiny_empty": sum(1 for i in range(594, 50257, 7) if tiny.decode([i]) == ""),
+}))
+"""
+
+
+@pytest.mark.e2e
+def test_a_preset_tokenizer_decodes_every_id_and_encodes_as_before(
+    tmp_path: Path, stack_python: Path
+) -> None:
+    tiny = REPO / "harness" / "fixtures" / "tiny_gpt2" / "st"
+    presets.widen_tokenizer(tiny, tmp_path)
+    vocab = json.loads((tmp_path / "vocab.json").read_text(encoding="utf-8"))
+    assert sorted(vocab.values()) == list(range(presets.VOCAB))
+    prompts = ["The quick brown fox", "The lighthouse stood on", "Near midnight he saw"]
+    proc = subprocess.run(
+        [str(stack_python), "-c", TOKENIZER_CHECK, str(tiny), str(tmp_path), json.dumps(prompts)],
+        capture_output=True, text=True, timeout=300, check=True,
+    )  # fmt: skip
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert found["size"] == presets.VOCAB
+    assert found["same_ids"] == [True, True, True]  # no merge makes the added tokens
+    assert found["empty"] == 0
+    assert found["tiny_empty"] > 7000  # what the presets decoded to before: nothing
