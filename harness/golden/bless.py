@@ -109,11 +109,12 @@ def _change(new: golden.Golden, root: Path) -> Change:
     if not path.exists():
         return Change(new, path, "new", f"{new.text!r}")
     old = golden.load_golden(path)
-    extra = ("runner_up", "tokens", "input_ids")
+    extra = ("text", "runner_up", "tokens", "input_ids")
     if old.ids == new.ids and old.weights_sha256 == new.weights_sha256:
-        if all(getattr(old, k) == getattr(new, k) for k in extra):
+        moved = [k for k in extra if getattr(old, k) != getattr(new, k)]
+        if not moved:
             return Change(new, path, "unchanged", "")
-        return Change(new, path, "changed", "same ids; adds runner-ups, tokens and input ids")
+        return Change(new, path, "changed", f"same ids; other {', '.join(moved)}")
     notes = []
     if old.ids != new.ids:
         position = golden.first_difference(new.ids, old.ids)
