@@ -26,6 +26,8 @@ HALF_AT_MOST = 0.6
 SAME_WITHIN = 0.1
 # RSS "shows the model" when it is within 25 % of the weights.
 CLOSE_LOW, CLOSE_HIGH = 0.8, 1.25
+# int8 "cuts memory to a quarter": the peak at most this share of the float one.
+QUARTER_AT_MOST = 0.35
 PAIR = ["machine_fingerprint", "stack_id", "model", "device_map", "dtype", "checkpoint_format"]
 
 
@@ -211,6 +213,21 @@ def shard_by_shard(rows: pd.DataFrame) -> tuple[str, str]:
     return _share(good), evidence
 
 
+def int8_quarter(rows: pd.DataFrame) -> tuple[str, str]:
+    big = _big_ok(rows)
+    if "quantization" not in big or not {"none", "int8"} <= set(big["quantization"].dropna()):
+        return NO_EVIDENCE, "no ok run of the same model both with and without int8"
+    arms = big.pivot_table(index=PAIR, columns="quantization", aggfunc="median",
+                           values=["peak_mb", "bytes_per_param"]).dropna()  # fmt: skip
+    if arms.empty:
+        return NO_EVIDENCE, "int8 and float never ran ok on the same model and scenario"
+    peak = arms[("peak_mb", "int8")] / arms[("peak_mb", "none")]
+    stored = arms[("bytes_per_param", "int8")] / arms[("bytes_per_param", "none")]
+    evidence = (f"int8 / float: stored bytes per parameter {_range(stored)}, peak RSS "
+                f"{_range(peak)} ({len(peak)} pairs)")  # fmt: skip
+    return _share(peak <= QUARTER_AT_MOST), evidence
+
+
 # The claims as written in advance: no findings yet, and what computes them.
 CHECKS = (
     Claim(
@@ -253,6 +270,14 @@ CHECKS = (
         "loading less the weights, over the largest shard. At most "
         f"{CLOSE_HIGH} (about one shard held beside the model) holds.",
         check=shard_by_shard,
+    ),
+    Claim(
+        "int8",
+        "Memory varies wildly by dtype: weight-only int8 takes a quarter of float32's",
+        "Runs of the same model and scenario with quantization int8 and none: the bytes the "
+        "weights are stored in, and the peak RSS, int8 over none. A peak at most "
+        f"{QUARTER_AT_MOST} of the float one holds.",
+        check=int8_quarter,
     ),
 )
 

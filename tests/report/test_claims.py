@@ -135,3 +135,16 @@ def test_shards_need_a_sharded_run_that_read_its_weights() -> None:
     assert _verdict("shards", whole) == claims.NO_EVIDENCE
     mmapped = [make_record(load_peak=W / 20, shards=4, largest_shard_mb=W / 4)]
     assert _verdict("shards", mmapped) == claims.NO_EVIDENCE
+
+
+@pytest.mark.parametrize(("int8_peak", "verdict"), [(0.27, claims.HOLDS), (3.07, claims.FAILS)])
+def test_int8_is_judged_by_the_peak_not_by_the_bytes_it_stores(
+    int8_peak: float, verdict: str
+) -> None:
+    # 3.07 is what llama-240m measured on 4.46.3 (benchmarks/axes.yaml): a quarter of the
+    # bytes stored, three times the peak.
+    float_run = make_record(quantization="none", bytes_per_param=4.0, peak=W)
+    int8 = make_record(quantization="int8", bytes_per_param=1.02, peak=W * int8_peak,
+                       param_bytes=124_000_000, scenario="st/fp32/lcmu=omit/dm=none/q=int8")  # fmt: skip
+    assert _verdict("int8", [float_run, int8]) == verdict
+    assert _verdict("int8", [float_run]) == claims.NO_EVIDENCE
