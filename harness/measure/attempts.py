@@ -105,6 +105,8 @@ class Attempt:
             exit_ = run_fresh(s.python, env=s.env, log=s.log, job=self.job, out=self.out,
                               timeout_s=timeout_s)  # fmt: skip
             return classify(exit_, self.out, timeout_s, s.phase_file)
+        job: Job = json.loads(self.job.read_text(encoding="utf-8"))
+        budget.evict_page_cache(Path(job["model_path"]))  # no page charged to another cgroup
         with budget.Budget.create(cap, self.job.stem) as limit:
             exit_ = run_fresh(s.python, env=s.env, log=s.log, job=self.job, out=self.out,
                               timeout_s=timeout_s, budget=limit)  # fmt: skip

@@ -9,6 +9,7 @@ joining a cgroup stays charged where it was, so `wrap()` joins before exec.
 from __future__ import annotations
 
 import functools
+import os
 import re
 import shutil
 import signal
@@ -232,3 +233,22 @@ def classify_kill(budget: Budget | None, exit_signal: int | None) -> str | None:
     if budget is None or exit_signal is None or abs(exit_signal) != signal.SIGKILL:
         return None
     return "memory_budget" if budget.oom_killed() else None
+
+
+def evict_page_cache(folder: Path) -> int:
+    """Drop the clean page-cache pages of a model folder's weight files; returns the bytes.
+
+    A page read earlier by another process (the preset's builder, an uncapped run) stays
+    charged to that process's cgroup, so a capped run that maps the file gets it for free
+    and a cap never bites. Evicted first, every page the capped run touches is its own.
+    """
+    dropped = 0
+    files = sorted(folder.iterdir()) if folder.is_dir() else []
+    for path in files:
+        if path.suffix not in (".safetensors", ".bin") or not path.is_file():
+            continue
+        with path.open("rb") as fh:
+            os.fsync(fh.fileno())  # dirty pages (a preset just built) are not dropped
+            os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        dropped += path.stat().st_size
+    return dropped

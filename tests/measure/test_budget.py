@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -392,3 +393,23 @@ def test_v2_needs_the_controller_enabled_below_the_own_group(
         assert b.method == "watchdog"
     assert list(tmp_path.iterdir()) == [tmp_path / "cgroup.subtree_control"]
     assert (tmp_path / "cgroup.subtree_control").read_text() == "cpu io\n"
+
+
+@pytest.mark.skipif(shutil.which("fincore") is None, reason="util-linux's fincore is missing")
+def test_a_capped_run_starts_with_the_weights_out_of_the_page_cache(tmp_path: Path) -> None:
+    # Pages another process read stay charged to its cgroup: a capped run mapping them
+    # would never feel its cap (gpt2-1.5b "fit" 2 GiB with 5.9 GiB of file pages resident).
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(os.urandom(8 * 1024 * 1024))
+    (tmp_path / "config.json").write_text("{}")
+    weights.read_bytes()
+
+    def resident() -> int:
+        out = subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", str(weights)],
+                             capture_output=True, text=True, check=True).stdout  # fmt: skip
+        return int(out.split()[0])
+
+    assert resident() > 0
+    assert budget.evict_page_cache(tmp_path) == 8 * 1024 * 1024
+    assert resident() == 0
+    assert budget.evict_page_cache(tmp_path / "nothing") == 0
