@@ -276,27 +276,27 @@ def known_rejection(
     tf = parse_version(tf_version)
     torch_v = parse_version(torch_version)
     dm = job.get("device_map")
-    key = None
+    keys = []  # every refusal the versions and the scenario predict, in this order
     if dm is not None and job.get("low_cpu_mem_usage") is False and tf < (4, 51):
-        key = "lcmu"
-    elif job["checkpoint_format"] == "bin" and tf >= (4, 52) and torch_v < (2, 6):
-        key = "cve"
-    elif dm is not None and not has_accelerate:
-        key = "accelerate"
-    elif dm == "cuda" and not has_cuda:
-        key = "cuda"
-    elif job.get("quantization", "none") != "none":
-        key = "int8"
-    elif job.get("attn_implementation", "default") != "default":
-        key = "attn"
-    if key is None:
-        return None
-    reason, types, pattern = _REFUSALS[key]
-    if exc is not None:
+        keys.append("lcmu")
+    if job["checkpoint_format"] == "bin" and tf >= (4, 52) and torch_v < (2, 6):
+        keys.append("cve")
+    if dm is not None and not has_accelerate:
+        keys.append("accelerate")
+    if dm == "cuda" and not has_cuda:
+        keys.append("cuda")
+    if job.get("quantization", "none") != "none":
+        keys.append("int8")
+    if job.get("attn_implementation", "default") != "default":
+        keys.append("attn")
+    for key in keys:
+        reason, types, pattern = _REFUSALS[key]
+        if exc is None:
+            return reason
         names = {k.__name__ for k in type(exc).__mro__}
-        if not names.intersection(types) or not re.search(pattern, str(exc), re.IGNORECASE):
-            return None  # another failure in a known combination: an error, not a refusal
-    return reason
+        if names.intersection(types) and re.search(pattern, str(exc), re.IGNORECASE):
+            return reason
+    return None  # another failure in a known combination: an error, not a refusal
 
 
 def guard_torch_load(torch_mod: Any) -> dict[str, Any]:

@@ -366,6 +366,14 @@ def test_disk_offload_caps_the_cpu_at_half_the_weights_unless_told(tmp_path: Pat
             True,
         ),
         ({"quantization": "int8"}, MemoryError("quanto"), False),
+        # Both axes at once: the refusal is the one whose own error it is (4.46.3, T5).
+        (
+            {"quantization": "int8", "attn_implementation": "sdpa"},
+            ValueError(
+                "T5ForConditionalGeneration does not support an attention implementation through torch.nn.functional.scaled_dot_product_attention yet."
+            ),
+            True,
+        ),
         (
             {},
             ImportError("Loading an optimum-quanto quantized model requires optimum-quanto"),
