@@ -552,7 +552,7 @@ class Run:
                 p.numel() for name, p in model.named_parameters()
                 if any(d in ("", name) or name.startswith(d + ".") for d in on_disk)
             )  # fmt: skip
-        result["hf_device_map"] = getattr(model, "hf_device_map", None)
+        result["hf_device_map"] = placed or None
         result["attn_implementation"] = _attn_implementation(model)
         device = next(iter(params.values())).device
         if device.type == "meta":  # offloaded to disk: accelerate runs it on the main device
@@ -562,6 +562,7 @@ class Run:
         pad = tokenizer.pad_token_id
         stop = _eos_ids(model)
         outputs: list[Output] = []
+        first: dict[str, Any] = {}  # the first batch's inputs, on the device: generated warm
         started = self._begin("first_token")
         gen_started = started
 
@@ -574,6 +575,7 @@ class Run:
         with torch.inference_mode():
             for index, (rows, enc) in enumerate(batches):
                 inputs = {k: v.to(device) for k, v in enc.items()}
+                first = first or inputs
                 t0 = time.perf_counter()
                 out = model.generate(
                     **inputs,
@@ -624,7 +626,6 @@ class Run:
         started = self._begin("warm")
         with torch.inference_mode():
             warm = _PhaseStreamer(lambda: None)
-            first = {k: v.to(device) for k, v in batches[0][1].items()}
             model.generate(**first, max_new_tokens=int(job["max_new_tokens"]), do_sample=False,
                            num_beams=1, pad_token_id=pad, streamer=warm)  # fmt: skip
             ended = time.perf_counter()
