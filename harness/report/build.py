@@ -14,7 +14,7 @@ import pandas as pd
 
 from harness import metrics
 from harness import records as rec
-from harness.report import claims, dashboard, plots
+from harness.report import claims, compat, dashboard, plots
 from harness.report.tables import (
     failures,
     model_order,
@@ -53,6 +53,7 @@ class ReportPaths:
     plotly_js: Path
     pngs: tuple[Path, ...] = ()
     png_note: str | None = None
+    compat_html: Path | None = None
 
 
 def load_records(run_dirs: Sequence[Path]) -> list[Record]:
@@ -220,7 +221,8 @@ def build_reports(
     """Load, summarize and write every report of the given runs; raises ReportError."""
     if not run_dirs:
         raise ReportError("no run folders given")
-    df = to_frame(load_records(run_dirs))
+    records = load_records(run_dirs)
+    df = to_frame(records)
     out = out_dir if out_dir is not None else run_dirs[0]
     summary = summarize(df)
     parquet, csv, md = _write_tables(df, summary, out)
@@ -229,4 +231,5 @@ def build_reports(
         out, df, summary, figures, claims=claims.evaluate(df), slopes=plots.size_slopes(df)
     )
     pngs, note = plots.export_pngs(figures, out / "png") if png else ((), None)
-    return ReportPaths(out, parquet, csv, md, *site, pngs, note)
+    page = compat.build_compat(records, out, raw_dirs=[d / "raw" for d in run_dirs])
+    return ReportPaths(out, parquet, csv, md, *site, pngs, note, page)
