@@ -30,7 +30,7 @@ import nox
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import usage
+from harness import paths, usage
 from harness.commands import bench as bench_cmd
 from harness.commands import bisect, ci_workflow, compare
 from harness.commands import golden as golden_cmd
@@ -38,7 +38,7 @@ from harness.commands import report as report_cmd
 from harness.config import matrix
 from harness.golden import store as golden
 from harness.measure import envs, progress, runner
-from harness.report import console
+from harness.report import console, store
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -137,6 +137,7 @@ def bench(session: nox.Session) -> None:
             # nox skipped the session (e.g. its interpreter is missing): say so in records.
             why = f"nox skipped bench-{stack.id} (is python{stack.python} installed?)"
             bench_cmd.record_install_error(cfg, stack, cells, f"no environment: {why}")
+    store.ingest_quietly(cfg.run_dir, paths.store_dir())  # history; a failure only warns
     code = console.finish_run(cfg.run_dir, strict_golden=args.strict_golden)
     # Failed runs get a report too: that is when people need to look.
     if report_cmd.main([str(cfg.run_dir)]):

@@ -40,6 +40,12 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
+@pytest.fixture(autouse=True)
+def _tmp_store(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Runs a test makes go to a results store of its own, never the checkout's reports/store."""
+    monkeypatch.setenv("HARNESS_STORE", str(tmp_path_factory.mktemp("store")))
+
+
 @pytest.fixture(scope="session")
 def test_stack() -> Stack:
     return TEST_STACK

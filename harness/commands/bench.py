@@ -22,6 +22,7 @@ from harness.config import matrix as matrix_mod
 from harness.golden import store as golden
 from harness.measure import budget, envs, runner, shards
 from harness.report.console import finish_run
+from harness.report.store import ingest_quietly
 
 if TYPE_CHECKING:
     import argparse
@@ -309,6 +310,7 @@ def bench_existing(ns: argparse.Namespace) -> int:
     for batch in [plans] if args.interleave else [[p] for p in plans]:
         with progress.reporter(" + ".join(s.id for s, _, _ in batch)) as report:
             runner.run_stacks(batch, cfg, progress=report)
+    ingest_quietly(run_dir, paths.store_dir())  # history; a failure only warns
     return finish_run(run_dir, strict_golden=args.strict_golden)
 
 
