@@ -23,7 +23,7 @@ from harness.config.matrix import (
 )
 from harness.config.matrix import load as load_matrix
 from harness.config.models import MIN_REPEATS
-from harness.decide import render, walk
+from harness.decide import changepoints, render, walk
 from harness.decide.compare import compare_sides, resolve_side
 from harness.decide.verdicts import CompareError, Row
 
@@ -112,7 +112,13 @@ def compare(ns: argparse.Namespace) -> int:
         notes: list[str] = []
         steps = walk.walk(run.stacks, settings, tolerances=tolerances, notes=notes)
         steps = [dataclasses.replace(s, rows=tuple(filter(shown, s.rows))) for s in steps]
-        render.emit_walk(out, str(ns.run), steps, notes)
+        everything = [r for records in run.stacks.values() for r in records]
+        points = [
+            p
+            for p in changepoints.detect_all(everything, settings)
+            if ns.metrics is None or p.metric in ns.metrics or p.category in ns.metrics
+        ]
+        render.emit_walk(out, str(ns.run), steps, notes, points)
         return 0
     base = resolve_side(ns.base, ns.run)
     cand = resolve_side(ns.candidate, ns.run)

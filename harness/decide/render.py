@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness import metrics
-from harness.decide import walk
+from harness.decide import changepoints, walk
 from harness.decide.verdicts import VERDICTS, Comparison, Row, RowVerdict
 
 if TYPE_CHECKING:
@@ -162,7 +162,14 @@ def _write(out: Outputs, md: str, data: Mapping[str, object]) -> None:
         out.json.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
 
 
-def emit_walk(out: Outputs, run: str, steps: Sequence[walk.Step], notes: Sequence[str]) -> None:
+def emit_walk(
+    out: Outputs,
+    run: str,
+    steps: Sequence[walk.Step],
+    notes: Sequence[str],
+    points: Sequence[changepoints.ChangePoint] = (),
+) -> None:
+    """The walk's sentences, then the change points: each step's first release and its size."""
     console = Console(width=200)
     found = walk.changes(steps)
     lines = [" -> ".join([steps[0].base, *(s.candidate for s in steps)])] if steps else []
@@ -176,7 +183,12 @@ def emit_walk(out: Outputs, run: str, steps: Sequence[walk.Step], notes: Sequenc
         console.print(line, markup=False, soft_wrap=True)
     for note in notes:
         console.print(f"note: {note}", markup=False, soft_wrap=True)
+    found_points = [f"change point: {changepoints.sentence(p)}" for p in points]
+    for line in found_points or ["no change point in any series beyond its noise"]:
+        console.print(line, markup=False, soft_wrap=True)
     md = "\n".join([f"## Version walk of `{run}`", "", *(f"- {ln}" for ln in lines), ""])
+    if found_points:
+        md += "\n".join(["", "### Change points", "", *(f"- {ln}" for ln in found_points), ""])
     data = {
         "json_version": JSON_VERSION,
         "run": run,
@@ -184,5 +196,8 @@ def emit_walk(out: Outputs, run: str, steps: Sequence[walk.Step], notes: Sequenc
         "sentences": lines,
         "notes": list(notes),
         "steps": [dataclasses.asdict(s) for s in steps],
+        "change_points": [
+            {**dataclasses.asdict(p), "sentence": changepoints.sentence(p)} for p in points
+        ],
     }
     _write(out, md, data)
