@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "cells": "list the cells a profile runs",
     "summary": "print a run's summary; exit 1 on failures",
     "schema": "print the JSON Schema of matrix.yaml",
+    "merge": "merge the run folders of shards (or CI artifacts) into one run",
 }
 
 

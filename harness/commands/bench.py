@@ -289,6 +289,10 @@ def bench_existing(ns: argparse.Namespace) -> int:
     """`python -m harness bench`: for machines without nox or uv (a GPU box, a team's image)."""
     from harness.measure import progress  # noqa: PLC0415 - only this command draws progress
 
+    if getattr(ns, "launcher", "local") == "slurm":
+        from harness.commands import bench_slurm  # noqa: PLC0415 - submitit: only for this
+
+        return bench_slurm.bench_launched(ns)
     m = matrix_mod.load(ns.matrix)
     args = bench_args(ns, m)
     cfg = run_config(args, m, new_run_id())
@@ -317,6 +321,10 @@ def bench_existing(ns: argparse.Namespace) -> int:
 def parser(name: str = "bench") -> usage.Parser:
     p = command(name, bench_options())
     add_matrix(p)
+    p.add_argument(
+        "--launcher", choices=("local", "slurm"), default="local",
+        help="slurm: a submitit job per shard (matrix.yaml launch:), waited for and merged",
+    )  # fmt: skip
     return p
 
 

@@ -29,6 +29,7 @@ from harness.config.models import (
     PROFILES_REQUIRED,
     SOURCES,
     AxesEntry,
+    LaunchEntry,
     MatrixDocument,
     ProfileEntry,
     RuleEntry,
@@ -218,6 +219,7 @@ class Matrix:
     exclude: tuple[Rule, ...] = ()
     compare: CompareSettings = CompareSettings()
     ci: CISettings = CISettings()
+    launch: LaunchEntry = field(default_factory=LaunchEntry)  # --launcher slurm's jobs
 
     def stack(self, stack_id: str) -> Stack:
         for stack in self.stacks:
@@ -367,4 +369,5 @@ def build(doc: MatrixDocument, file: Path) -> Matrix:
         exclude=doc.exclude or (),
         compare=CompareSettings(**_given(doc.compare)),
         ci=CISettings(**_given(doc.ci)),
+        launch=doc.launch or LaunchEntry(),
     )

@@ -36,6 +36,7 @@ PRESETS = ("gpt2-124m", "gpt2-355m", "gpt2-774m", "gpt2-1.5b", *FAMILY_PRESETS)
 EMBEDDED = ("tiny-gpt2",)
 SOURCES = ("embedded", "preset", "local", "hub")
 MODES = ("forkserver", "fresh")
+CLUSTERS = ("slurm", "local")  # submitit executors: `local` runs the jobs as processes here
 DTYPES = tuple(ids.DTYPE_SHORT)
 CHECKPOINT_FORMATS = tuple(ids.FORMAT_SHORT)
 PROFILES_REQUIRED = ("smoke", "default", "full")
@@ -146,6 +147,18 @@ class CompareEntry(Entry):
 class CIEntry(Entry):
     cpu_runner: f.values(f.Label) = ()  # type: ignore[valid-type]
     gpu_runner: f.values(f.Label) = ()  # type: ignore[valid-type]
+
+
+class LaunchEntry(Entry):
+    """`harness bench --launcher slurm`: one submitit job per shard (cluster local: same jobs,
+    as processes on this machine)."""
+
+    cluster: choice(CLUSTERS) = "slurm"  # type: ignore[valid-type]
+    partition: f.Label | None = None
+    gpus_per_node: f.PositiveInt | None = None
+    cpus_per_task: f.PositiveInt | None = None
+    timeout_min: f.PositiveInt = 120
+    shards: f.PositiveInt = 1
 
 
 class StackEntry(Entry):
@@ -338,6 +351,7 @@ class MatrixDocument(Entry):
     profiles: Annotated[dict[str, ProfileEntry | None], _PROFILE_NAMES]
     compare: CompareEntry | None = None
     ci: CIEntry | None = None
+    launch: LaunchEntry | None = None
 
     @field_validator("stacks", mode="before")
     @classmethod
