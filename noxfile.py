@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import paths, usage
 from harness.commands import bench as bench_cmd
-from harness.commands import bisect, ci_workflow, compare
+from harness.commands import bisect, ci_workflow, compare, load_matrix
 from harness.commands import golden as golden_cmd
 from harness.commands import report as report_cmd
 from harness.config import matrix
@@ -49,7 +49,10 @@ nox.options.sessions = ["tests", "lint"]
 
 MATRIX_PATH = Path(os.environ.get("HARNESS_MATRIX", Path(__file__).with_name("matrix.yaml")))
 # A broken matrix is the user's mistake: one line, exit 2, nothing run.
-MATRIX = usage.or_exit(lambda: matrix.load(MATRIX_PATH), matrix.MatrixError)
+# Sweeps become stacks here, from the index's cached listing (`-- --refresh` asks it again).
+MATRIX = usage.or_exit(
+    lambda: load_matrix(MATRIX_PATH, refresh="--refresh" in sys.argv), matrix.MatrixError
+)
 RUN_ID = os.environ.get("HARNESS_RUN_ID") or bench_cmd.new_run_id()
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from harness import paths, usage
+from harness.config import matrix as matrix_mod
+from harness.decide import releases
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -42,6 +44,15 @@ def add_matrix(p: argparse.ArgumentParser, help: str | None = None) -> None:  # 
     """--matrix, defaulting to $HARNESS_MATRIX or matrix.yaml."""
     default = Path(os.environ.get("HARNESS_MATRIX", paths.DEFAULT_MATRIX))
     p.add_argument("--matrix", type=Path, default=default, help=help)
+
+
+def load_matrix(path: Path, *, refresh: bool = False) -> matrix_mod.Matrix:
+    """matrix.yaml with the stacks its sweeps generate, from the index's cached listing."""
+    loaded = matrix_mod.load(path)
+    try:
+        return loaded.swept(releases.index_listing(refresh=refresh))
+    except releases.ReleasesError as exc:
+        raise usage.UsageError(f"{path}: sweeps: {exc}") from None
 
 
 def entry(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from harness import usage
-from harness.commands import bench, entry
+from harness.commands import bench, entry, load_matrix
 from harness.config import matrix as matrix_mod
 
 if TYPE_CHECKING:
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 def cells(ns: argparse.Namespace) -> int:
     try:
-        selected = matrix_mod.load(ns.matrix).cells(ns.profile, models=ns.models, stacks=ns.stacks)
+        selected = load_matrix(ns.matrix).cells(ns.profile, models=ns.models, stacks=ns.stacks)
     except matrix_mod.MatrixError as exc:
         raise usage.UsageError(str(exc)) from None
     for cell in selected:

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
+from harness.config.entry import Entry
 from harness.config.fields import Text, fail
 from harness.config.matrix import validation_problem
-from harness.config.models import Entry
 from harness.config.source import SourceError, parse, read
 
 if TYPE_CHECKING:

@@ -8,14 +8,14 @@ entries; each error's key path is mapped to its line in the YAML (source.py).
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from harness.config import ids
+from harness.config import ids, sweeps
 from harness.config.checks import CheckError, check
 from harness.config.fields import DEVICE_MAPS, got, requirement_name, unknown
 from harness.config.models import (
@@ -35,10 +35,11 @@ from harness.config.models import (
     RuleEntry,
 )
 from harness.config.source import Loc, Source, SourceError, one_line, parse, read
+from harness.config.sweeps import Sweep
 from harness.metrics import FAIL_ON_CHOICES
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from pydantic_core import ErrorDetails
 
@@ -220,6 +221,19 @@ class Matrix:
     compare: CompareSettings = CompareSettings()
     ci: CISettings = CISettings()
     launch: LaunchEntry = field(default_factory=LaunchEntry)  # --launcher slurm's jobs
+    sweeps: tuple[Sweep, ...] = ()
+
+    def swept(self, listing: Callable[[str], Iterable[str]]) -> Matrix:
+        """This matrix with the stacks its sweeps generate, after the hand-listed ones."""
+        if not self.sweeps:
+            return self
+        made = sweeps.stacks(self.sweeps, listing, known=[s.id for s in self.stacks])
+        return replace(self, stacks=(*self.stacks, *(Stack(**kw) for kw in made)))
+
+    def with_stand_ins(self) -> Matrix:
+        """One stack per sweep standing in for those it generates, to check profiles offline."""
+        extra = (Stack(f"sweep-{i}", s.python, "sweep", s.torch[0]) for i, s in enumerate(self.sweeps))  # fmt: skip  # noqa: E501
+        return replace(self, stacks=(*self.stacks, *extra))
 
     def stack(self, stack_id: str) -> Stack:
         for stack in self.stacks:
@@ -370,4 +384,5 @@ def build(doc: MatrixDocument, file: Path) -> Matrix:
         compare=CompareSettings(**_given(doc.compare)),
         ci=CISettings(**_given(doc.ci)),
         launch=doc.launch or LaunchEntry(),
+        sweeps=tuple(Sweep.of(s) for s in doc.sweeps),
     )

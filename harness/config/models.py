@@ -5,14 +5,12 @@ Rules that cross entries (ids named elsewhere, profiles that select nothing) are
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -20,13 +18,14 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
 
 from harness.config import fields as f
 from harness.config import ids
+from harness.config.entry import Entry, choice, exact_version, ref, under
+from harness.config.sweeps import SweepEntry  # noqa: TC001 - pydantic needs it at runtime
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
 
 from harness.metrics import FAIL_ON_CHOICES
 
@@ -62,48 +61,6 @@ _SOURCE_KEYS = {
 }
 
 
-def _under(at: str, check: Callable[[], T]) -> T:
-    """`check()`, run by an entry's validator; its error is moved down to the field `at`."""
-    try:
-        return check()
-    except PydanticCustomError as exc:
-        raise PydanticCustomError(
-            "harness", "{problem}", {**(exc.context or {}), "at": at}
-        ) from None
-
-
-class Entry(BaseModel):
-    """A mapping of known keys: an unknown one fails, with a "did you mean" hint."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _known_keys(cls, data: object) -> object:
-        if not isinstance(data, dict):
-            raise f.fail("expected a mapping", shown=data)
-        allowed = list(cls.model_fields)
-        for key in data:
-            if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
-                problem = f"unknown key {key!r} ({hint}allowed: {', '.join(allowed)})"
-                raise f.fail(problem, key, key=True)
-        return data
-
-
-def _choice(choices: tuple[str, ...]) -> Any:  # noqa: ANN401 - a type
-    return Annotated[str, BeforeValidator(f.choice(choices)), Field(json_schema_extra={"enum": list(choices)})]  # fmt: skip  # noqa: E501
-
-
-def _ref(what: str) -> Any:  # noqa: ANN401 - a type
-    return Annotated[str, BeforeValidator(f.text(f"a {what} id"))]
-
-
-def _version(example: str) -> Any:  # noqa: ANN401 - a type
-    return Annotated[str, BeforeValidator(f.version(example))]
-
-
 class GoldenTolerance(Entry):
     float32: f.PositiveNumber = DEFAULT_GOLDEN_TOLERANCE["float32"]
     bfloat16: f.PositiveNumber = DEFAULT_GOLDEN_TOLERANCE["bfloat16"]
@@ -113,7 +70,7 @@ class GoldenTolerance(Entry):
 class SettingsEntry(Entry):
     repeats: f.PositiveInt | None = None
     timeout_s: f.PositiveNumber | None = None
-    mode: _choice(MODES) | None = None  # type: ignore[valid-type]
+    mode: choice(MODES) | None = None  # type: ignore[valid-type]
     max_new_tokens: f.PositiveInt | None = None
     golden_tolerance: GoldenTolerance | None = None
     threads: f.PositiveInt | None = None
@@ -128,7 +85,7 @@ class CompareEntry(Entry):
     memory_floor_mb: f.NonNegative | None = None
     memory_floor_share: f.NonNegative | None = None
     min_weights_mb: f.NonNegative | None = None
-    fail_on: f.values(_choice(FAIL_ON_CHOICES)) | None = None  # type: ignore[valid-type]
+    fail_on: f.values(choice(FAIL_ON_CHOICES)) | None = None  # type: ignore[valid-type]
 
     @field_validator("min_repeats")
     @classmethod
@@ -165,9 +122,9 @@ class StackEntry(Entry):
     id: f.Id | None = None
     install: f.Bool | None = None
     python: Annotated[Any, Field(json_schema_extra={"type": "string"})]
-    transformers: _version("4.46.3") | None = None  # type: ignore[valid-type]
-    torch: _version("2.5.1") | None = None  # type: ignore[valid-type]
-    accelerate: _version("1.1.1") | None = None  # type: ignore[valid-type]
+    transformers: exact_version("4.46.3") | None = None  # type: ignore[valid-type]
+    torch: exact_version("2.5.1") | None = None  # type: ignore[valid-type]
+    accelerate: exact_version("1.1.1") | None = None  # type: ignore[valid-type]
     pins: f.values(f.Requirement_) = ()  # type: ignore[valid-type]
     find_links: f.values(f.FindLink) = ()  # type: ignore[valid-type]
     index_url: f.Url | None = None
@@ -182,7 +139,7 @@ class StackEntry(Entry):
                 raise f.fail(f'expected a version string like "{example}"', key, shown=None)
             if getattr(self, key) is None:
                 raise f.fail(f"missing required key {key!r}")
-        _under("python", lambda: f.python_version(f.text('a Python version string like "3.11"')(self.python)))  # fmt: skip  # noqa: E501
+        under("python", lambda: f.python_version(f.text('a Python version string like "3.11"')(self.python)))  # fmt: skip  # noqa: E501
         return self
 
     @field_validator("pins", mode="wrap")
@@ -204,7 +161,7 @@ class StackEntry(Entry):
                 raise f.fail(problem, key, key=True)
         if self.id is None:
             raise f.fail("an existing environment (install: false) needs an id", "id")
-        value = _under("python", lambda: f.no_control("interpreter path", f.text("the path of an interpreter")(self.python)))  # fmt: skip  # noqa: E501
+        value = under("python", lambda: f.no_control("interpreter path", f.text("the path of an interpreter")(self.python)))  # fmt: skip  # noqa: E501
         try:
             python = Path(value).expanduser()
             if not python.is_absolute():
@@ -219,7 +176,7 @@ class StackEntry(Entry):
 
 
 class ModelEntry(Entry):
-    source: _choice(SOURCES)  # type: ignore[valid-type]
+    source: choice(SOURCES)  # type: ignore[valid-type]
     prompts: Annotated[tuple[f.Prompt, ...], f.AList]
     fixture: f.Text | None = None
     preset: f.Text | None = None
@@ -244,7 +201,7 @@ class ModelEntry(Entry):
         if field is not None and getattr(self, field) is None:
             raise f.fail(f"source {self.source!r} needs the key {field!r}")
         if self.path is not None:
-            self.path = _under("path", lambda: f.folder(str(self.path), info))
+            self.path = under("path", lambda: f.folder(str(self.path), info))
         return self
 
     def location(self, name: str) -> str:
@@ -285,26 +242,26 @@ _PROFILE_NAMES = _named("invalid profile name {n}", required=PROFILES_REQUIRED)
 class AxesEntry(Entry):
     low_cpu_mem_usage: f.values(f.Lcmu) = ()  # type: ignore[valid-type]
     device_map: f.values(f.DeviceMap) = ()  # type: ignore[valid-type]
-    dtype: f.values(_choice(DTYPES)) = ()  # type: ignore[valid-type]
-    checkpoint_format: f.values(_choice(CHECKPOINT_FORMATS)) = ()  # type: ignore[valid-type]
+    dtype: f.values(choice(DTYPES)) = ()  # type: ignore[valid-type]
+    checkpoint_format: f.values(choice(CHECKPOINT_FORMATS)) = ()  # type: ignore[valid-type]
     batch: f.values(f.PositiveInt) = ()  # type: ignore[valid-type]
-    attn_implementation: f.values(_choice(ATTN_IMPLEMENTATIONS)) = ()  # type: ignore[valid-type]
-    quantization: f.values(_choice(QUANTIZATIONS)) = ()  # type: ignore[valid-type]
-    offload: f.values(_choice(OFFLOADS)) = ()  # type: ignore[valid-type]
+    attn_implementation: f.values(choice(ATTN_IMPLEMENTATIONS)) = ()  # type: ignore[valid-type]
+    quantization: f.values(choice(QUANTIZATIONS)) = ()  # type: ignore[valid-type]
+    offload: f.values(choice(OFFLOADS)) = ()  # type: ignore[valid-type]
     max_new_tokens: f.PositiveInt | None = None
 
 
 class RuleEntry(Entry):
-    stack: f.values(_ref("stack")) = ()  # type: ignore[valid-type]
-    model: f.values(_ref("model")) = ()  # type: ignore[valid-type]
+    stack: f.values(ref("stack")) = ()  # type: ignore[valid-type]
+    model: f.values(ref("model")) = ()  # type: ignore[valid-type]
     low_cpu_mem_usage: f.values(f.Lcmu) = ()  # type: ignore[valid-type]
     device_map: f.values(f.DeviceMap) = ()  # type: ignore[valid-type]
-    dtype: f.values(_choice(DTYPES)) = ()  # type: ignore[valid-type]
-    checkpoint_format: f.values(_choice(CHECKPOINT_FORMATS)) = ()  # type: ignore[valid-type]
+    dtype: f.values(choice(DTYPES)) = ()  # type: ignore[valid-type]
+    checkpoint_format: f.values(choice(CHECKPOINT_FORMATS)) = ()  # type: ignore[valid-type]
     batch: f.values(f.PositiveInt) = ()  # type: ignore[valid-type]
-    attn_implementation: f.values(_choice(ATTN_IMPLEMENTATIONS)) = ()  # type: ignore[valid-type]
-    quantization: f.values(_choice(QUANTIZATIONS)) = ()  # type: ignore[valid-type]
-    offload: f.values(_choice(OFFLOADS)) = ()  # type: ignore[valid-type]
+    attn_implementation: f.values(choice(ATTN_IMPLEMENTATIONS)) = ()  # type: ignore[valid-type]
+    quantization: f.values(choice(QUANTIZATIONS)) = ()  # type: ignore[valid-type]
+    offload: f.values(choice(OFFLOADS)) = ()  # type: ignore[valid-type]
 
     @model_validator(mode="after")
     def _not_empty(self) -> RuleEntry:
@@ -329,8 +286,8 @@ Excludes = Annotated[tuple[RuleEntry, ...], f.AList]
 
 
 class ProfileEntry(Entry):
-    models: f.values(_ref("model"), list_only=True) = ()  # type: ignore[valid-type]
-    stacks: f.values(_ref("stack"), list_only=True) = ()  # type: ignore[valid-type]
+    models: f.values(ref("model"), list_only=True) = ()  # type: ignore[valid-type]
+    stacks: f.values(ref("stack"), list_only=True) = ()  # type: ignore[valid-type]
     scenarios: AxesEntry | None = None
     repeats: f.PositiveInt | None = None
     include: Includes | None = None
@@ -343,7 +300,8 @@ class MatrixDocument(Entry):
     model_config = ConfigDict(title="matrix.yaml")
 
     settings: SettingsEntry | None = None
-    stacks: Annotated[tuple[StackEntry, ...], f.AList, Field(json_schema_extra={"minItems": 1})]
+    stacks: Annotated[tuple[StackEntry, ...], f.AList] = ()
+    sweeps: Annotated[tuple[SweepEntry, ...], f.AList] = ()
     models: Annotated[dict[str, ModelEntry], _MODEL_IDS, Field(json_schema_extra={"minProperties": 1})]  # fmt: skip  # noqa: E501
     scenarios: AxesEntry | None = None
     exclude: Excludes | None = None
@@ -353,12 +311,12 @@ class MatrixDocument(Entry):
     ci: CIEntry | None = None
     launch: LaunchEntry | None = None
 
-    @field_validator("stacks", mode="before")
-    @classmethod
-    def _some_stacks(cls, value: object) -> object:
-        if value == []:
-            raise f.fail("must list at least one stack")
-        return value
+    @model_validator(mode="after")
+    def _some_stacks(self) -> MatrixDocument:
+        if not self.stacks and not self.sweeps:
+            at = "stacks" if "stacks" in self.model_fields_set else None
+            raise f.fail("must list at least one stack or sweep", at)
+        return self
 
     @model_validator(mode="after")
     def _locations(self) -> MatrixDocument:

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from packaging.version import InvalidVersion, Version
 
+from harness import paths
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from pathlib import Path
@@ -113,3 +115,26 @@ def listing(
     data = {"package": package, "source": source, "queried_at": now, "versions": versions}
     cache.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return versions
+
+
+def index_listing(*, refresh: bool = False) -> Callable[[str], list[str]]:
+    """A package's released versions for sweeps, cached with the date they were asked for
+    under the harness cache (`--refresh` asks the index again); each package asked once."""
+    asked: dict[str, list[str]] = {}
+
+    def listed(package: str) -> list[str]:
+        if package not in asked:
+            cache = paths.cache_dir() / "releases" / f"{package}.json"
+            asked[package] = listing(package, cache, refresh=refresh)
+        return asked[package]
+
+    return listed
+
+
+def listed_at(package: str) -> str | None:
+    """When the cached listing of `package` was asked for (for the run manifest)."""
+    cache = paths.cache_dir() / "releases" / f"{package}.json"
+    try:
+        return str(json.loads(cache.read_text(encoding="utf-8"))["queried_at"])
+    except (OSError, ValueError, KeyError):
+        return None

@@ -103,7 +103,7 @@ ERRORS = [
     ),
     # -- top level keys
     pytest.param(
-        MODELS + PROFILES, 1, "(top level): missing required key 'stacks'", id="missing-stacks"
+        MODELS + PROFILES, 1, "(top level): must list at least one stack or sweep", id="missing-stacks"
     ),
     pytest.param(STACKS + PROFILES, 1, "missing required key 'models'", id="missing-models"),
     pytest.param(STACKS + MODELS, 1, "missing required key 'profiles'", id="missing-profiles"),
@@ -202,8 +202,56 @@ ERRORS = [
     pytest.param(
         "stacks: []\n" + MODELS + PROFILES,
         1,
-        "stacks: must list at least one stack",
+        "stacks: must list at least one stack or sweep",
         id="stacks-empty",
+    ),
+    pytest.param(
+        'stacks: []\nsweeps:\n  - {transformers: "4.5x", torch: ["2.13.0"], python: "3.11"}\n'
+        + MODELS
+        + PROFILES,
+        3,
+        "sweeps[0].transformers: invalid version range '4.5x'",
+        id="sweep-bad-range",
+    ),
+    pytest.param(
+        'stacks: []\nsweeps:\n  - {transformers: ">=4.44", torch: ["2.13.0"], python: "3.11", pick: {every: 0}}\n'
+        + MODELS
+        + PROFILES,
+        3,
+        "sweeps[0].pick: every: expected a positive integer, got 0",
+        id="sweep-every-zero",
+    ),
+    pytest.param(
+        'stacks: []\nsweeps:\n  - {transformers: ">=4.44", torch: ["2.13.0"], python: "3.11", pick: newest}\n'
+        + MODELS
+        + PROFILES,
+        3,
+        "sweeps[0].pick: expected one of latest-patch-per-minor, all or {every: N}, got 'newest'",
+        id="sweep-unknown-pick",
+    ),
+    pytest.param(
+        'stacks: []\nsweeps:\n  - {transformers: ">=4.44", torch: ">=2.5", python: "3.11"}\n'
+        + MODELS
+        + PROFILES,
+        3,
+        "sweeps[0].torch: expected an exact version",
+        id="sweep-torch-range",
+    ),
+    pytest.param(
+        'stacks: []\nsweeps:\n  - {transformers: ">=4.44", torch: ["2.13.0"], python: 3.11}\n'
+        + MODELS
+        + PROFILES,
+        3,
+        "sweeps[0].python:",
+        id="sweep-python-float",
+    ),
+    pytest.param(
+        'stacks: []\nsweeps:\n  - {transformers: ">=4.44", torch: ["2.13.0"], python: "3.11", tourch: 1}\n'
+        + MODELS
+        + PROFILES,
+        3,
+        "sweeps[0].tourch: unknown key 'tourch' (did you mean 'torch'?",
+        id="sweep-unknown-key",
     ),
     pytest.param(
         "stacks:\n" + MODELS + PROFILES,

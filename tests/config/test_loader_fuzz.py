@@ -1128,8 +1128,11 @@ def _(data: st.DataObject) -> Case:
 @kind("missing required top-level section")
 def _(data: st.DataObject) -> Case:
     doc = fresh()
-    del doc[data.draw(st.sampled_from(["stacks", "models", "profiles"]), label="deleted")]
-    return structural(doc, (), "missing required key", exact=True)
+    deleted = data.draw(st.sampled_from(["stacks", "models", "profiles"]), label="deleted")
+    del doc[deleted]
+    # Without stacks, sweeps alone may make a matrix: the problem is having neither.
+    problem = "must list at least one stack or sweep" if deleted == "stacks" else "missing required key"
+    return structural(doc, (), problem, exact=True)
 
 
 @kind("missing required profile")
