@@ -125,7 +125,7 @@ def _block(cell: StackCell, link: str | None) -> str:
 
 
 def _grid(grid: Grid, links: Mapping[str, str]) -> str:
-    head = "".join(f'<th scope="col">torch {e(t)}</th>' for t in grid.torch)
+    head = "".join(f'<th scope="col">{e(t)}</th>' for t in grid.torch)
     rows = []
     for tf in grid.transformers:
         tds = []
@@ -133,12 +133,13 @@ def _grid(grid: Grid, links: Mapping[str, str]) -> str:
             blocks = grid.blocks.get((tf, torch), ())
             inner = "".join(_block(c, links.get(c.stack)) for c in blocks)
             tds.append(f"<td>{inner}</td>" if blocks else '<td class="none">not run</td>')
-        rows.append(f'<tr><th scope="row">transformers {e(tf)}</th>{"".join(tds)}</tr>')
+        rows.append(f'<tr><th scope="row">{e(tf)}</th>{"".join(tds)}</tr>')
     label = e(f"{grid.model}: transformers by torch")
     return (
         f'<section class="model" data-model="{e(grid.model)}"><h2>{e(grid.model)}</h2>'
         f'<div class="scroll" role="region" aria-label="{label}" tabindex="0">'
-        f'<table class="grid"><thead><tr><th scope="col">release</th>{head}</tr></thead>'
+        f'<table class="grid"><thead><tr><th scope="col">transformers \N{DOWNWARDS ARROW} <br>'
+        f"torch \N{RIGHTWARDS ARROW}</th>{head}</tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></div></section>"
     )
 

@@ -73,7 +73,7 @@ def main() -> None:
     shutil.rmtree(HERE, ignore_errors=True)
     (HERE / "raw").mkdir(parents=True)
     ok = _records("tf4.57.6-torch2.8.0-py3.11", 1)
-    runs = {
+    runs: dict[str, list[dict[str, object]] | list[rec.Record]] = {
         "tf4.57.6-torch2.8.0-py3.11": ok,
         "tf5.5.4-torch2.5.1-py3.11": _error(_records("tf5.5.4-torch2.5.1-py3.11", 1)),
         "tf5.24.0-torch2.13.0-py3.11": _mismatch(_records("tf5.24.0-torch2.13.0-py3.11", 2)),
