@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "summary": "print a run's summary; exit 1 on failures",
     "schema": "print the JSON Schema of matrix.yaml",
     "merge": "merge the run folders of shards (or CI artifacts) into one run",
+    "history": "one cell's series across runs or releases from the results store; --add runs",
 }
 
 

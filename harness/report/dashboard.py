@@ -260,6 +260,18 @@ def render_claims(df: pd.DataFrame, claims: Sequence[Claim]) -> str:
     return _page("Loading claims, measured", body, scripts=False)
 
 
+def copy_plotly(out: Path) -> Path:
+    """plotly.min.js from the plotly package into `out` (kept if already the same size)."""
+    js = out / PLOTLY_JS
+    shipped = Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
+    if shipped.is_file():
+        if not js.is_file() or js.stat().st_size != shipped.stat().st_size:
+            shutil.copyfile(shipped, js)
+    else:
+        js.write_text(get_plotlyjs(), encoding="utf-8")
+    return js
+
+
 def write_site(
     out: Path,
     df: pd.DataFrame,
@@ -271,13 +283,7 @@ def write_site(
 ) -> tuple[Path, Path, Path]:
     """Writes index.html, claims.html and plotly.min.js into `out`; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    js = out / PLOTLY_JS
-    shipped = Path(plotly.__file__).parent / "package_data" / PLOTLY_JS
-    if shipped.is_file():
-        if not js.is_file() or js.stat().st_size != shipped.stat().st_size:
-            shutil.copyfile(shipped, js)
-    else:
-        js.write_text(get_plotlyjs(), encoding="utf-8")
+    js = copy_plotly(out)
     index = out / "index.html"
     index.write_text(render_index(df, summary, figures, slopes), encoding="utf-8")
     claims_page = out / "claims.html"

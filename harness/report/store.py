@@ -59,7 +59,8 @@ def run_times(df: pd.DataFrame, manifest: dict[str, object]) -> pd.Series[pd.Tim
     started = manifest.get("started_at")
     if isinstance(started, str):
         same = df["run_id"] == manifest.get("run_id")
-        when = when.mask(when.isna() & same, pd.to_datetime(started, utc=True, errors="coerce"))
+        manifest_time = pd.Series(pd.to_datetime(started, utc=True, errors="coerce"), df.index)
+        when = when.mask(when.isna() & same, manifest_time)
     from_id = pd.to_datetime(df["run_id"], format=RUN_ID_FORMAT, utc=True, errors="coerce")
     return when.fillna(from_id).astype("datetime64[us, UTC]")
 
@@ -166,13 +167,13 @@ def query(store: Path, sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
         con.close()
 
 
-def near(what: str, value: str, known: Iterable[str]) -> StoreError:
+def near(what: str, value: str, known: Iterable[str], where: str = "") -> StoreError:
     """Unknown `value`: the error names the closest known ones (or a few, when none is)."""
     names = sorted(set(known))
     close = difflib.get_close_matches(value, names, n=5, cutoff=0.4) or names[:5]
     more = f" (of {len(names)})" if len(names) > len(close) else ""
     listed = ", ".join(close) or "none in the store"
-    return StoreError(f"unknown {what} {value!r}; known{more}: {listed}")
+    return StoreError(f"unknown {what} {value!r}{where}; known{more}: {listed}")
 
 
 def version_key(text: object) -> tuple[int, Version | str]:
@@ -193,7 +194,7 @@ def _check(con: duckdb.DuckDBPyConnection, model: str, scenario: str, metric: st
     sql = f"SELECT DISTINCT scenario FROM {VIEW} WHERE model = ?"  # noqa: S608 - a constant
     scenarios = [str(s) for (s,) in con.execute(sql, [model]).fetchall()]
     if scenario not in scenarios:
-        raise near(f"scenario of {model}", scenario, scenarios)
+        raise near("scenario", scenario, scenarios, f" of {model}")
 
 
 SPREAD = (
@@ -226,8 +227,8 @@ def series(store: Path, model: str, scenario: str, metric: str, by: By = "run") 
         con.close()
     if by == "run":
         return df.sort_values(["x", "line"], ignore_index=True).drop(columns="run_id")
-    keys = [
+    ranks = [
         (version_key(x), version_key(line)) for x, line in zip(df["x"], df["line"], strict=True)
     ]
-    order = sorted(range(len(df)), key=keys.__getitem__)
+    order = sorted(range(len(df)), key=ranks.__getitem__)
     return df.iloc[order].reset_index(drop=True)
