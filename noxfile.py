@@ -83,6 +83,10 @@ def bench_stack_impl(session: nox.Session, stack: matrix.Stack) -> None:
     cells = bench_cmd.select(MATRIX, args, stack.id)
     if not cells:
         session.skip(f"profile {args.profile} has no cells for {stack.id}")
+    jsonl = cfg.run_dir / "raw" / f"{stack.id}.jsonl"
+    if cfg.resume and not runner.pending(cells, cfg, jsonl):
+        # A resumed sweep never installs or runs a finished stack again.
+        session.skip(f"{stack.id} finished in {cfg.run_dir}")
     usage.or_exit(lambda: bench_cmd.ensure_writable(cfg.run_dir))
     bench_cmd.write_manifest(
         cfg.run_dir, MATRIX_PATH, args, cfg.run_id, mode=cfg.mode, repeats=cfg.repeats
