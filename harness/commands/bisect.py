@@ -2,6 +2,10 @@
 
     harness bisect --good tf==4.46.3 --bad tf==4.57.6 --model tiny-gpt2 \\
         --scenario st/fp32/lcmu=false/dm=cpu --metric status [--torch 2.13.0] [--run DIR]
+    harness bisect --from-step reports/RUN --model M --scenario S --metric status
+
+--from-step takes the ends (and torch, python) from the step the run's change points find in
+that series: good = the last release before it, bad = the first on the new level.
 
 Exit codes: 0 found, 1 no single answer (the ends agree, or skipped releases hide it),
 2 bad input.
@@ -15,10 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import paths
+from harness import records as rec
 from harness.commands import add_matrix, command, entry, positive_int
 from harness.config.matrix import Cell, Matrix, MatrixError, Stack
 from harness.config.matrix import load as load_matrix
-from harness.decide import bisect, releases
+from harness.decide import bisect, changepoints, releases
 from harness.golden import store as golden
 from harness.measure import probe, runner
 
@@ -38,8 +43,9 @@ def _end(text: str) -> str:
 def parser() -> argparse.ArgumentParser:
     metrics = ", ".join(bisect.METRICS)
     p = command("bisect")
-    p.add_argument("--good", type=_end, required=True, help="tf==VERSION that behaves as before")
-    p.add_argument("--bad", type=_end, required=True, help="tf==VERSION that behaves differently")
+    p.add_argument("--good", type=_end, help="tf==VERSION that behaves as before")
+    p.add_argument("--bad", type=_end, help="tf==VERSION that behaves differently")
+    p.add_argument("--from-step", type=Path, help="run folder: the ends of its step in this series")
     p.add_argument("--model", required=True, help="a model id of matrix.yaml")
     p.add_argument("--scenario", required=True, help="e.g. st/fp32/lcmu=false/dm=cpu")
     p.add_argument("--metric", required=True, help=f"one of {metrics}")
@@ -72,11 +78,46 @@ def _threshold(ns: argparse.Namespace, matrix: Matrix) -> float:
     return matrix.compare.memory if memory else matrix.compare.time
 
 
+def from_step(ns: argparse.Namespace, matrix: Matrix) -> changepoints.ChangePoint:
+    """Sets ns.good, ns.bad, ns.torch and ns.python from the run's first step in the series."""
+    if ns.good or ns.bad:
+        raise bisect.BisectError("--from-step takes no --good/--bad: the step gives both ends")
+    run: Path = ns.from_step
+    if not (run / "raw").is_dir():
+        raise bisect.BisectError(f"{run}: not a run folder (no raw/ inside)")
+    # A golden step is bisected on the generated ids.
+    metric = "golden" if ns.metric == "output" else ns.metric
+    found = changepoints.find(rec.read_run(run), ns.model, ns.scenario, metric, matrix.compare)
+    step = found[0]
+    prev, first = step.previous_versions, step.first_versions
+    if prev is None or first is None:
+        raise bisect.BisectError(f"{changepoints.where(step)}: a stack of unknown versions")
+    if (prev.torch, prev.python) != (first.torch, first.python):
+        raise bisect.BisectError(
+            f"the step at {changepoints.where(step)} changes torch or python as well: bisect "
+            "walks transformers releases on one torch"
+        )
+    ns.good, ns.bad, ns.torch, ns.python = (
+        prev.transformers,
+        first.transformers,
+        first.torch,
+        first.python,
+    )
+    ns.metric = "output" if metric == "golden" else metric
+    more = f" (the first of {len(found)})" if len(found) > 1 else ""
+    print(f"from the step{more}: {changepoints.sentence(step)}", flush=True)
+    return step
+
+
 def build(ns: argparse.Namespace) -> tuple[probe.Spec, bisect.Plan]:
+    matrix = load_matrix(ns.matrix)
+    if ns.from_step is not None:
+        from_step(ns, matrix)
+    elif not (ns.good and ns.bad):
+        raise bisect.BisectError("expected --good and --bad (tf==VERSION), or --from-step RUN_DIR")
     if ns.metric not in bisect.METRICS:
         metrics = ", ".join(bisect.METRICS)
         raise bisect.BisectError(f"unknown metric {ns.metric!r} (one of {metrics})")
-    matrix = load_matrix(ns.matrix)
     model = matrix.model(ns.model)
     scenario = bisect.parse_scenario(
         ns.scenario, ns.max_new_tokens or matrix.settings.max_new_tokens
@@ -121,4 +162,7 @@ def run_bisect(ns: argparse.Namespace) -> int:
     return 0
 
 
-main = entry(parser, run_bisect, bisect.BisectError, MatrixError, releases.ReleasesError)
+main = entry(
+    parser, run_bisect, bisect.BisectError, MatrixError, releases.ReleasesError,
+    changepoints.ChangePointError,
+)  # fmt: skip

@@ -93,7 +93,11 @@ def noise_floor(metric: Metric, settings: CompareSettings, weights_mb: float | N
     """The smallest absolute move judged at all: compare's floor for memory, none for time."""
     if metric.category != "memory":
         return 0.0
-    return max(settings.memory_floor_mb, (weights_mb or 0.0) * settings.memory_floor_share)
+    floor_mb = max(settings.memory_floor_mb, (weights_mb or 0.0) * settings.memory_floor_share)
+    if metric.unit == "MiB":
+        return floor_mb
+    # peak_ratio is in weights: the same floor, in those units.
+    return floor_mb / weights_mb if weights_mb else 0.0
 
 
 def _threshold(metric: Metric, settings: CompareSettings) -> float:
