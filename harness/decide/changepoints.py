@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import statistics
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import ruptures as rpt
@@ -127,6 +127,10 @@ def _judge(
     return out
 
 
+def _direction(verdict: stats.Verdict) -> Direction:
+    return "better" if verdict == "better" else "worse"
+
+
 def detect(
     points: Iterable[Point],
     metric: str,
@@ -153,7 +157,7 @@ def detect(
         weak = [i for i, (_, j) in enumerate(judged) if j.verdict not in stats.CHANGES]
         if not weak:
             return [
-                Shift(b, series[b - 1][0], series[b][0], est, j.verdict, j.reason)  # type: ignore[arg-type]
+                Shift(b, series[b - 1][0], series[b][0], est, _direction(j.verdict), j.reason)
                 for b, (est, j) in zip(bkps, judged, strict=True)
             ]
         # Drop the smallest unconfirmed step: its neighbours are judged on the merged segment.
@@ -199,11 +203,11 @@ class _Series:
     versions: Mapping[str, ids.StackVersions | None]
     axis: Axis
 
-    def point(self, prev: str, first: str, **fields: object) -> ChangePoint:
+    def point(self, prev: str, first: str, **fields: Any) -> ChangePoint:  # noqa: ANN401
         return ChangePoint(
             model=self.model, scenario=self.scenario, previous_release=prev, first_release=first,
             axis=self.axis, previous_versions=self.versions[prev],
-            first_versions=self.versions[first], **fields,  # type: ignore[arg-type]
+            first_versions=self.versions[first], **fields,
         )  # fmt: skip
 
 
