@@ -34,6 +34,7 @@ from harness import paths, usage
 from harness.commands import bench as bench_cmd
 from harness.commands import bisect, ci_workflow, compare, load_matrix
 from harness.commands import golden as golden_cmd
+from harness.commands import publish as publish_cmd
 from harness.commands import report as report_cmd
 from harness.config import matrix
 from harness.golden import store as golden
@@ -174,6 +175,12 @@ def compare_session(session: nox.Session) -> None:
 def bisect_session(session: nox.Session) -> None:
     """First transformers release where a metric flips: -- --good tf==A --bad tf==B ..."""
     _call(session, bisect.main, "no single answer (see above)")
+
+
+@nox.session(python=False, default=False)
+def publish(session: nox.Session) -> None:
+    """A static site into a folder: -- [RUN_DIR ...] --out SITE_DIR (default: the store)."""
+    _call(session, publish_cmd.main, "no site (see above)")
 
 
 @nox.session(name="ci-workflow", python=False)

@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "schema": "print the JSON Schema of matrix.yaml",
     "merge": "merge the run folders of shards (or CI artifacts) into one run",
     "history": "one cell's series across runs or releases from the results store; --add runs",
+    "publish": "a static site: compatibility matrix, badge, claims, history, runs index",
 }
 
 

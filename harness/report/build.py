@@ -222,8 +222,16 @@ def build_reports(
     if not run_dirs:
         raise ReportError("no run folders given")
     records = load_records(run_dirs)
-    df = to_frame(records)
     out = out_dir if out_dir is not None else run_dirs[0]
+    raw = [d / "raw" for d in run_dirs]
+    return write_reports(records, to_frame(records), out, raw_dirs=raw, png=png)
+
+
+def write_reports(
+    records: Sequence[Record], df: pd.DataFrame, out: Path, *,
+    raw_dirs: Sequence[Path] = (), png: bool = False,
+) -> ReportPaths:  # fmt: skip
+    """Every report of records and their tidy frame (a run's, or the results store's rows)."""
     summary = summarize(df)
     parquet, csv, md = _write_tables(df, summary, out)
     figures = plots.all_figures(df, stacks=stack_order(df), models=model_order(df))
@@ -231,5 +239,5 @@ def build_reports(
         out, df, summary, figures, claims=claims.evaluate(df), slopes=plots.size_slopes(df)
     )
     pngs, note = plots.export_pngs(figures, out / "png") if png else ((), None)
-    page = compat.build_compat(records, out, raw_dirs=[d / "raw" for d in run_dirs])
+    page = compat.build_compat(records, out, raw_dirs=raw_dirs)
     return ReportPaths(out, parquet, csv, md, *site, pngs, note, page)

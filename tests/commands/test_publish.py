@@ -1,0 +1,158 @@
+"""harness publish: a static site from runs or from the results store, opened from file://."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from recordkit import DATA, DEFAULT, make_record, write_run
+
+from harness import records as rec
+from harness.commands import publish
+from harness.report import store
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+CHROMIUM = Path("/usr/bin/chromium")
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+XSS = "<img src=x onerror=alert(1)>"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+class Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[str] = []
+
+    def handle_starttag(
+        self,
+        tag: str,  # noqa: ARG002 - HTMLParser calls it so
+        attrs: list[tuple[str, str | None]],
+    ) -> None:
+        for name, value in attrs:
+            if name in ("href", "src") and value and not value.startswith(("#", "data:")):
+                self.found.append(value)
+
+
+def links(page: Path) -> list[str]:
+    parser = Links()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser.found
+
+
+def assert_self_contained(site: Path) -> None:
+    """Every link of every page is relative and lands on a file inside the site."""
+    for page in site.rglob("*.html"):
+        for href in links(page):
+            assert not re.match(r"[a-z]+:", href), (page, href)  # no http:, file:, javascript:
+            target = (page.parent / href.split("#")[0]).resolve()
+            assert target.is_relative_to(site.resolve()), (page, href)
+            assert target.exists(), (page, href)
+
+
+def test_publish_runs_builds_a_self_contained_site(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site, root = tmp_path / "site", tmp_path / "store"
+    assert publish.main([str(DEFAULT), "--out", str(site), "--store", str(root)]) == 0
+    for name in (
+        "index.html",
+        "compat.html",
+        "badge.svg",
+        "history.html",
+        "latest/index.html",
+        "latest/claims.html",
+    ):
+        assert (site / name).is_file(), name
+    assert_self_contained(site)
+    # The records the compatibility page links to were copied into the site.
+    records = rec.read_run(DEFAULT)
+    run_id = str(records[0]["run_id"])
+    copied = sorted(p.name for p in (site / "runs" / run_id / "raw").glob("*.jsonl"))
+    assert copied == sorted(p.name for p in (DEFAULT / "raw").glob("*.jsonl"))
+    # ... and added to the store, which the runs index reads.
+    assert store.query(root, "SELECT count(*) AS n FROM records")["n"][0] == len(records)
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert f'href="runs/{run_id}/raw/"' in index
+    assert str(len(records)) in index
+    assert "site:" in capsys.readouterr().out
+
+
+def test_publish_without_runs_takes_the_newest_run_of_each_stack(tmp_path: Path) -> None:
+    root, site = tmp_path / "store", tmp_path / "site"
+    old = make_record(stack_id="tf4.46.3-torch2.5.1-py3.11", run_id="20260101-000000", status="error", message="old failure")  # fmt: skip
+    new = make_record(stack_id="tf4.46.3-torch2.5.1-py3.11", run_id="20260201-000000")
+    store.ingest(write_run(tmp_path / "old", [old]), root)
+    store.ingest(write_run(tmp_path / "new", [new]), root)
+    assert publish.main(["--out", str(site), "--store", str(root)]) == 0
+    compat = (site / "compat.html").read_text(encoding="utf-8")
+    assert 'data-status="ok"' in compat
+    assert "old failure" not in compat  # the older run is history, not the current picture
+    assert "20260101-000000" in (site / "index.html").read_text(encoding="utf-8")  # still indexed
+    assert_self_contained(site)
+
+
+def test_hostile_strings_are_escaped_on_the_landing_page(tmp_path: Path) -> None:
+    root, site = tmp_path / "store", tmp_path / "site"
+    store.ingest(write_run(tmp_path / "run", [make_record(run_id=XSS)]), root)
+    assert publish.main(["--out", str(site), "--store", str(root)]) == 0
+    for page in ("index.html", "compat.html"):
+        text = (site / page).read_text(encoding="utf-8")
+        assert XSS not in text, page
+
+
+def test_an_empty_store_is_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert publish.main(["--out", str(tmp_path / "site"), "--store", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("harness: error: nothing to publish"), err
+    assert "\n" not in err
+    assert publish.main([str(tmp_path / "missing"), "--out", str(tmp_path / "s")]) == 2
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.mark.browser
+def test_the_published_site_opens_from_file_without_console_errors(
+    browser: Any, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    runs = [DEFAULT, DATA / "compat"]
+    assert publish.main([*map(str, runs), "--out", str(site), "--store", str(tmp_path / "st")]) == 0
+    for name in ("index.html", "compat.html", "history.html", "latest/index.html"):
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        problems: list[str] = []
+        page.on("console", lambda m, p=problems: p.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)  # fmt: skip
+        page.on("pageerror", lambda exc, p=problems: p.append(f"pageerror: {exc}"))
+        page.goto((site / name).as_uri())
+        page.wait_for_load_state("load")
+        assert problems == [], (name, problems)
+        if name == "index.html":
+            # The landing page links every part of the site and shows the badge it made.
+            assert (
+                page.locator("img[alt='transformers compatibility']").evaluate(
+                    "i => i.naturalWidth"
+                )
+                > 0
+            )
+            hrefs = page.locator("nav a").evaluate_all("as => as.map(a => a.getAttribute('href'))")
+            assert set(hrefs) >= {"compat.html", "history.html", "latest/index.html"}
+            DOCS.mkdir(exist_ok=True)
+            page.screenshot(path=str(DOCS / "site.png"), full_page=True)
+        page.close()
