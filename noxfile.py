@@ -11,6 +11,9 @@
 #     "plotly>=5.18",
 #     "scipy>=1.11",
 #     "pydantic>=2.6",
+#     "ruptures>=1.1",
+#     "duckdb>=1.0",
+#     "submitit>=1.5",
 # ]
 # ///
 """Thin sessions over the `harness` commands. `nox -s bench -- OPTIONS` (`harness bench --help`)
