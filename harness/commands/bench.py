@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import hashlib
@@ -290,9 +291,7 @@ def bench_existing(ns: argparse.Namespace) -> int:
     from harness.measure import progress  # noqa: PLC0415 - only this command draws progress
 
     if getattr(ns, "launcher", "local") == "slurm":
-        from harness.commands import bench_slurm  # noqa: PLC0415 - submitit: only for this
-
-        return bench_slurm.bench_launched(ns)
+        return bench_launched(ns)
     m = matrix_mod.load(ns.matrix)
     args = bench_args(ns, m)
     cfg = run_config(args, m, new_run_id())
@@ -314,8 +313,57 @@ def bench_existing(ns: argparse.Namespace) -> int:
     for batch in [plans] if args.interleave else [[p] for p in plans]:
         with progress.reporter(" + ".join(s.id for s, _, _ in batch)) as report:
             runner.run_stacks(batch, cfg, progress=report)
-    ingest_quietly(run_dir, paths.store_dir())  # history; a failure only warns
+    if not getattr(ns, "launched_shard", False):  # a launched run is stored once, merged
+        ingest_quietly(run_dir, paths.store_dir())  # history; a failure only warns
     return finish_run(run_dir, strict_golden=args.strict_golden)
+
+
+@dataclass(frozen=True)
+class ShardBench:
+    """One shard of `--launcher slurm`: this same bench, as its submitit job runs it."""
+
+    options: argparse.Namespace
+
+    def __call__(self) -> int:
+        return bench_existing(self.options)
+
+
+def bench_launched(ns: argparse.Namespace) -> int:
+    """`--launcher slurm`: the cells split as --shard splits them, a submitit job per shard
+    into RUN_DIR/shards/I-of-N (matrix.yaml launch:), then the merge into RUN_DIR."""
+    from rich.console import Console  # noqa: PLC0415 - as progress above
+
+    from harness.measure import launch  # noqa: PLC0415 - submitit: only for this
+
+    m = matrix_mod.load(ns.matrix)
+    args = bench_args(ns, m)
+    if args.shard is not None or args.resume is not None:
+        raise UsageError("--launcher slurm makes its own shards: drop --shard and --resume")
+    cells = select(m, args)
+    if all(c.stack.install for c in cells):
+        raise UsageError("no existing-environment stack (install: false) selected")
+    cfg = run_config(args, m, new_run_id())
+    run_dir, count = cfg.run_dir.resolve(), min(m.launch.shards, len(cells))  # no empty shard
+    ensure_writable(run_dir)
+    launcher = {"cluster": m.launch.cluster, "shards": count}
+    write_manifest(
+        run_dir, ns.matrix, args, cfg.run_id, mode=cfg.mode, repeats=cfg.repeats, launcher=launcher
+    )
+    point_latest(run_dir)
+    parts = []
+    for i in range(1, count + 1):
+        folder, options = run_dir / "shards" / f"{i}-of-{count}", copy.copy(ns)
+        # The run's own id, so the merged records are one run; absolute paths for the job.
+        vars(options).update(launcher="local", shard=(i, count), out=folder, refresh=False,
+                             run_id=cfg.run_id, matrix=ns.matrix.resolve(), launched_shard=True)  # fmt: skip  # noqa: E501
+        parts.append(launch.Shard(i, count, folder, ShardBench(options)))
+    console = Console(width=200)
+    failed = [f.shard.name for f in launch.launch(parts, run_dir, m.launch, console) if f.error]
+    ingest_quietly(run_dir, paths.store_dir())
+    code = finish_run(run_dir, console, strict_golden=args.strict_golden)
+    if failed:
+        print(f"shard jobs failed: {', '.join(failed)} (their stderr is above)", file=sys.stderr)
+    return 1 if failed else code
 
 
 def parser(name: str = "bench") -> usage.Parser:
