@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 EXPECTED = ("bench", "report", "compare", "bisect", "golden", "ci-workflow", "validate", "cells",
-            "summary", "schema", "merge", "history")  # fmt: skip
+            "summary", "schema", "merge", "history", "publish")  # fmt: skip
 
 
 def test_console_script_is_harness_commands_main() -> None:

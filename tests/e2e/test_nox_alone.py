@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SESSIONS = ("bench", "golden", "report", "compare", "bisect", "ci-workflow", "tests", "e2e",
-            "lint", "fuzz")  # fmt: skip
+            "lint", "fuzz", "publish")  # fmt: skip
 
 
 @pytest.mark.e2e
