@@ -93,6 +93,7 @@ def _page(title: str, body: str, *, scripts: bool) -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
         f"<title>{e(title)}</title><style>{STYLE}</style>{head_js}</head>\n<body>\n"
         '<nav><a href="index.html">Dashboard</a><a href="claims.html">Claims</a>'
+        '<a href="compat.html">Compatibility</a>'
         '<a href="summary.md">summary.md</a><a href="summary.csv">summary.csv</a>'
         '<a href="results.parquet">results.parquet</a></nav>\n'
         f"{body}\n</body></html>\n"
