@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -121,21 +122,18 @@ def _harness(*argv: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.e2e
 def test_bench_launcher_slurm_runs_real_shards_through_the_local_executor(
-    stack_python: Path, tmp_path: Path
+    stack_python: Path, tmp_path: Path, nox_bench: Any
 ) -> None:
     # `launch: {cluster: local}`: the same submitit jobs as on Slurm, as processes here.
-    from conftest import TINY_MATRIX, TINY_PROMPTS
-
-    stacks = f'  - {{id: existing, python: "{stack_python}", install: false}}'
-    text = TINY_MATRIX.format(settings="{}", stacks=stacks, prompts=json.dumps(TINY_PROMPTS))
-    matrix = tmp_path / "matrix.yaml"
-    matrix.write_text(text + "launch: {cluster: local, shards: 2, timeout_min: 30}\n")
+    bench = nox_bench(f'  - {{id: existing, python: "{stack_python}", install: false}}', "{}")
+    matrix = bench.matrix
+    matrix.write_text(matrix.read_text() + "launch: {cluster: local, shards: 2, timeout_min: 30}\n")
     run_dir = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "harness", "bench", "--matrix", str(matrix), "--profile", "smoke",
          "--launcher", "slurm", "--out", str(run_dir)],
         capture_output=True, text=True, cwd=REPO, timeout=1200, check=False,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "HARNESS_CACHE": str(tmp_path / "cache")},
+        env=bench.env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     records = rec.read_run(run_dir)
