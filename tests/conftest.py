@@ -103,6 +103,7 @@ class NoxBench:
     env: dict[str, str]
     matrix: Path
     run_dir: Path
+    env_cache: Path  # $HARNESS_CACHE: presets, the releases listing
 
 
 @pytest.fixture
@@ -119,6 +120,6 @@ def nox_bench(tmp_path: Path) -> Callable[[str, str], NoxBench]:
         # Wheels: as in stack_python, nox's harness reads uv's variables or pip's config.
         cmd = [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "-s", "bench",
                "--envdir", str(tmp_path / "envs")]  # fmt: skip
-        return NoxBench(cmd=cmd, env=env, matrix=matrix, run_dir=tmp_path / "run")
+        return NoxBench(cmd, env, matrix, tmp_path / "run", tmp_path / "cache")
 
     return make

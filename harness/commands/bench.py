@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from harness import paths, provenance, usage
 from harness import records as rec
-from harness.commands import add_matrix, checked, command, entry, positive_float, positive_int
+from harness.commands import add_matrix, checked, command, entry, load_matrix
+from harness.commands import positive_float, positive_int
 from harness.config import matrix as matrix_mod
+from harness.decide import releases
 from harness.golden import store as golden
 from harness.measure import budget, envs, runner, shards
 from harness.report.console import finish_run
@@ -86,6 +88,10 @@ def bench_options() -> usage.Parser:
     p.add_argument(
         "--interleave", action="store_true",
         help="one run of each stack in turn, so machine drift falls on all stacks alike",
+    )  # fmt: skip
+    p.add_argument(
+        "--refresh", action="store_true",
+        help="ask the index again for the releases sweeps pick (else the cached listing)",
     )  # fmt: skip
     return p
 
@@ -267,10 +273,13 @@ def write_manifest(
 ) -> None:
     path = run_dir / "run.json"
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    matrix = load_matrix(matrix_path)
+    if matrix.sweeps:  # which releases the index offered, and when it was asked
+        data["releases_listed_at"] = releases.listed_at("transformers")
     data.update(
         run_id=run_id, schema_version=rec.SCHEMA_VERSION, command=sys.argv,
         matrix=str(matrix_path), matrix_sha256=hashlib.sha256(matrix_path.read_bytes()).hexdigest(),
-        cells_sha256=cells_sha256(with_folders(matrix_mod.load(matrix_path), args.folders),
+        cells_sha256=cells_sha256(with_folders(matrix, args.folders),
                                   args.profile, args.models, args.stacks),
         model_folders=[str(f) for f in args.folders],
         profile=args.profile, models=args.models, stacks=args.stacks,
@@ -292,7 +301,7 @@ def bench_existing(ns: argparse.Namespace) -> int:
 
     if getattr(ns, "launcher", "local") == "slurm":
         return bench_launched(ns)
-    m = matrix_mod.load(ns.matrix)
+    m = load_matrix(ns.matrix, refresh=ns.refresh)
     args = bench_args(ns, m)
     cfg = run_config(args, m, new_run_id())
     run_dir = cfg.run_dir
@@ -335,7 +344,7 @@ def bench_launched(ns: argparse.Namespace) -> int:
 
     from harness.measure import launch  # noqa: PLC0415 - submitit: only for this
 
-    m = matrix_mod.load(ns.matrix)
+    m = load_matrix(ns.matrix, refresh=ns.refresh)
     args = bench_args(ns, m)
     if args.shard is not None or args.resume is not None:
         raise UsageError("--launcher slurm makes its own shards: drop --shard and --resume")
