@@ -18,8 +18,15 @@ from typing import TYPE_CHECKING, Any, cast
 
 from harness import paths, provenance, usage
 from harness import records as rec
-from harness.commands import add_matrix, checked, command, entry, load_matrix
-from harness.commands import positive_float, positive_int
+from harness.commands import (
+    add_matrix,
+    checked,
+    command,
+    entry,
+    load_matrix,
+    positive_float,
+    positive_int,
+)
 from harness.config import matrix as matrix_mod
 from harness.decide import releases
 from harness.golden import store as golden
