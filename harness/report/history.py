@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 # A mark: (model, scenario, metric, release, label), e.g. a change point's first release.
 Mark = tuple[str, str, str, str, str]
 PAGE = "history.html"
-SHOWN = tuple(m.name for m in metrics.SUMMARIZED)
+# The dashboard's results columns; `harness history` prints any metric of the registry.
+SHOWN = tuple(m.name for m in metrics.SHOWN)
 # At most this many (cell, metric, stack, run) points across runs: about 3 MB of page.
 POINT_BUDGET = 100_000
 BUCKETS = ("1 day", "7 days", "30 days", "91 days", "365 days")
@@ -125,11 +126,19 @@ LOADER = """(function () {
 })();"""
 
 
-def _present(con: duckdb.DuckDBPyConnection) -> list[str]:
-    """The shown metrics that some ok record of the store has a value of."""
+OK = "ok_records"  # the temp table `_load` fills: one scan of the store's files
+
+
+def _load(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The ok records' keys and shown metrics into memory; the shown metrics that have values."""
+    cols = ", ".join(f'"{m}"' for m in SHOWN)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {OK} AS SELECT model, scenario, stack_id, run_id, "  # noqa: S608
+        "run_time, transformers_version, coalesce(torch_version, '?') AS torch_version, "
+        f"{cols} FROM {store.VIEW} WHERE status = 'ok'"
+    )
     counts = ", ".join(f'count("{m}")' for m in SHOWN)
-    sql = f"SELECT {counts} FROM {store.VIEW} WHERE status = 'ok'"  # noqa: S608 - constants
-    row = con.execute(sql).fetchone() or ()
+    row = con.execute(f"SELECT {counts} FROM {OK}").fetchone() or ()  # noqa: S608 - constants
     return [m for m, n in zip(SHOWN, row, strict=True) if n]
 
 
@@ -139,7 +148,7 @@ def pick_bucket(con: duckdb.DuckDBPyConnection, n_metrics: int, budget: int) -> 
         x = "run_id" if bucket is None else f"time_bucket(INTERVAL '{bucket}', run_time)"
         sql = (
             f"SELECT count(*) FROM (SELECT DISTINCT model, scenario, stack_id, {x} "  # noqa: S608
-            f"FROM {store.VIEW} WHERE status = 'ok' AND run_time IS NOT NULL)"
+            f"FROM {OK} WHERE run_time IS NOT NULL)"
         )
         row = con.execute(sql).fetchone()
         if row is not None and row[0] * n_metrics <= budget:
@@ -147,33 +156,45 @@ def pick_bucket(con: duckdb.DuckDBPyConnection, n_metrics: int, budget: int) -> 
     return BUCKETS[-1]
 
 
+def _spreads(  # noqa: PLR0917 - the parts of one query
+    con: duckdb.DuckDBPyConnection, shown: Sequence[str], line: str, x: str, group: str, known: str
+) -> pd.DataFrame:
+    """Per group of the records where column `known` is, every metric's n and quartiles in
+    one pass, then one row per (group, metric)."""
+    aggs = ", ".join(
+        f'count("{m}") AS "{m}__n", quantile_cont("{m}", [0.25, 0.5, 0.75]) AS "{m}__q"'
+        for m in shown
+    )
+    rows = " UNION ALL ".join(
+        f"SELECT model, scenario, '{m}' AS metric, line, x, \"{m}__n\" AS n, runs, "  # noqa: S608
+        f'"{m}__q"[2] AS median, "{m}__q"[1] AS q1, "{m}__q"[3] AS q3 '
+        f'FROM wide WHERE "{m}__n" > 0'
+        for m in shown
+    )
+    return con.execute(
+        f"WITH wide AS MATERIALIZED (SELECT model, scenario, {line} AS line, {x} AS x, "  # noqa: S608
+        f"count(DISTINCT run_id) AS runs, {aggs} FROM {OK} WHERE {known} IS NOT NULL "
+        f"GROUP BY {group}) {rows}"
+    ).df()
+
+
 def aggregate(
     con: duckdb.DuckDBPyConnection, budget: int = POINT_BUDGET
 ) -> tuple[pd.DataFrame, pd.DataFrame, str | None]:
     """Per (model, scenario, metric, line, x): n, runs, median, q1, q3 across runs (line: the
     stack) and across releases (line: torch); and the time bucket the runs took, if any."""
-    shown = _present(con)
+    shown = _load(con)
     if not shown:
         raise store.StoreError("no ok record with a metric in the store")
-    cols = ", ".join(f'"{m}"' for m in shown)
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE long AS UNPIVOT (SELECT model, scenario, stack_id, "  # noqa: S608
-        f"run_id, run_time, transformers_version, torch_version, {cols} FROM {store.VIEW} "
-        f"WHERE status = 'ok') ON {cols} INTO NAME metric VALUE v"
-    )
     bucket = pick_bucket(con, len(shown), budget)
-    x = "min(run_time)" if bucket is None else f"time_bucket(INTERVAL '{bucket}', run_time)"
-    by = "run_id" if bucket is None else "x"
-    keys = "model, scenario, metric"
-    runs = con.execute(
-        f"SELECT {keys}, stack_id AS line, {x} AS x, {store.SPREAD} FROM long "  # noqa: S608
-        f"WHERE run_time IS NOT NULL GROUP BY {keys}, stack_id, {by}"
-    ).df()
-    releases = con.execute(
-        f"SELECT {keys}, coalesce(torch_version, '?') AS line, transformers_version AS x, "  # noqa: S608
-        f"{store.SPREAD} FROM long WHERE transformers_version IS NOT NULL "
-        f"GROUP BY {keys}, torch_version, transformers_version"
-    ).df()
+    if bucket is None:
+        x, by = "min(run_time)", "run_id"
+    else:
+        x = by = f"time_bucket(INTERVAL '{bucket}', run_time)"
+    runs = _spreads(con, shown, "stack_id", x, f"model, scenario, stack_id, {by}", "run_time")
+    group = "model, scenario, torch_version, transformers_version"
+    tf = "transformers_version"
+    releases = _spreads(con, shown, "torch_version", tf, group, tf)
     return runs, releases, bucket
 
 

@@ -1,9 +1,11 @@
 """The results store: every run's records in one Parquet dataset, queried with DuckDB.
 
-``<store>/runs/run_id=<id>/<stack>@<machine>.parquet`` holds one row per record with the
-tidy frame's columns (harness.report.tables.to_frame) plus ``run_time``, when the run
-started. Ingesting is an upsert by record identity: a run merged twice replaces its rows,
-and the shards of one run (disjoint cells, maybe one run id) add up.
+``<store>/runs/run_id=<id>/<machine>.parquet`` holds one row per record with the tidy
+frame's columns (harness.report.tables.to_frame) plus ``run_time``, when the run started.
+Ingesting is an upsert by record identity: a run merged twice replaces its rows, and the
+shards of one run (disjoint cells, maybe one run id) add up. One file per run and machine,
+not per stack: with 110 columns, the files' metadata is what a scan of many small files
+spends its time on.
 """
 
 from __future__ import annotations
@@ -35,7 +37,13 @@ VIEW = "records"  # the view `connect` creates over every file of the store
 IDENTITY = ["run_id", "machine_fingerprint", "stack_id", "cell_id", "repeat", "mode"]
 RUN_ID_FORMAT = "%Y%m%d-%H%M%S"  # harness.commands.bench.new_run_id's, for runs without times
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
-_ARROW = {"float64": pa.float64(), "Int64": pa.int64(), "boolean": pa.bool_()}
+FILTERED = ["run_id", "stack_id", "model", "scenario", "status", "run_time"]
+_ARROW = {
+    "float64": pa.float64(),
+    "Float64": pa.float64(),
+    "Int64": pa.int64(),
+    "boolean": pa.bool_(),
+}
 By = Literal["run", "release"]
 
 
@@ -50,6 +58,9 @@ class StoreWarning(UserWarning):
 def _name(text: object) -> str:
     """A file-name-safe spelling; the true value stays in the rows."""
     return _UNSAFE.sub("_", str(text)).strip("._") or "_"
+
+
+file_name = _name  # public: the published site names its run folders the same way
 
 
 def run_times(df: pd.DataFrame, manifest: dict[str, object]) -> pd.Series[pd.Timestamp]:
@@ -74,7 +85,8 @@ def to_table(df: pd.DataFrame) -> pa.Table:
         )
         for c, t in df.dtypes.items()
     )
-    return pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+    table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+    return table.replace_schema_metadata(None)  # pandas' own metadata: 14 kB a file
 
 
 def frame(run_dir: Path) -> pd.DataFrame:
@@ -93,21 +105,31 @@ def frame(run_dir: Path) -> pd.DataFrame:
     return df
 
 
+def file_for(store: Path, run: object, machine: object) -> Path:
+    return store / RUNS / f"run_id={_name(run)}" / f"{_name(machine)}.parquet"
+
+
 def write(df: pd.DataFrame, store: Path) -> int:
-    """Upsert rows into their files: one per (run, stack, machine); the newer row wins."""
-    for (run, stack, machine), rows in df.groupby(
-        ["run_id", "stack_id", "machine_fingerprint"], sort=False, dropna=False
+    """Upsert rows into their files: one per (run, machine); the newer row wins."""
+    for (run, machine), rows in df.groupby(
+        ["run_id", "machine_fingerprint"], sort=False, dropna=False
     ):
-        path = store / RUNS / f"run_id={_name(run)}" / f"{_name(stack)}@{_name(machine)}.parquet"
+        path = file_for(store, run, machine)
         if path.is_file():
             old = pq.read_table(path).to_pandas()
             rows = pd.concat([old.reindex(columns=rows.columns), rows], ignore_index=True)  # noqa: PLW2901
             rows = rows.drop_duplicates(IDENTITY, keep="last")  # noqa: PLW2901
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        pq.write_table(to_table(rows), tmp, compression="zstd")
-        tmp.replace(path)  # readers see the old file or the new one, never half of one
+        save(to_table(rows), path)
     return len(df)
+
+
+def save(table: pa.Table, path: Path) -> None:
+    """One store file, swapped in whole: readers see the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Min/max only where queries filter: with 110 columns, statistics are most of a file.
+    pq.write_table(table, tmp, compression="zstd", write_statistics=FILTERED)
+    tmp.replace(path)
 
 
 def ingest(run_dir: Path, store: Path) -> int:
