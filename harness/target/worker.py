@@ -270,7 +270,7 @@ def _block_count(path: str) -> int:
     except (OSError, ValueError):
         return 0
     keys = ("num_hidden_layers", "n_layer", "num_layers", "num_decoder_layers",
-            "encoder_layers", "decoder_layers")
+            "encoder_layers", "decoder_layers")  # fmt: skip
     return sum(int(config[k]) for k in keys if isinstance(config.get(k), int))
 
 

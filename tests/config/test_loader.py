@@ -103,7 +103,10 @@ ERRORS = [
     ),
     # -- top level keys
     pytest.param(
-        MODELS + PROFILES, 1, "(top level): must list at least one stack or sweep", id="missing-stacks"
+        MODELS + PROFILES,
+        1,
+        "(top level): must list at least one stack or sweep",
+        id="missing-stacks",
     ),
     pytest.param(STACKS + PROFILES, 1, "missing required key 'models'", id="missing-models"),
     pytest.param(STACKS + MODELS, 1, "missing required key 'profiles'", id="missing-profiles"),

@@ -33,6 +33,7 @@ from packaging.version import InvalidVersion, Version
 
 from harness.commands import cli
 from harness.config import fields, matrix, models
+from harness.config.entry import Entry
 from harness.config.matrix import MatrixError, load
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ HUB_MODEL = {"source": "hub", "repo": "gpt2", "prompts": ["hi"]}
 LOCAL_MODEL = {"source": "local", "path": "checkpoints/m", "prompts": ["hi"]}
 
 
-def fields_of(entry: type[models.Entry]) -> tuple[str, ...]:
+def fields_of(entry: type[Entry]) -> tuple[str, ...]:
     return tuple(entry.model_fields)
 
 
@@ -1131,7 +1132,9 @@ def _(data: st.DataObject) -> Case:
     deleted = data.draw(st.sampled_from(["stacks", "models", "profiles"]), label="deleted")
     del doc[deleted]
     # Without stacks, sweeps alone may make a matrix: the problem is having neither.
-    problem = "must list at least one stack or sweep" if deleted == "stacks" else "missing required key"
+    problem = (
+        "must list at least one stack or sweep" if deleted == "stacks" else "missing required key"
+    )
     return structural(doc, (), problem, exact=True)
 
 

@@ -351,7 +351,7 @@ def test_disk_offload_leaves_room_for_the_embedding_and_one_block() -> None:
     embedding, so it went wholly to disk, which 4.46.3, 4.57.6 and 5.5.4 each fail on."""
     tiny = REPO / "harness" / "fixtures" / "tiny_gpt2" / "st"
     weights = (tiny / "model.safetensors").stat().st_size
-    share = worker._cpu_share_mb({"model_path": str(tiny)}) * 1024 * 1024
+    share = worker._cpu_share_mb(job(model_path=str(tiny))) * 1024 * 1024
     embedding = 594 * 128 * 4  # wte, the largest tensor
     block = 4 * 128 * 128 * 4 + 2 * 128 * 512 * 4  # attention and MLP weights of one block
     assert embedding + block < share < weights
