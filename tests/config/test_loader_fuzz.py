@@ -33,11 +33,12 @@ from packaging.version import InvalidVersion, Version
 
 from harness.commands import cli
 from harness.config import fields, matrix, models
-from harness.config.entry import Entry
 from harness.config.matrix import MatrixError, load
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
+    from harness.config.entry import Entry
 
 REPO = Path(__file__).resolve().parents[2]
 BASE_TEXT = (REPO / "matrix.yaml").read_text(encoding="utf-8")
