@@ -942,7 +942,10 @@ def cmd_serve(args: argparse.Namespace) -> int:  # noqa: ARG001 - same signature
         else:
             reply = {"pid": pid, "exit": os.WEXITSTATUS(status)}
         control.write(json.dumps(reply) + "\n")
-    return 0
+    control.close()
+    sys.stderr.flush()
+    # Done: skip the interpreter's teardown of torch and transformers (about 1.5 s a stack).
+    os._exit(0)
 
 
 def cmd_env(args: argparse.Namespace) -> int:

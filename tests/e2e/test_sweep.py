@@ -8,12 +8,14 @@ install is compatibility data: install_error records, never an aborted sweep.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from typing import Any
 
 import pytest
 
 from harness import records as rec
+from harness.commands import report
 
 pytestmark = pytest.mark.e2e
 
@@ -53,6 +55,13 @@ def test_a_sweep_runs_each_release_and_resumes_without_repeating_one(nox_bench: 
     assert "5.24.0" in listing["versions"]
     manifest = json.loads((bench.run_dir / "run.json").read_text())
     assert manifest["releases_listed_at"] == listing["queried_at"]
+    # The compatibility page has one block per release, in the state its records give.
+    assert report.main([str(bench.run_dir)]) == 0
+    page = (bench.run_dir / "compat.html").read_text(encoding="utf-8")
+    shown = dict(
+        re.findall(r'data-stack="([^"]+)" data-model="tiny-gpt2" data-status="([^"]+)"', page)
+    )
+    assert shown == {GOOD[0]: "ok", GOOD[1]: "ok", BAD: "install_error"}
 
     # Stopped after the first release: the resumed sweep skips it before installing anything.
     (bench.run_dir / "raw" / f"{GOOD[1]}.jsonl").unlink()
