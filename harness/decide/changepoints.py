@@ -89,17 +89,6 @@ class ChangePoint:
         return ids.cell_id(self.model, self.scenario)
 
 
-def noise_floor(metric: Metric, settings: CompareSettings, weights_mb: float | None) -> float:
-    """The smallest absolute move judged at all: compare's floor for memory, none for time."""
-    if metric.category != "memory":
-        return 0.0
-    floor_mb = max(settings.memory_floor_mb, (weights_mb or 0.0) * settings.memory_floor_share)
-    if metric.unit == "MiB":
-        return floor_mb
-    # peak_ratio is in weights: the same floor, in those units.
-    return floor_mb / weights_mb if weights_mb else 0.0
-
-
 def _threshold(metric: Metric, settings: CompareSettings) -> float:
     return settings.memory if metric.category == "memory" else settings.time
 
@@ -246,7 +235,7 @@ def _numeric(series: _Series, settings: CompareSettings, machine: str = "") -> l
         if m.file_backed and weights is not None and weights < settings.min_weights_mb:
             continue  # compare judges such a model by its anonymous memory alone
         points = [(s, verdicts._values(rs, m)) for s, rs in series.stacks]  # noqa: SLF001
-        floor = noise_floor(m, settings, weights)
+        floor = verdicts.noise_floor(m, settings, weights)
         for shift in detect(points, m.name, settings=settings, floor=floor):
             est = shift.estimate
             out.append(series.point(

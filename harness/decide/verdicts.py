@@ -176,6 +176,17 @@ def _weights_mb(pair: Pair) -> float | None:
     return max(sizes) / metrics.MIB if sizes else None
 
 
+def noise_floor(metric: Metric, settings: CompareSettings, weights_mb: float | None) -> float:
+    """The smallest absolute move judged at all: compare's floor for memory, none for time."""
+    if metric.category != "memory":
+        return 0.0
+    floor_mb = max(settings.memory_floor_mb, (weights_mb or 0.0) * settings.memory_floor_share)
+    if metric.unit == "MiB":
+        return floor_mb
+    # peak_ratio is in weights: the same floor, in those units.
+    return floor_mb / weights_mb if weights_mb else 0.0
+
+
 def _metric_row(pair: Pair, metric: Metric, settings: CompareSettings) -> Row:
     vb, vc = _values(pair.base, metric), _values(pair.cand, metric)
     head = (metric.name, metric.category, metric.better)
@@ -190,8 +201,7 @@ def _metric_row(pair: Pair, metric: Metric, settings: CompareSettings) -> Row:
                   "file pages are mostly torch's own code; judged by anonymous memory")  # fmt: skip
         return pair.row(*head, verdict="n/a", reason=reason, base=statistics.median(vb),
                         candidate=statistics.median(vc), n_base=len(vb), n_candidate=len(vc))  # fmt: skip  # noqa: E501
-    share = (weights or 0.0) * settings.memory_floor_share
-    floor = max(settings.memory_floor_mb, share) if memory else 0.0
+    floor = noise_floor(metric, settings, weights)
     est = stats.estimate(vb, vc, alpha=settings.alpha, floor=floor)
     found = stats.judge(
         est,

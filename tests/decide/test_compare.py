@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pytest
+from recordkit import make_record
 
 from harness import metrics
 from harness.commands import compare as compare_cmd
@@ -733,3 +734,19 @@ def test_two_real_stacks_compare_on_tiny_gpt2(tmp_path: Path, stack_python: Path
         assert found["low"] <= found["change"] <= found["high"]
     # The same stack against itself: nothing is worse.
     assert compare_cmd.main([new.id, new.id, "--run", str(run_dir), *NO_MATRIX]) == 0
+
+
+def test_a_doubled_peak_over_the_weights_is_worse() -> None:
+    """peak_ratio is in weights, not MiB: the memory floor (MiB) is converted, so a 1x -> 2x
+    step is judged; before, an 8 MiB floor against a ratio near 1 hid every change."""
+    weights = 124_000_000 * 4 / metrics.MIB
+    jitter = (0.0, 1.0, 2.0, 3.0)
+
+    def records(stack: str, ratio: float) -> list[Record]:
+        return [make_record(stack=stack, repeat=i, peak=weights * ratio + j, output_ids=[[1, 2]], golden="match")
+                for i, j in enumerate(jitter)]  # fmt: skip
+
+    rows = verdicts.compare_records(records(A, 2.0), records(C, 1.0), CompareSettings())
+    ratio = next(r for r in rows if r.metric == "peak_ratio")
+    assert ratio.verdict == "better", ratio.reason
+    assert ratio.change == pytest.approx(-0.5, abs=0.01)
