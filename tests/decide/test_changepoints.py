@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from harness.records import Record
 
 WALK = DEFAULT.parent / "compare" / "walk"
+TRUTH = DEFAULT.parent / "sweep-truth"  # a real sweep of 4.48-4.53 on gpt2-124m
 A, B, C = "tf4.46.3-torch2.5.1-py3.11", "tf4.57.6-torch2.8.0-py3.11", "tf5.24.0-torch2.13.0-py3.11"
 NO_MATRIX = ["--matrix", "/nonexistent/matrix.yaml"]
 SEEDS = tuple(range(30))
@@ -355,3 +356,27 @@ def test_from_step_needs_a_run_whose_step_keeps_torch(
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     assert fragment in err
+
+
+def test_the_known_steps_of_a_real_4_48_to_4_53_sweep_are_at_4_51() -> None:
+    """Real records (benchmarks/sweep-truth.yaml, 3 repeats per release, torch 2.13.0 CPU):
+    FACTS.md's two loader changes of 4.51, found by the detector at the 4.51 release."""
+    records = rec.read_run(TRUTH)
+    assert sorted({str(r["transformers_version"]) for r in records}) == list(SWEEP)
+    found = changepoints.detect_all(records)
+    status = one(found, REFUSED, "status")
+    assert (status.before, status.after) == ("unsupported", "ok")
+    assert (status.previous_versions, status.first_versions) == (
+        ids.StackVersions("4.50.3", "2.13.0", "3.11"),
+        ids.StackVersions("4.51.3", "2.13.0", "3.11"),
+    )
+    ratio = one(found, DEFAULT_PATH, "peak_ratio")
+    assert ratio.first_versions is not None
+    assert ratio.first_versions.transformers == "4.51.3"
+    assert isinstance(ratio.before, float)
+    assert isinstance(ratio.after, float)
+    assert 1.8 < ratio.before < 2.2  # about twice the weights
+    assert 0.9 < ratio.after < 1.3  # about once
+    assert ratio.direction == "better"
+    # Nothing else about peak memory on the default path steps anywhere in the sweep.
+    assert [cp.first_versions for cp in found if cp.cell == DEFAULT_PATH and cp.metric == "peak_mb"] == [ratio.first_versions]  # fmt: skip
