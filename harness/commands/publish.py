@@ -42,14 +42,14 @@ def publish(ns: argparse.Namespace) -> int:
             store.merge(ns.run_dirs, root)
             records = build.load_records(copied)
             raw = [c / "raw" for c in copied]
-            build.write_reports(records, to_frame(records), out / site.LATEST, raw_dirs=raw)
-            compat.build_compat(records, out, raw_dirs=raw)
+            frame = to_frame(records)
         else:
             rows = site.latest_rows(root)
-            records = site.records_of(rows)
-            build.write_reports(records, rows, out / site.LATEST)
-            compat.build_compat(records, out)
+            records, raw, frame = site.records_of(rows), [], rows
         steps = changepoints.detect_all(records)
+        said = [changepoints.sentence(s) for s in steps]
+        build.write_reports(records, frame, out / site.LATEST, raw_dirs=raw, steps=said)
+        compat.build_compat(records, out, raw_dirs=raw)
         marks = [
             (cp.model, cp.scenario, cp.metric,
              cp.first_versions.transformers if cp.first_versions else cp.first_release,
@@ -57,7 +57,7 @@ def publish(ns: argparse.Namespace) -> int:
             for cp in steps
         ]  # fmt: skip
         history.build_history(root, out, marks)
-        index = site.write_landing(out, root, [changepoints.sentence(s) for s in steps], history=True)  # fmt: skip  # noqa: E501
+        index = site.write_landing(out, root, said, history=True)
     except (build.ReportError, site.SiteError, store.StoreError, OSError) as exc:
         raise usage.UsageError(str(exc)) from None
     print(f"site: {index}\ncompatibility: {out / 'compat.html'}\nhistory: {out / 'history.html'}")

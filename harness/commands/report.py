@@ -11,6 +11,9 @@ from harness.commands import command, entry
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Sequence
+
+    from harness.records import Record
 
 
 def parser() -> argparse.ArgumentParser:
@@ -22,10 +25,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def report(ns: argparse.Namespace) -> int:
-    from harness.report import build  # noqa: PLC0415 - pandas and plotly: only for this command
+    # pandas, plotly and ruptures: only for this command.
+    from harness.decide import changepoints  # noqa: PLC0415
+    from harness.report import build  # noqa: PLC0415
+
+    def steps(records: Sequence[Record]) -> list[str]:
+        return [changepoints.sentence(cp) for cp in changepoints.detect_all(records)]
 
     try:
-        out = build.build_reports(ns.run_dirs or [paths.REPORTS / "latest"], ns.out, png=ns.png)
+        out = build.build_reports(
+            ns.run_dirs or [paths.REPORTS / "latest"], ns.out, png=ns.png, steps=steps
+        )
     except build.ReportError as exc:
         raise usage.UsageError(str(exc)) from None
     if out.png_note:

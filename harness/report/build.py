@@ -26,7 +26,7 @@ from harness.report.tables import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Hashable, Iterable, Sequence
+    from collections.abc import Callable, Hashable, Iterable, Sequence
 
     from harness.records import Record
 
@@ -216,28 +216,35 @@ def _write_tables(df: pd.DataFrame, summary: pd.DataFrame, out: Path) -> tuple[P
 
 
 def build_reports(
-    run_dirs: Sequence[Path], out_dir: Path | None = None, *, png: bool = False
+    run_dirs: Sequence[Path],
+    out_dir: Path | None = None,
+    *,
+    png: bool = False,
+    steps: Callable[[Sequence[Record]], Sequence[str]] | None = None,
 ) -> ReportPaths:
-    """Load, summarize and write every report of the given runs; raises ReportError."""
+    """Load, summarize and write every report of the given runs; raises ReportError.
+    `steps`: the change points of the records, as sentences (the commands pass decide's)."""
     if not run_dirs:
         raise ReportError("no run folders given")
     records = load_records(run_dirs)
     out = out_dir if out_dir is not None else run_dirs[0]
     raw = [d / "raw" for d in run_dirs]
-    return write_reports(records, to_frame(records), out, raw_dirs=raw, png=png)
+    found = steps(records) if steps else ()
+    return write_reports(records, to_frame(records), out, raw_dirs=raw, png=png, steps=found)
 
 
 def write_reports(
     records: Sequence[Record], df: pd.DataFrame, out: Path, *,
-    raw_dirs: Sequence[Path] = (), png: bool = False,
+    raw_dirs: Sequence[Path] = (), png: bool = False, steps: Sequence[str] = (),
 ) -> ReportPaths:  # fmt: skip
     """Every report of records and their tidy frame (a run's, or the results store's rows)."""
     summary = summarize(df)
     parquet, csv, md = _write_tables(df, summary, out)
     figures = plots.all_figures(df, stacks=stack_order(df), models=model_order(df))
     site = dashboard.write_site(
-        out, df, summary, figures, claims=claims.evaluate(df), slopes=plots.size_slopes(df)
-    )
+        out, df, summary, figures, claims=claims.evaluate(df), slopes=plots.size_slopes(df),
+        steps=steps,
+    )  # fmt: skip
     pngs, note = plots.export_pngs(figures, out / "png") if png else ((), None)
     page = compat.build_compat(records, out, raw_dirs=raw_dirs)
     return ReportPaths(out, parquet, csv, md, *site, pngs, note, page)

@@ -194,8 +194,19 @@ def _slopes_table(slopes: pd.DataFrame) -> str:
     return table(header, rows, [False, False, True, True, True, True])
 
 
+def _steps(steps: Sequence[str]) -> str:
+    """Where metrics step along the releases (harness.decide.changepoints' sentences)."""
+    if not steps:
+        return "<p>None: no metric, status or golden verdict steps between these stacks.</p>"
+    return "<ul>" + "".join(f"<li>{e(s)}</li>" for s in steps) + "</ul>"
+
+
 def render_index(
-    df: pd.DataFrame, summary: pd.DataFrame, figures: dict[str, go.Figure], slopes: pd.DataFrame
+    df: pd.DataFrame,
+    summary: pd.DataFrame,
+    figures: dict[str, go.Figure],
+    slopes: pd.DataFrame,
+    steps: Sequence[str] = (),
 ) -> str:
     # All figures as one JSON object, safe inside a <script> data block: <, > and & only
     # occur inside JSON strings, where the \\u escapes mean the same.
@@ -220,6 +231,8 @@ def render_index(
         + _problems(df, failures=True)
         + "<h2>Refused by the library (unsupported)</h2>"
         + _problems(df, failures=False)
+        + '<h2 id="change-points">Change points</h2>'
+        + _steps(steps)
         + "".join(charts)
         + "<h2>Results</h2><p>Medians over the ok repeats; memory in MiB above the RSS "
         "just before from_pretrained.</p>"
@@ -281,12 +294,13 @@ def write_site(
     *,
     claims: Sequence[Claim],
     slopes: pd.DataFrame,
+    steps: Sequence[str] = (),
 ) -> tuple[Path, Path, Path]:
     """Writes index.html, claims.html and plotly.min.js into `out`; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
     js = copy_plotly(out)
     index = out / "index.html"
-    index.write_text(render_index(df, summary, figures, slopes), encoding="utf-8")
+    index.write_text(render_index(df, summary, figures, slopes, steps), encoding="utf-8")
     claims_page = out / "claims.html"
     claims_page.write_text(render_claims(df, claims), encoding="utf-8")
     return index, claims_page, js

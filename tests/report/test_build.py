@@ -226,3 +226,23 @@ def test_reports_build_from_any_mix_of_statuses(
     failing = sum(1 for s, _, _ in mix if s not in ("ok", "unsupported"))
     assert f"### Failures ({failing})" in paths.markdown.read_text(encoding="utf-8")
     assert len(pd.read_parquet(paths.parquet)) == len(mix)
+
+
+def test_the_dashboard_names_each_change_point_of_a_sweep(tmp_path: Path) -> None:
+    run = copy_run(SMOKE.parent / "sweep-truth", tmp_path / "run")
+    assert report_cmd.main([str(run)]) == 0
+    index = (run / "index.html").read_text(encoding="utf-8")
+    section = index.split('id="change-points"', 1)[1].split("<h2", 1)[0]
+    assert (
+        "status of gpt2-124m/st/fp32/lcmu=false/dm=cpu steps from unsupported to ok (better) "
+        "at transformers 4.51.3 (after 4.50.3)"
+    ) in section
+    assert "peak_ratio of gpt2-124m/st/fp32/lcmu=omit/dm=none steps down 46%" in section
+
+
+def test_change_point_sentences_are_text_never_markup(tmp_path: Path) -> None:
+    run = copy_run(SMOKE, tmp_path / "run")
+    build.build_reports([run], steps=lambda _: ["<img src=x onerror=alert(1)>"])
+    index = (run / "index.html").read_text(encoding="utf-8")
+    assert "<img src=x" not in index
+    assert "&lt;img src=x onerror=alert(1)&gt;" in index
