@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[2]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 XSS = "<img src=x onerror=alert(1)>"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -156,3 +160,26 @@ def test_the_published_site_opens_from_file_without_console_errors(
             DOCS.mkdir(exist_ok=True)
             page.screenshot(path=str(DOCS / "site.png"), full_page=True)
         page.close()
+
+
+@pytest.mark.browser
+def test_nox_publish_builds_a_site_chromium_opens_from_file(browser: Any, tmp_path: Path) -> None:
+    """The session users run: `nox -s publish -- RUN_DIR --out SITE_DIR`."""
+    site = tmp_path / "site"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOX_")}
+    env["HARNESS_STORE"] = str(tmp_path / "store")
+    cmd = [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "-s", "publish",
+           "--", str(DATA / "sweep-truth"), "--out", str(site)]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert_self_contained(site)
+    page = browser.new_page(viewport={"width": 390, "height": 800})  # a phone's width
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)  # fmt: skip
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.goto((site / "index.html").as_uri())
+    steps = page.locator("ul li").all_inner_texts()
+    assert any("status of gpt2-124m/st/fp32/lcmu=false/dm=cpu steps from unsupported to ok" in s and "4.51.3" in s for s in steps), steps  # fmt: skip
+    page.goto((site / "compat.html").as_uri())
+    assert page.locator("[data-stack]").count() == 6  # one block per release of the sweep
+    assert problems == []
