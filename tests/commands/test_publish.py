@@ -8,7 +8,7 @@ import subprocess
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from recordkit import DATA, DEFAULT, make_record, write_run
@@ -17,15 +17,9 @@ from harness import records as rec
 from harness.commands import publish
 from harness.report import store
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-CHROMIUM = Path("/usr/bin/chromium")
 REPO = Path(__file__).resolve().parents[2]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 XSS = "<img src=x onerror=alert(1)>"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 
 
 class Links(HTMLParser):
@@ -118,18 +112,6 @@ def test_an_empty_store_is_one_line_and_exit_2(
     assert err.startswith("harness: error: nothing to publish"), err
     assert "\n" not in err
     assert publish.main([str(tmp_path / "missing"), "--out", str(tmp_path / "s")]) == 2
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.mark.browser

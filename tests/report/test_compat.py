@@ -19,11 +19,10 @@ from harness import records as rec
 from harness.report import badge, build, compat
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Sequence
 
 COMPAT = DATA / "compat"  # ok, error (hostile message), golden mismatch, install_error
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-CHROMIUM = Path("/usr/bin/chromium")
 SVG = "{http://www.w3.org/2000/svg}"
 
 
@@ -279,21 +278,6 @@ def test_harness_report_writes_the_page_and_badge(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- real headless Chromium
-
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
-        yield chromium
-        chromium.close()
 
 
 def _open(browser: Any, page_path: Path, width: int) -> tuple[Any, list[str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import plotly
 import pytest
@@ -13,11 +13,7 @@ from recordkit import DEFAULT, HANDMADE, make_record, write_run
 
 from harness.report import build, claims, dashboard
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
 XSS = "<img src=x onerror=alert(1)>"
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 CHARTS = ("memory", "peak_ratio", "speed", "compatibility", "memory_vs_size")
 
@@ -126,22 +122,6 @@ def test_claims_page_lists_every_claim_per_version(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- real headless Chromium
-
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        # Playwright gives each launch a fresh, temporary --user-data-dir.
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
-        yield chromium
-        chromium.close()
 
 
 def _open(browser: Any, page_path: Path) -> tuple[Any, list[str]]:

@@ -5,18 +5,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 from recordkit import DEFAULT, SMOKE, make_record, write_run
 
 from harness.report import history, store
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
 XSS = '"><img src=x onerror=alert(1)>'
-CHROMIUM = Path("/usr/bin/chromium")
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 CELL = ("gpt2-124m", "st/fp32/lcmu=omit/dm=none", "peak_mb")
 MARK = (*CELL, "4.57.6", "peak steps down")
@@ -119,21 +115,6 @@ def test_hostile_names_are_text_never_markup(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- real headless Chromium
-
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=FLAGS)
-        yield chromium
-        chromium.close()
 
 
 def _drawn(page: Any) -> list[list[Any]]:
