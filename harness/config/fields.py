@@ -256,10 +256,10 @@ def _str(check: Callable[..., str]) -> Any:  # noqa: ANN401 - a type
 Text = _str(text())
 Label = _str(lambda v: no_control("label", text()(v)))
 Prompt = _str(_prompt)
-PositiveInt = Annotated[int, BeforeValidator(_number("a positive integer", int, (lambda v: v >= 1, "must be positive"))), Field(ge=1)]  # fmt: skip  # noqa: E501
-PositiveNumber = Annotated[float, BeforeValidator(_number("a positive number", float | int, _POSITIVE)), Field(gt=0)]  # fmt: skip  # noqa: E501
-Fraction = Annotated[float, BeforeValidator(_number("a positive number", float | int, _POSITIVE, (lambda v: v < 1, "expected a number between 0 and 1"))), Field(gt=0, lt=1)]  # fmt: skip  # noqa: E501
-NonNegative = Annotated[float, BeforeValidator(_number("a number >= 0", float | int, (lambda v: math.isfinite(v) and v >= 0, "must be >= 0 and finite"))), Field(ge=0)]  # fmt: skip  # noqa: E501
+PositiveInt = Annotated[int, BeforeValidator(_number("a positive integer", int, (lambda v: v >= 1, "must be positive"))), Field(json_schema_extra={"minimum": 1})]  # fmt: skip  # noqa: E501
+PositiveNumber = Annotated[float, BeforeValidator(_number("a positive number", float | int, _POSITIVE)), Field(json_schema_extra={"exclusiveMinimum": 0})]  # fmt: skip  # noqa: E501
+Fraction = Annotated[float, BeforeValidator(_number("a positive number", float | int, _POSITIVE, (lambda v: v < 1, "expected a number between 0 and 1"))), Field(json_schema_extra={"exclusiveMinimum": 0, "exclusiveMaximum": 1})]  # fmt: skip  # noqa: E501
+NonNegative = Annotated[float, BeforeValidator(_number("a number >= 0", float | int, (lambda v: math.isfinite(v) and v >= 0, "must be >= 0 and finite"))), Field(json_schema_extra={"minimum": 0})]  # fmt: skip  # noqa: E501
 Bool = Annotated[bool, BeforeValidator(_boolean)]
 Id = Annotated[str, BeforeValidator(identifier), Field(pattern=f"^{ID_RE.pattern}$")]
 Requirement_ = _str(_requirement)
