@@ -750,3 +750,15 @@ def test_a_doubled_peak_over_the_weights_is_worse() -> None:
     ratio = next(r for r in rows if r.metric == "peak_ratio")
     assert ratio.verdict == "better", ratio.reason
     assert ratio.change == pytest.approx(-0.5, abs=0.01)
+
+
+def test_a_fall_is_never_more_than_all_of_it() -> None:
+    """A slow first run in the base (the real load_s of tests/data/sweep-truth at 4.50.3 has
+    one) put the interval's end past -100%; times and sizes cannot fall below zero."""
+    base, cand = [0.40, 0.18, 0.18, 0.19, 0.18, 0.17], [0.04, 0.04, 0.05, 0.04, 0.04, 0.04]
+    est = stats.estimate(base, cand, alpha=0.05)
+    assert est.low is not None
+    assert est.high is not None
+    assert -1.0 <= est.low <= est.change <= est.high < 0
+    verdict = stats.judge(est, threshold=0.1, higher_is_better=False, alpha=0.05, min_repeats=3)
+    assert verdict.verdict == "better"
