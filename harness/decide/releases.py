@@ -117,7 +117,7 @@ def listing(
     return versions
 
 
-def index_listing(*, refresh: bool = False) -> Callable[[str], list[str]]:
+def index_listing(*, refresh: bool = False, runner: Runner = _pip) -> Callable[[str], list[str]]:
     """A package's released versions for sweeps, cached with the date they were asked for
     under the harness cache (`--refresh` asks the index again); each package asked once."""
     asked: dict[str, list[str]] = {}
@@ -125,7 +125,7 @@ def index_listing(*, refresh: bool = False) -> Callable[[str], list[str]]:
     def listed(package: str) -> list[str]:
         if package not in asked:
             cache = paths.cache_dir() / "releases" / f"{package}.json"
-            asked[package] = listing(package, cache, refresh=refresh)
+            asked[package] = listing(package, cache, refresh=refresh, runner=runner)
         return asked[package]
 
     return listed

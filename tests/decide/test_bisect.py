@@ -386,3 +386,30 @@ def test_bisect_finds_451_where_device_map_stops_needing_low_cpu_mem_usage(
     assert "first bad: transformers 4.51.0" in second
     assert "0 measured" in second
     assert time.monotonic() - again < took / 4
+
+
+def test_sweeps_read_the_cached_listing_until_refresh_asks_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARNESS_CACHE", str(tmp_path))
+    calls: list[list[str]] = []
+
+    def pip(args: list[str]) -> Any:
+        calls.append(args)
+        return completed(PIP_INDEX)
+
+    listed = releases.index_listing(runner=pip)
+    first = listed("transformers")
+    assert listed("transformers") == first  # asked once per command
+    assert len(calls) == 1
+    stamp = releases.listed_at("transformers")
+    assert stamp is not None
+
+    def offline(args: list[str]) -> Any:
+        raise AssertionError(f"the index was asked again: {args}")
+
+    assert releases.index_listing(runner=offline)("transformers") == first
+    time.sleep(0.01)
+    assert releases.index_listing(refresh=True, runner=pip)("transformers") == first
+    assert len(calls) == 2
+    assert releases.listed_at("transformers") != stamp  # the new date is kept with it
