@@ -100,16 +100,21 @@ class Sweep:
     def releases(self, listed: Iterable[str]) -> list[str]:
         """The released finals in range, in version order, thinned by `pick`."""
         spec = SpecifierSet(self.transformers)
-        found: dict[Version, str] = {}
-        for text in listed:
-            try:
-                version = Version(text)
-            except InvalidVersion:
-                continue
-            if not (version.is_prerelease or version.is_devrelease) and version in spec:
-                found.setdefault(version, text)
-        ordered = [found[v] for v in sorted(found)]
-        return pick(ordered, self.pick)
+        return pick([v for v in ordered(listed) if Version(v) in spec], self.pick)
+
+
+def ordered(versions: Iterable[str], *, pre: bool = False) -> list[str]:
+    """Valid versions, ascending, one per version (4.51 and 4.51.0 are one), finals only."""
+    seen: dict[Version, str] = {}
+    for text in versions:
+        try:
+            version = Version(text)
+        except InvalidVersion:
+            continue
+        if (version.is_prerelease or version.is_devrelease) and not pre:
+            continue
+        seen.setdefault(version, text)
+    return [seen[v] for v in sorted(seen)]
 
 
 def pick(versions: Sequence[str], how: str | int) -> list[str]:

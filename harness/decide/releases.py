@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 from packaging.version import InvalidVersion, Version
 
 from harness import paths
+from harness.config.sweeps import ordered as ordered  # noqa: PLC0414 - re-exported: bisect and its tests use it here
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Sequence
     from pathlib import Path
 
 _AVAILABLE = re.compile(r"Available versions:\s*(?P<list>[^\n]+)")
@@ -39,20 +40,6 @@ def parse(text: str) -> list[str]:
     if match is None:
         return []
     return [v.strip() for v in match["list"].split(",") if v.strip() and v.strip() != "none"]
-
-
-def ordered(versions: Iterable[str], *, pre: bool = False) -> list[str]:
-    """Valid versions, ascending, one per version (4.51 and 4.51.0 are one), finals only."""
-    seen: dict[Version, str] = {}
-    for text in versions:
-        try:
-            version = Version(text)
-        except InvalidVersion:
-            continue
-        if (version.is_prerelease or version.is_devrelease) and not pre:
-            continue
-        seen.setdefault(version, text)
-    return [seen[v] for v in sorted(seen)]
 
 
 def between(versions: Sequence[str], good: str, bad: str) -> list[str]:
