@@ -21,6 +21,7 @@ import argparse
 import gc
 import importlib
 import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -174,20 +175,15 @@ def prefault_like(pid: int) -> tuple[int, str | None]:
                 data = pagemap.read(pages * 8)
             except OSError:
                 continue
-            run_start, run_len = 0, 0
-            for index, (entry,) in enumerate(struct.iter_unpack("<Q", data)):
-                if entry >> 63:  # present in the parent's page table
-                    if run_len == 0:
-                        run_start = index
-                    run_len += 1
-                    continue
-                if run_len:
-                    populate(start + run_start * _PAGE, run_len)
-                    touched += run_len
-                    run_len = 0
-            if run_len:
-                populate(start + run_start * _PAGE, run_len)
-                touched += run_len
+            # Runs of pages present in the parent's page table (bit 63), one call per run.
+            bits = (entry >> 63 for (entry,) in struct.iter_unpack("<Q", data))
+            index = 0
+            for present, run in itertools.groupby(bits):
+                count = sum(1 for _ in run)
+                if present:
+                    populate(start + index * _PAGE, count)
+                    touched += count
+                index += count
     return touched, None
 
 
@@ -308,20 +304,16 @@ def known_rejection(
     tf = parse_version(tf_version)
     torch_v = parse_version(torch_version)
     dm = job.get("device_map")
-    keys = []  # every refusal the versions and the scenario predict, in this order
-    if dm is not None and job.get("low_cpu_mem_usage") is False and tf < (4, 51):
-        keys.append("lcmu")
-    if job["checkpoint_format"] == "bin" and tf >= (4, 52) and torch_v < (2, 6):
-        keys.append("cve")
-    if dm is not None and not has_accelerate:
-        keys.append("accelerate")
-    if dm == "cuda" and not has_cuda:
-        keys.append("cuda")
-    if job.get("quantization", "none") != "none":
-        keys.append("int8")
-    if job.get("attn_implementation", "default") != "default":
-        keys.append("attn")
-    for key in keys:
+    # Every refusal the versions and the scenario predict, in this order.
+    predicted = {
+        "lcmu": dm is not None and job.get("low_cpu_mem_usage") is False and tf < (4, 51),
+        "cve": job["checkpoint_format"] == "bin" and tf >= (4, 52) and torch_v < (2, 6),
+        "accelerate": dm is not None and not has_accelerate,
+        "cuda": dm == "cuda" and not has_cuda,
+        "int8": job.get("quantization", "none") != "none",
+        "attn": job.get("attn_implementation", "default") != "default",
+    }
+    for key in (k for k, hit in predicted.items() if hit):
         reason, types, pattern = _REFUSALS[key]
         if exc is None:
             return reason
@@ -487,10 +479,7 @@ class Run:
         self.torch = torch
         job = self.job
         # The process's environment, read once; a copy, because a GPU name may be added.
-        env: Environment = {
-            "versions": stack_env["versions"],
-            "machine": dict(stack_env["machine"]),
-        }
+        env: Environment = {**stack_env, "machine": dict(stack_env["machine"])}
         result: Result = {
             "worker_api": WORKER_API,
             "env": env,
@@ -502,9 +491,8 @@ class Run:
         result["threads"], result["interop_threads"] = _pin_threads(torch, job)
         if import_phase is not None:
             self.phases["import"] = import_phase
-        has_cuda = job.get("device_map") in ("cuda", "auto") and bool(torch.cuda.is_available())
-        self.cuda = has_cuda
-        if has_cuda:
+        self.cuda = job.get("device_map") in ("cuda", "auto") and bool(torch.cuda.is_available())
+        if self.cuda:
             env["machine"]["gpu"] = torch.cuda.get_device_name(0)
         has_accelerate = env["versions"].get("accelerate") is not None
         tf_version = transformers.__version__
@@ -524,7 +512,8 @@ class Run:
         hub = {k: v for k, v in kwargs.items() if k in ("revision", "trust_remote_code")}
         # The class comes from the model's own config: no code here per architecture.
         config = AutoConfig.from_pretrained(job["model_path"], **hub)
-        auto = auto_class(transformers, config)
+        seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+        auto = getattr(transformers, "AutoModelForSeq2SeqLM" if seq2seq else "AutoModelForCausalLM")
         result["model_type"] = getattr(config, "model_type", None)
         result["architectures"] = [str(a) for a in getattr(config, "architectures", None) or []]
         result["model_import_s"] = _import_model_class(auto, config)
@@ -534,8 +523,7 @@ class Run:
         batches = batched(tokenizer, prompts, int(job.get("batch") or 1))
         gc.collect()
         self.sampler.start()
-        baseline = self.memory.snapshot()
-        result["baseline"] = baseline
+        result["baseline"] = self.memory.snapshot()
 
         pickle_state = guard_torch_load(torch) if job["checkpoint_format"] == "bin" else None
         refused = pickle_refusal(pickle_state, job, torch.__version__)
@@ -558,7 +546,7 @@ class Run:
         if failure is not None:
             reason = known_rejection(
                 tf_version, torch.__version__, job, has_accelerate=has_accelerate,
-                has_cuda=has_cuda, exc=failure,
+                has_cuda=self.cuda, exc=failure,
             )  # fmt: skip
             result["phases"] = self.phases
             result["status"] = "unsupported" if reason else "error"
@@ -585,13 +573,16 @@ class Run:
                 if any(d in ("", name) or name.startswith(d + ".") for d in on_disk)
             )  # fmt: skip
         result["hf_device_map"] = placed or None
-        result["attn_implementation"] = _attn_implementation(model)
+        attn = getattr(getattr(model, "config", None), "_attn_implementation", None)
+        result["attn_implementation"] = attn if isinstance(attn, str) else None
         device = next(iter(params.values())).device
         if device.type == "meta":  # offloaded to disk: accelerate runs it on the main device
             on_gpu = any(isinstance(v, int) or "cuda" in str(v) for v in placed.values())
             device = torch.device("cuda:0" if on_gpu else "cpu")
 
-        pad = tokenizer.pad_token_id
+        # Greedy, for the measured batches and the warm repeat alike.
+        greedy = {"max_new_tokens": int(job["max_new_tokens"]), "do_sample": False, "num_beams": 1}
+        greedy["pad_token_id"] = tokenizer.pad_token_id
         stop = _eos_ids(model)
         outputs: list[Output] = []
         first: dict[str, Any] = {}  # the first batch's inputs, on the device: generated warm
@@ -611,10 +602,7 @@ class Run:
                 t0 = time.perf_counter()
                 out = model.generate(
                     **inputs,
-                    max_new_tokens=int(job["max_new_tokens"]),
-                    do_sample=False,
-                    num_beams=1,
-                    pad_token_id=pad,
+                    **greedy,
                     output_scores=True,
                     return_dict_in_generate=True,
                     streamer=streamer if index == 0 else None,
@@ -658,8 +646,7 @@ class Run:
         started = self._begin("warm")
         with torch.inference_mode():
             warm = _PhaseStreamer(lambda: None)
-            model.generate(**first, max_new_tokens=int(job["max_new_tokens"]), do_sample=False,
-                           num_beams=1, pad_token_id=pad, streamer=warm)  # fmt: skip
+            model.generate(**first, **greedy, streamer=warm)
             ended = time.perf_counter()
         self._end("warm", started)
         result["warm_tokens_per_s"] = _rate(result["new_tokens"], warm.decode_from, ended)
@@ -721,22 +708,17 @@ def count_connections() -> list[int]:
     import socket  # noqa: PLC0415 - only here
 
     counter = [0]
-    original, original_ex = socket.socket.connect, socket.socket.connect_ex
 
-    def counted(sock: socket.socket) -> None:
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            counter[0] += 1
+    def counted(original: Any) -> Any:
+        def call(self: socket.socket, address: Any) -> Any:
+            if self.family in (socket.AF_INET, socket.AF_INET6):
+                counter[0] += 1
+            return original(self, address)
 
-    def connect(self: socket.socket, address: Any) -> None:
-        counted(self)
-        original(self, address)
+        return call
 
-    def connect_ex(self: socket.socket, address: Any) -> int:
-        counted(self)
-        return original_ex(self, address)
-
-    socket.socket.connect = connect  # type: ignore[method-assign, assignment]
-    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign, assignment]
+    for name in ("connect", "connect_ex"):
+        setattr(socket.socket, name, counted(getattr(socket.socket, name)))
     return counter
 
 
@@ -765,12 +747,6 @@ def remote_code_refusal(job: Job) -> str | None:
     names = ", ".join(sorted({str(v).split("--")[-1] for v in auto_map.values()}))
     return (f"the model's config names custom code ({names}); it runs only with "
             "trust_remote_code: true in the model's matrix entry")  # fmt: skip
-
-
-def auto_class(transformers_mod: Any, config: Any) -> Any:
-    """AutoModelForSeq2SeqLM for an encoder-decoder config, else AutoModelForCausalLM."""
-    seq2seq = bool(getattr(config, "is_encoder_decoder", False))
-    return getattr(transformers_mod, "AutoModelForSeq2SeqLM" if seq2seq else "AutoModelForCausalLM")
 
 
 def _import_model_class(auto: Any, config: Any) -> float:
@@ -802,12 +778,6 @@ def _pin_threads(torch_mod: Any, job: Job) -> tuple[int, int]:
         except RuntimeError:  # already set in this process (a fork-server child): recorded
             pass
     return torch_mod.get_num_threads(), torch_mod.get_num_interop_threads()
-
-
-def _attn_implementation(model: Any) -> str | None:
-    config = getattr(model, "config", None)
-    found = getattr(config, "_attn_implementation", None)
-    return found if isinstance(found, str) else None
 
 
 def _one_line(exc: BaseException) -> str:
