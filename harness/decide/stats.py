@@ -1,18 +1,7 @@
 """Two sets of repeats, one number each: the relative change of medians, its interval, a verdict.
 
-Built for the 3 to 10 repeats a benchmark affords, with no assumption about the noise:
-
-* the p-value is an exact permutation test of the Mann-Whitney U statistic (every split of the
-  pooled repeats; ties are handled exactly, where scipy's own test falls back to a normal
-  approximation);
-* the interval is the distribution-free one for a shift (Hodges-Lehmann): order statistics of
-  the pairwise differences, at the rank the exact U distribution gives, relative to the base's
-  median (or the floor);
-* where the repeats cannot reach 1 - alpha at all (3 vs 3 at 95%: the smallest two-sided p is
-  2/20 = 0.1) there is no interval and the verdict is `uncertain`, saying how many are needed.
-
-A percentile bootstrap was used before: with 3 vs 3 its interval is the min/max range, which
-calls noise a change about one time in ten.
+An exact permutation test of Mann-Whitney U and the Hodges-Lehmann interval at the rank the exact
+U distribution gives, built for 3 to 10 repeats (README: "Statistics for the 3 to 10 repeats").
 """
 
 from __future__ import annotations
@@ -44,8 +33,7 @@ CHANGES: tuple[Verdict, ...] = ("better", "worse")
 
 @dataclass(frozen=True)
 class Estimate:
-    """Medians of both sides, the relative change and its (1 - alpha) interval (None: the
-    repeats are too few for that confidence)."""
+    """Medians, the relative change and its (1 - alpha) interval (None: too few repeats)."""
 
     base: float
     candidate: float
@@ -130,7 +118,7 @@ def estimate(
     return Estimate(*medians, change, low, high, p_value, len(base), len(candidate))
 
 
-def judge(
+def judge(  # noqa: PLR0911 - one return per reason a verdict gives
     est: Estimate,
     *,
     threshold: float,
@@ -146,32 +134,24 @@ def judge(
     if floor and abs(est.candidate - est.base) < floor:
         return Judgement("same", f"moves by less than {floor:.3g} in absolute terms")
     if est.low is None or est.high is None:
-        return _uncertain(est, alpha)
+        return Judgement(
+            "uncertain",
+            f"{n} vs {m} repeats cannot reach {1 - alpha:.0%} confidence (smallest exact p "
+            f"{smallest_p(n, m):.3g}); run {repeats_needed(alpha)} or more per side",
+        )
     # "harm" > 0 means the candidate is worse, whichever way the metric points.
     sign = -1.0 if higher_is_better else 1.0
     low, high = sorted((sign * est.low, sign * est.high))
     interval = f"{1 - alpha:.0%} CI {est.low:+.1%} .. {est.high:+.1%}"
     if -threshold <= low and high <= threshold:
         return Judgement("same", f"{interval} lies within +-{threshold:.0%}")
-    crosses = low <= threshold and high >= -threshold
+    if low <= threshold and high >= -threshold:
+        return Judgement("uncertain", f"{interval} crosses the +-{threshold:.0%} threshold")
     # Ties can widen what the ranks allow: the exact test must reach alpha as well.
-    if crosses or (est.p_value is not None and est.p_value > alpha):
-        return _uncertain(est, alpha, f"{interval} crosses the +-{threshold:.0%} threshold" if crosses else None)  # fmt: skip  # noqa: E501
+    if est.p_value is not None and est.p_value > alpha:
+        return Judgement(
+            "uncertain", f"{interval}, but the exact rank test gives p={est.p_value:.3g}"
+        )
     verdict: Verdict = "worse" if low > threshold else "better"
     p = f", exact p={est.p_value:.3g}" if est.p_value is not None else ""
     return Judgement(verdict, f"{interval} beyond +-{threshold:.0%}{p}")
-
-
-def _uncertain(est: Estimate, alpha: float, reason: str | None = None) -> Judgement:
-    """No interval at 1 - alpha, one across the threshold, or a rank test short of alpha."""
-    if reason:
-        return Judgement("uncertain", reason)
-    n, m = est.n_base, est.n_candidate
-    if est.low is None or est.high is None:
-        return Judgement(
-            "uncertain",
-            f"{n} vs {m} repeats cannot reach {1 - alpha:.0%} confidence (smallest exact p "
-            f"{smallest_p(n, m):.3g}); run {repeats_needed(alpha)} or more per side",
-        )
-    interval = f"{1 - alpha:.0%} CI {est.low:+.1%} .. {est.high:+.1%}"
-    return Judgement("uncertain", f"{interval}, but the exact rank test gives p={est.p_value:.3g}")
