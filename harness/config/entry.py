@@ -56,3 +56,21 @@ def ref(what: str) -> Any:  # noqa: ANN401 - a type
 
 def exact_version(example: str) -> Any:  # noqa: ANN401 - a type
     return Annotated[str, BeforeValidator(f.version(example))]
+
+
+def python_key(value: object) -> str:
+    """A `python:` key as a version; run by an entry's validator, so a problem is the key's."""
+    check = f.text('a Python version string like "3.11"')
+    return under("python", lambda: f.python_version(check(value)))
+
+
+class InstallKeys(Entry):
+    """What a stack or a sweep installs besides transformers and torch. Listed first among
+    a subclass's bases: pydantic orders fields from the last base on, so these keys follow
+    the subclass's own in messages and in the schema."""
+
+    accelerate: exact_version("1.1.1") | None = None  # type: ignore[valid-type]
+    pins: f.values(f.Requirement_) = ()  # type: ignore[valid-type]
+    find_links: f.values(f.FindLink) = ()  # type: ignore[valid-type]
+    index_url: f.Url | None = None
+    torch_backend: f.TorchBackend | None = None

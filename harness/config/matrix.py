@@ -35,13 +35,14 @@ from harness.config.models import (
     RuleEntry,
 )
 from harness.config.source import Loc, Source, SourceError, one_line, parse, read
-from harness.config.sweeps import Sweep
 from harness.metrics import FAIL_ON_CHOICES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from pydantic_core import ErrorDetails
+
+    from harness.config.sweeps import SweepEntry
 
 __all__ = [
     "AXES", "CHECKPOINT_FORMATS", "DEFAULT_AXES", "DEFAULT_GOLDEN_TOLERANCE", "DEVICE_MAPS",
@@ -221,7 +222,7 @@ class Matrix:
     compare: CompareSettings = CompareSettings()
     ci: CISettings = CISettings()
     launch: LaunchEntry = field(default_factory=LaunchEntry)  # --launcher slurm's jobs
-    sweeps: tuple[Sweep, ...] = ()
+    sweeps: tuple[SweepEntry, ...] = ()
 
     def swept(self, listing: Callable[[str], Iterable[str]]) -> Matrix:
         """This matrix with the stacks its sweeps generate, after the hand-listed ones."""
@@ -384,5 +385,5 @@ def build(doc: MatrixDocument, file: Path) -> Matrix:
         compare=CompareSettings(**_given(doc.compare)),
         ci=CISettings(**_given(doc.ci)),
         launch=doc.launch or LaunchEntry(),
-        sweeps=tuple(Sweep.of(s) for s in doc.sweeps),
+        sweeps=doc.sweeps,
     )

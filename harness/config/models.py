@@ -21,7 +21,7 @@ from pydantic import (
 
 from harness.config import fields as f
 from harness.config import ids
-from harness.config.entry import Entry, choice, exact_version, ref, under
+from harness.config.entry import Entry, InstallKeys, choice, exact_version, python_key, ref, under
 from harness.config.sweeps import SweepEntry  # noqa: TC001 - pydantic needs it at runtime
 
 if TYPE_CHECKING:
@@ -118,18 +118,15 @@ class LaunchEntry(Entry):
     shards: f.PositiveInt = 1
 
 
-class StackEntry(Entry):
+class _StackKeys(Entry):
     id: f.Id | None = None
     install: f.Bool | None = None
     python: Annotated[Any, Field(json_schema_extra={"type": "string"})]
     transformers: exact_version("4.46.3") | None = None  # type: ignore[valid-type]
     torch: exact_version("2.5.1") | None = None  # type: ignore[valid-type]
-    accelerate: exact_version("1.1.1") | None = None  # type: ignore[valid-type]
-    pins: f.values(f.Requirement_) = ()  # type: ignore[valid-type]
-    find_links: f.values(f.FindLink) = ()  # type: ignore[valid-type]
-    index_url: f.Url | None = None
-    torch_backend: f.TorchBackend | None = None
 
+
+class StackEntry(InstallKeys, _StackKeys):
     @model_validator(mode="after")
     def _by_kind(self, info: ValidationInfo) -> StackEntry:
         if self.install is False:
@@ -139,7 +136,7 @@ class StackEntry(Entry):
                 raise f.fail(f'expected a version string like "{example}"', key, shown=None)
             if getattr(self, key) is None:
                 raise f.fail(f"missing required key {key!r}")
-        under("python", lambda: f.python_version(f.text('a Python version string like "3.11"')(self.python)))  # fmt: skip  # noqa: E501
+        python_key(self.python)
         return self
 
     @field_validator("pins", mode="wrap")
@@ -239,7 +236,7 @@ _MODEL_IDS = _named(
 _PROFILE_NAMES = _named("invalid profile name {n}", required=PROFILES_REQUIRED)
 
 
-class AxesEntry(Entry):
+class _AxisKeys(Entry):
     low_cpu_mem_usage: f.values(f.Lcmu) = ()  # type: ignore[valid-type]
     device_map: f.values(f.DeviceMap) = ()  # type: ignore[valid-type]
     dtype: f.values(choice(DTYPES)) = ()  # type: ignore[valid-type]
@@ -248,21 +245,18 @@ class AxesEntry(Entry):
     attn_implementation: f.values(choice(ATTN_IMPLEMENTATIONS)) = ()  # type: ignore[valid-type]
     quantization: f.values(choice(QUANTIZATIONS)) = ()  # type: ignore[valid-type]
     offload: f.values(choice(OFFLOADS)) = ()  # type: ignore[valid-type]
+
+
+class AxesEntry(_AxisKeys):
     max_new_tokens: f.PositiveInt | None = None
 
 
-class RuleEntry(Entry):
+class _RuleKeys(Entry):
     stack: f.values(ref("stack")) = ()  # type: ignore[valid-type]
     model: f.values(ref("model")) = ()  # type: ignore[valid-type]
-    low_cpu_mem_usage: f.values(f.Lcmu) = ()  # type: ignore[valid-type]
-    device_map: f.values(f.DeviceMap) = ()  # type: ignore[valid-type]
-    dtype: f.values(choice(DTYPES)) = ()  # type: ignore[valid-type]
-    checkpoint_format: f.values(choice(CHECKPOINT_FORMATS)) = ()  # type: ignore[valid-type]
-    batch: f.values(f.PositiveInt) = ()  # type: ignore[valid-type]
-    attn_implementation: f.values(choice(ATTN_IMPLEMENTATIONS)) = ()  # type: ignore[valid-type]
-    quantization: f.values(choice(QUANTIZATIONS)) = ()  # type: ignore[valid-type]
-    offload: f.values(choice(OFFLOADS)) = ()  # type: ignore[valid-type]
 
+
+class RuleEntry(_AxisKeys, _RuleKeys):  # pydantic orders fields from the last base: stack first
     @model_validator(mode="after")
     def _not_empty(self) -> RuleEntry:
         if not self.model_fields_set:

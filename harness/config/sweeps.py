@@ -7,16 +7,15 @@ passes in (harness/decide/releases.py asks pip and caches it), so config stays o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
-from pydantic import BeforeValidator, Field, ValidationInfo, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from harness.config import fields as f
 from harness.config import ids
-from harness.config.entry import Entry, exact_version, under
+from harness.config.entry import Entry, InstallKeys, exact_version, python_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -62,40 +61,20 @@ Pick = Annotated[
 ]
 
 
-class SweepEntry(Entry):
-    """One sweep: transformers releases in a range, crossed with the listed torch releases."""
-
+class _SweepKeys(Entry):
     transformers: Range
     torch: f.values(exact_version("2.13.0"))  # type: ignore[valid-type]
     python: Annotated[Any, Field(json_schema_extra={"type": "string"})]
     pick: Pick = DEFAULT_PICK
-    accelerate: exact_version("1.1.1") | None = None  # type: ignore[valid-type]
-    pins: f.values(f.Requirement_) = ()  # type: ignore[valid-type]
-    find_links: f.values(f.FindLink) = ()  # type: ignore[valid-type]
-    index_url: f.Url | None = None
-    torch_backend: f.TorchBackend | None = None
+
+
+class SweepEntry(InstallKeys, _SweepKeys):
+    """One sweep: transformers releases in a range, crossed with the listed torch releases."""
 
     @model_validator(mode="after")
-    def _python(self, info: ValidationInfo) -> SweepEntry:  # noqa: ARG002 - pydantic's signature
-        self.python = under("python", lambda: f.python_version(f.text('a Python version string like "3.11"')(self.python)))  # fmt: skip  # noqa: E501
+    def _python(self) -> SweepEntry:
+        self.python = python_key(self.python)
         return self
-
-
-@dataclass(frozen=True)
-class Sweep:
-    transformers: str
-    torch: tuple[str, ...]
-    python: str
-    pick: str | int = DEFAULT_PICK
-    accelerate: str | None = None
-    pins: tuple[str, ...] = ()
-    find_links: tuple[str, ...] = ()
-    index_url: str | None = None
-    torch_backend: str | None = None
-
-    @classmethod
-    def of(cls, entry: SweepEntry) -> Sweep:
-        return cls(**entry.model_dump())
 
     def releases(self, listed: Iterable[str]) -> list[str]:
         """The released finals in range, in version order, thinned by `pick`."""
@@ -133,7 +112,7 @@ def pick(versions: Sequence[str], how: str | int) -> list[str]:
 
 
 def stacks(
-    sweeps: Sequence[Sweep], listing: Callable[[str], Iterable[str]], known: Iterable[str] = ()
+    sweeps: Sequence[SweepEntry], listing: Callable[[str], Iterable[str]], known: Iterable[str] = ()
 ) -> list[dict[str, Any]]:
     """The stacks the sweeps generate, as Stack keyword arguments, oldest release first; ids
     already in `known` (a stack listed by hand) are left out."""
@@ -146,6 +125,6 @@ def stacks(
                 if stack_id in taken:
                     continue
                 taken.add(stack_id)
-                kept = {k: v for k, v in sweep.__dict__.items() if k not in ("transformers", "torch", "pick")}  # fmt: skip  # noqa: E501
+                kept = sweep.model_dump(exclude={"transformers", "torch", "pick"})
                 out.append({"id": stack_id, "transformers": tf, "torch": torch, **kept})
     return out

@@ -21,13 +21,9 @@ MODELS = "models:\n  tiny-gpt2: {source: embedded, prompts: [hi]}\n"
 PROFILES = "profiles: {smoke: {}, default: {}, full: {}}\n"
 
 
-def sweep(**kw: object) -> sweeps.Sweep:
-    base: dict[str, object] = {
-        "transformers": ">=4.48,<5.3",
-        "torch": ("2.13.0",),
-        "python": "3.11",
-    }
-    return sweeps.Sweep(**{**base, **kw})  # type: ignore[arg-type]
+def sweep(**kw: object) -> sweeps.SweepEntry:
+    base: dict[str, object] = {"transformers": ">=4.48,<5.3", "torch": ["2.13.0"], "python": "3.11"}
+    return sweeps.SweepEntry.model_validate({**base, **kw})
 
 
 def test_latest_patch_per_minor_is_the_default() -> None:
@@ -51,11 +47,11 @@ def test_all_keeps_every_final_in_range_in_version_order() -> None:
     ],
 )
 def test_every_n_keeps_both_ends(every: int, expected: list[str]) -> None:
-    assert sweep(transformers=">=4.50,<4.52", pick=every).releases(LISTED) == expected
+    assert sweep(transformers=">=4.50,<4.52", pick={"every": every}).releases(LISTED) == expected
 
 
 def test_stacks_cross_torch_and_skip_hand_listed_ids() -> None:
-    two = sweep(transformers=">=5.1,<5.3", torch=("2.5.1", "2.13.0"))
+    two = sweep(transformers=">=5.1,<5.3", torch=["2.5.1", "2.13.0"])
     hand = ids.stack_id("5.1.0", "2.5.1", "3.11")
     made = sweeps.stacks([two], lambda _: LISTED, known=[hand])
     assert [m["id"] for m in made] == [
