@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 
     from harness.records import Record
 
-NUMERIC = metrics.NUMERIC  # every numeric field a bisect may follow
-
 
 @dataclass(frozen=True)
 class Measurement:
@@ -56,7 +54,8 @@ def reduce(
 ) -> Measurement:
     worst = max(records, key=lambda r: (metrics.STATUSES.index(r["status"]), r["repeat"]))
     ok = [r for r in records if r["status"] == "ok"]
-    value = _median(rec.numbers(r.get(metric) for r in ok)) if metric in NUMERIC else None
+    numbers = rec.numbers(r.get(metric) for r in ok) if metric in metrics.NUMERIC else []
+    value = statistics.median(numbers) if numbers else None
     output = tuple(tuple(ids) for ids in ok[0]["output_ids"]) if ok else None
     return Measurement(version=version, status=worst["status"], message=worst.get("message") or "",
                        value=value, output=output, runs=len(records), cached=cached,
@@ -128,7 +127,3 @@ def measure(spec: Spec, version: str, host: str) -> Measurement:
         if not spec.keep_envs:
             shutil.rmtree(venv, ignore_errors=True)
     return reduce(version, records, spec.metric, cached=False, seconds=time.monotonic() - started)
-
-
-def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None

@@ -51,13 +51,6 @@ def record_install_error(
     return records
 
 
-def to_record(cfg: RunConfig, attempted: Attempted) -> rec.Record:
-    return rec.build_record(
-        run_id=cfg.run_id, cell=attempted.cell, repeat=attempted.repeat, mode=cfg.mode,
-        outcome=attempted.outcome, env=attempted.stack_env,
-    )  # fmt: skip
-
-
 def recorded(
     cfg: RunConfig, stack: Stack, attempted: Iterable[Attempted]
 ) -> Iterator[tuple[Attempted, rec.Record]]:
@@ -65,7 +58,11 @@ def recorded(
     raw = cfg.run_dir / "raw"
     hashes: dict[str, str | None] = {}  # the weights' sha256 on ok records, once per model
     for one in attempted:
-        record, model = to_record(cfg, one), one.cell.model
+        record = rec.build_record(
+            run_id=cfg.run_id, cell=one.cell, repeat=one.repeat, mode=cfg.mode,
+            outcome=one.outcome, env=one.stack_env,
+        )  # fmt: skip
+        model = one.cell.model
         if record["status"] == "ok":
             if model.id not in hashes:
                 hashes[model.id] = golden.weights_sha256(weight_files(model, cfg.cache_dir))

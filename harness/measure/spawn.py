@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from harness.metrics import Status
     from harness.target.contract import Result
 
-WORKER = paths.WORKER
 # -I keeps the script's folder off sys.path, so harness/ never shadows a stdlib module in the
 # target environment. -u: unbuffered.
 ISOLATED = ("-I", "-u")
@@ -94,7 +93,7 @@ class ForkServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [str(self.python), *ISOLATED, str(WORKER), "serve"], stdin=subprocess.PIPE,
+            [str(self.python), *ISOLATED, str(paths.WORKER), "serve"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=self.log, env=self.env, start_new_session=True,
         )  # fmt: skip
         self._buffer = b""
@@ -124,8 +123,7 @@ class ForkServer:
                     return None
                 self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
-        data: dict[str, Any] = json.loads(line)
-        return data
+        return cast("dict[str, Any]", json.loads(line))
 
     def run(self, job: Path, out: Path, timeout_s: float) -> Exit:
         if not self.alive():
@@ -200,7 +198,7 @@ def run_fresh(
     budget: Budget | None = None,
 ) -> Exit:
     """A fresh interpreter per run; under a budget it joins the cap before exec, imports too."""
-    cmd = [str(python), *ISOLATED, str(WORKER), "run", "--job", str(job), "--out", str(out)]
+    cmd = [str(python), *ISOLATED, str(paths.WORKER), "run", "--job", str(job), "--out", str(out)]
     if budget is not None:
         cmd = budget.wrap(cmd)
     proc = subprocess.Popen(
