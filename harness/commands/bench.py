@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import json
 import os
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 UsageError = usage.UsageError
-REPORTS = paths.REPORTS
 # A folder given to --models has no prompts in matrix.yaml: it gets these.
 FOLDER_PROMPTS = ("The quick brown fox",)
 
@@ -228,7 +228,7 @@ def run_config(args: BenchArgs, matrix: matrix_mod.Matrix, run_id: str) -> runne
     run_id = args.run_id or run_id
     return runner.RunConfig(
         run_id=run_id,
-        run_dir=run_dir_for(args, run_id),
+        run_dir=args.out if args.out is not None else paths.REPORTS / run_id,
         # Capped runs are charged from their first page on: a fresh interpreter each.
         mode="fresh" if args.memory_budget or args.fit else args.mode or matrix.settings.mode,
         timeout_s=args.timeout_s or matrix.settings.timeout_s,
@@ -260,19 +260,15 @@ def new_run_id(now: dt.datetime | None = None) -> str:
     return now.strftime("%Y%m%d-%H%M%S")
 
 
-def run_dir_for(args: BenchArgs, run_id: str) -> Path:
-    return args.out if args.out is not None else REPORTS / run_id
-
-
 def point_latest(run_dir: Path) -> None:
     """reports/latest -> the newest run, swapped atomically with a rename."""
     run_dir = run_dir.resolve()
-    if run_dir.parent != REPORTS.resolve():
+    if run_dir.parent != paths.REPORTS.resolve():
         return
-    tmp = REPORTS / f".latest.{os.getpid()}"
+    tmp = paths.REPORTS / f".latest.{os.getpid()}"
     tmp.unlink(missing_ok=True)
     tmp.symlink_to(run_dir.name)
-    tmp.replace(REPORTS / "latest")
+    tmp.replace(paths.REPORTS / "latest")
 
 
 def write_manifest(
@@ -311,10 +307,8 @@ def bench_existing(ns: argparse.Namespace) -> int:
     m = load_matrix(ns.matrix, refresh=ns.refresh)
     args = bench_args(ns, m)
     cfg = run_config(args, m, new_run_id())
+    _start(ns, args, cfg)
     run_dir = cfg.run_dir
-    ensure_writable(run_dir)
-    write_manifest(run_dir, ns.matrix, args, cfg.run_id, mode=cfg.mode, repeats=cfg.repeats)
-    point_latest(run_dir)
     plans = []
     for stack in m.stacks:
         cells = select(m, args, stack.id)
@@ -334,14 +328,13 @@ def bench_existing(ns: argparse.Namespace) -> int:
     return finish_run(run_dir, strict_golden=args.strict_golden)
 
 
-@dataclass(frozen=True)
-class ShardBench:
-    """One shard of `--launcher slurm`: this same bench, as its submitit job runs it."""
-
-    options: argparse.Namespace
-
-    def __call__(self) -> int:
-        return bench_existing(self.options)
+def _start(ns: argparse.Namespace, args: BenchArgs, cfg: runner.RunConfig, **extra: object) -> None:
+    """Before measuring: the run folder checked writable, its manifest, reports/latest."""
+    ensure_writable(cfg.run_dir)
+    write_manifest(
+        cfg.run_dir, ns.matrix, args, cfg.run_id, mode=cfg.mode, repeats=cfg.repeats, **extra
+    )
+    point_latest(cfg.run_dir)
 
 
 def bench_launched(ns: argparse.Namespace) -> int:
@@ -359,20 +352,18 @@ def bench_launched(ns: argparse.Namespace) -> int:
     if all(c.stack.install for c in cells):
         raise UsageError("no existing-environment stack (install: false) selected")
     cfg = run_config(args, m, new_run_id())
-    run_dir, count = cfg.run_dir.resolve(), min(m.launch.shards, len(cells))  # no empty shard
-    ensure_writable(run_dir)
-    launcher = {"cluster": m.launch.cluster, "shards": count}
-    write_manifest(
-        run_dir, ns.matrix, args, cfg.run_id, mode=cfg.mode, repeats=cfg.repeats, launcher=launcher
-    )
-    point_latest(run_dir)
+    cfg = dataclasses.replace(cfg, run_dir=cfg.run_dir.resolve())
+    count = min(m.launch.shards, len(cells))  # no empty shard
+    _start(ns, args, cfg, launcher={"cluster": m.launch.cluster, "shards": count})
+    run_dir = cfg.run_dir
     parts = []
     for i in range(1, count + 1):
         folder, options = run_dir / "shards" / f"{i}-of-{count}", copy.copy(ns)
         # The run's own id, so the merged records are one run; absolute paths for the job.
         vars(options).update(launcher="local", shard=(i, count), out=folder, refresh=False,
                              run_id=cfg.run_id, matrix=ns.matrix.resolve(), launched_shard=True)  # fmt: skip  # noqa: E501
-        parts.append(launch.Shard(i, count, folder, ShardBench(options)))
+        # What the submitit job runs: this same bench, on its shard.
+        parts.append(launch.Shard(i, count, folder, functools.partial(bench_existing, options)))
     console = Console(width=200)
     failed = [f.shard.name for f in launch.launch(parts, run_dir, m.launch, console) if f.error]
     ingest_quietly(run_dir, paths.store_dir())
