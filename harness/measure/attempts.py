@@ -1,8 +1,6 @@
 """Run the attempts of one stack: workers started, timeouts and caps enforced, fit searched.
-
 Every (cell, repeat) comes back as one `Attempted`, a crash, hang or kill included; records
-are the pipeline's job (harness.measure.runner).
-"""
+are the pipeline's job (harness.measure.runner)."""
 
 from __future__ import annotations
 

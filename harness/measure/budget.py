@@ -1,10 +1,6 @@
-"""Host side: a hard memory cap on one worker process and its children.
-
-Enforcement, strongest first: a child cgroup of our own (v2 or v1; the kernel's OOM killer
-ends the worker at the cap), a transient `systemd-run --user --scope`, or a watchdog thread
-summing the tree's RSS (best effort, see harness.measure.watchdog). Memory touched before
-joining a cgroup stays charged where it was, so `wrap()` joins before exec.
-"""
+"""Host side: a hard memory cap on one worker process and its children. Strongest first: a child
+cgroup of our own (v2 or v1; the kernel's OOM killer ends the worker at the cap), a transient
+`systemd-run --user --scope`, or a watchdog thread summing the tree's RSS (best effort)."""
 
 from __future__ import annotations
 
@@ -171,7 +167,8 @@ class Budget:
     def wrap(self, cmd: Sequence[str]) -> list[str]:
         """An argv that runs `cmd` under the cap (unchanged for the watchdog: see started())."""
         if self.procs_file is not None:
-            # The shell joins the group, then execs: the worker is capped from its first page.
+            # Memory touched before joining stays charged where it was: the shell joins the
+            # group, then execs, so the worker is capped from its first page.
             return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.procs_file), *cmd]
         if self.method == "systemd-run":
             return [

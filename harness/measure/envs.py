@@ -1,8 +1,6 @@
-"""How one stack's environment is installed: pins, indexes, torch backend, wheel sources.
-
-uv reads its own UV_* variables but not pip's configuration: without those, `pip config list`
-is asked and its find-links are passed to uv, so a wheelhouse set up for pip works for uv too.
-"""
+"""How one stack's environment is installed: pins, indexes, torch backend, wheel sources. uv reads
+its UV_* variables but not pip's configuration: without those, `pip config list`'s find-links are
+passed to uv, so a wheelhouse set up for pip works for uv too."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""Fit search: the smallest memory cap under which `run_once(cap_bytes)` still succeeds.
-
-Assumes success is monotonic in the cap; bisects geometrically (caps span orders of
-magnitude) until the smallest success is within `rel_tol` of the largest failure.
-`run_once` returns False only for a budget kill; any other failure should raise.
-"""
+"""Fit search: the smallest memory cap under which `run_once(cap_bytes)` still succeeds (assumed
+monotonic in the cap), bisected geometrically until within `rel_tol` of the largest failure.
+`run_once` returns False only for a budget kill; any other failure should raise."""
 
 from __future__ import annotations
 
@@ -74,7 +71,7 @@ def fit(run_once: Callable[[int], bool], lo: int, hi: int, rel_tol: float = 0.05
         return FitResult("fits_at_lo", lo, None, rel_tol, tuple(trials))
     good, bad = hi, lo
     while good > bad * (1 + rel_tol):
-        mid = round(math.sqrt(good * bad))
+        mid = round(math.sqrt(good * bad))  # geometric: caps span orders of magnitude
         if not bad < mid < good:  # a gap of a byte or two: nothing left to split
             break
         if attempt(mid):

@@ -1,11 +1,6 @@
-"""A Hugging Face Hub model in the user's local cache, resolved on the host before a run.
-
-The cache layout is the hub client's (`models--org--name/refs/<branch|tag>` holds a commit
-sha, `snapshots/<sha>/` the files). Resolving it here means the worker loads a local folder:
-no network call and no retry can be timed as loading, and the record can say which commit
-it measured. A model that is not in the cache goes to from_pretrained as a repo id, with
-the user's HF_HUB_OFFLINE deciding whether it may download.
-"""
+"""A Hub model in the user's local cache, resolved on the host: the worker loads a local folder
+(no network call is timed as loading) and the record names the commit. A model not in the cache
+goes to from_pretrained as a repo id; the user's HF_HUB_OFFLINE decides whether it downloads."""
 
 from __future__ import annotations
 
@@ -35,6 +30,7 @@ def cache_root(environ: dict[str, str] | None = None) -> Path:
 def snapshot(repo: str, revision: str | None, root: Path | None = None) -> Snapshot | None:
     """The cached snapshot of `repo` at `revision` (a branch, a tag or a commit sha; None:
     main), or None when the cache does not hold it."""
+    # The hub client's layout: refs/<branch|tag> holds a commit sha, snapshots/<sha>/ the files.
     base = (root or cache_root()) / f"models--{repo.replace('/', '--')}"
     wanted = revision or "main"
     if SHA_RE.fullmatch(wanted):

@@ -1,11 +1,6 @@
-"""`harness bench --launcher slurm`: one submitit job per shard, each writing its own run folder,
-then the wait (one line per finished shard) and the merge of every shard's records into the run
-folder, by the same code as the generated workflow's merge step (shards.merge_runs).
-
-A failed job is reported with the tail of its stderr; its records so far, and every other
-shard's, are merged all the same. matrix.yaml's `launch: {cluster: local}` runs the same jobs
-through submitit's LocalExecutor, as processes on this machine (the tests use it).
-"""
+"""`harness bench --launcher slurm`: a submitit job per shard, a line per finished shard, and the
+merge of every shard's records (a failed one's too) by the workflow's own merge, shards.merge_runs.
+`launch: {cluster: local}` runs the same jobs as processes on this machine (the tests use it)."""
 
 from __future__ import annotations
 
