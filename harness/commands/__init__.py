@@ -42,10 +42,15 @@ def command(name: str, *parents: argparse.ArgumentParser) -> usage.Parser:
     return usage.Parser(prog=f"harness {name}", description=COMMANDS[name], parents=list(parents))
 
 
-def add_matrix(p: argparse.ArgumentParser, help: str | None = None) -> None:  # noqa: A002
-    """--matrix, defaulting to $HARNESS_MATRIX or matrix.yaml."""
+def add_matrix(
+    p: argparse.ArgumentParser,
+    help: str | None = None,  # noqa: A002
+    name: str = "--matrix",
+    nargs: str | None = None,
+) -> None:
+    """--matrix (or the argument `name`), defaulting to $HARNESS_MATRIX or matrix.yaml."""
     default = Path(os.environ.get("HARNESS_MATRIX", paths.DEFAULT_MATRIX))
-    p.add_argument("--matrix", type=Path, default=default, help=help)
+    p.add_argument(name, type=Path, default=default, help=help, nargs=nargs)
 
 
 def load_matrix(path: Path, *, refresh: bool = False) -> matrix_mod.Matrix:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from harness.commands import command, entry
@@ -12,9 +11,9 @@ if TYPE_CHECKING:
 
 
 def schema(_: argparse.Namespace) -> int:
-    from harness.config.schema import matrix_json_schema  # noqa: PLC0415 - only this command
+    from harness.config.schema import schema_text  # noqa: PLC0415 - only this command
 
-    print(json.dumps(matrix_json_schema(), indent=2))
+    print(schema_text(), end="")  # as committed in matrix.schema.json
     return 0
 
 

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import paths
-from harness.commands import command, entry
+from harness.commands import add_matrix, command, entry
 from harness.config import matrix as matrix_mod
 
 if TYPE_CHECKING:
@@ -16,14 +13,7 @@ if TYPE_CHECKING:
 
 def parser() -> argparse.ArgumentParser:
     p = command("validate")
-    default = Path(os.environ.get("HARNESS_MATRIX", paths.DEFAULT_MATRIX))
-    p.add_argument(
-        "matrix",
-        nargs="?",
-        type=Path,
-        default=default,
-        help="default: $HARNESS_MATRIX, else matrix.yaml",
-    )
+    add_matrix(p, "default: $HARNESS_MATRIX, else matrix.yaml", "matrix", nargs="?")
     return p
 
 
