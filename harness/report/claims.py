@@ -10,7 +10,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import pandas as pd
-from packaging.version import InvalidVersion, Version
+
+from harness.report.tables import version_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -61,18 +62,6 @@ class Claim:
 
 def _is(version: str, prefix: str) -> bool:
     return version == prefix or version.startswith(prefix + ".")
-
-
-def _versions(df: pd.DataFrame) -> list[str]:
-    found = {str(v) for v in df["transformers_version"].dropna().unique()}
-
-    def key(v: str) -> tuple[int, Version | str]:
-        try:
-            return (0, Version(v))
-        except InvalidVersion:
-            return (1, v)
-
-    return sorted(found, key=key)
 
 
 def _big_ok(df: pd.DataFrame) -> pd.DataFrame:
@@ -283,7 +272,7 @@ CHECKS = (
 
 
 def evaluate(df: pd.DataFrame) -> tuple[Claim, ...]:
-    versions = _versions(df)
+    versions = sorted({str(v) for v in df["transformers_version"].dropna()}, key=version_key)
     return tuple(
         replace(claim, findings=tuple(
             Finding(v, *verdict(df.loc[df["transformers_version"] == v])) for v in versions

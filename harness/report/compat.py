@@ -27,7 +27,7 @@ from harness.report.compat_cells import (
     works,
 )
 from harness.report.dashboard import e
-from harness.report.tables import plural
+from harness.report.tables import plural, short
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -87,16 +87,12 @@ table.scen{border-collapse:collapse;font-size:12px;margin:4px 0;background:#fff}
 """ + "".join(f".{css_class(s)}{{--c:{_colour(s)}}}" for s in STATES)
 
 
-def _short(text: str, limit: int = MESSAGE_CHARS) -> str:
-    one_line = " ".join(text.split())
-    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
-
-
 def _scenarios(cell: StackCell) -> str:
     rows = "".join(
         f'<tr data-scenario="{e(s.scenario)}" data-status="{e(s.state)}">'
         f"<td><code>{e(s.scenario)}</code></td><td>{e(s.statuses)}</td>"
-        f'<td>{e(s.golden or "-")}</td><td class="msg">{e(_short(s.reason))}</td></tr>'
+        f"<td>{e(s.golden or '-')}</td>"
+        f'<td class="msg">{e(short(s.reason, MESSAGE_CHARS))}</td></tr>'
         for s in cell.scenarios
     )
     head = "<tr><th>scenario</th><th>runs</th><th>golden</th><th>message</th></tr>"
@@ -106,7 +102,7 @@ def _scenarios(cell: StackCell) -> str:
 def _block(cell: StackCell, link: str | None) -> str:
     count = f"{cell.ok}/{cell.total}"
     every = "the only scenario" if cell.total == 1 else f"all {cell.total} scenarios"
-    title = _short(cell.reason) if cell.state != "ok" else f"ok: {every}"
+    title = short(cell.reason, MESSAGE_CHARS) if cell.state != "ok" else f"ok: {every}"
     why = f'<p class="why">{e(title)}</p>' if cell.state != "ok" else ""
     records = f'<a href="{e(link)}">records</a> · ' if link else ""
     data = (

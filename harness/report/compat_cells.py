@@ -16,7 +16,7 @@ from packaging.version import InvalidVersion, Version
 from harness import metrics
 from harness.config import ids
 from harness.report import badge
-from harness.report.tables import golden_note
+from harness.report.tables import golden_note, version_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -150,14 +150,6 @@ def stack_cells(records: Iterable[Record]) -> list[StackCell]:
     return [_stack_cell(m, s, rs) for (m, s), rs in sorted(groups.items(), key=key)]
 
 
-def release_key(text: str) -> tuple[int, Version, str]:
-    """Releases oldest first; what is not a version (e.g. "?") goes last."""
-    try:
-        return (0, Version(text), text)
-    except InvalidVersion:
-        return (1, Version("0"), text)
-
-
 @dataclass(frozen=True)
 class Grid:
     """One model's table: transformers releases (rows) by torch releases (columns)."""
@@ -175,8 +167,8 @@ def grids(cells: Sequence[StackCell]) -> list[Grid]:
         blocks: dict[tuple[str, str], list[StackCell]] = {}
         for c in mine:  # already in stack order
             blocks.setdefault((c.transformers, c.torch), []).append(c)
-        rows = sorted({c.transformers for c in mine}, key=release_key)
-        cols = sorted({c.torch for c in mine}, key=release_key)
+        rows = sorted({c.transformers for c in mine}, key=version_key)
+        cols = sorted({c.torch for c in mine}, key=version_key)
         out.append(Grid(model, tuple(rows), tuple(cols),
                         {k: tuple(v) for k, v in blocks.items()}))  # fmt: skip
     return out
@@ -207,7 +199,7 @@ class Works:
 
 
 def works(cells: Sequence[StackCell]) -> Works:
-    releases = sorted({c.transformers for c in cells} - {UNKNOWN}, key=release_key)
+    releases = sorted({c.transformers for c in cells} - {UNKNOWN}, key=version_key)
     working = [r for r in releases if all(c.state == "ok" for c in cells if c.transformers == r)]
     return Works(tuple(releases), tuple(working))
 

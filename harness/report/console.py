@@ -68,12 +68,6 @@ def print_summary(records: Sequence[Mapping[str, Any]], console: Console | None 
     console.print("records: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
 
 
-def _list(console: Console, rows: Sequence[Record], head: str, tail: str = "") -> None:
-    for r in rows[:20]:
-        line = f"  {head}: {{stack_id}} {{cell_id}} #{{repeat}}{tail}".format_map(r)
-        console.print(line, markup=False)
-
-
 def finish_run(
     run_dir: Path, console: Console | None = None, *, strict_golden: bool = False
 ) -> int:
@@ -85,7 +79,10 @@ def finish_run(
         return 1
     print_summary(records, console)
     bad = rec.failed(records)
-    _list(console, bad, "{status}", ": {message}")
+    for r in bad[:20]:
+        console.print(
+            "  {status}: {stack_id} {cell_id} #{repeat}: {message}".format_map(r), markup=False
+        )
     verdicts = golden.counts(records)
     tally = ", ".join(f"{k} {v}" for k, v in sorted(verdicts.items()))
     console.print("golden: " + (tally or "none"))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from harness.report.dashboard import e
 from harness.report.tables import golden_note, per_machine
 
 if TYPE_CHECKING:
@@ -28,10 +29,6 @@ STATES = (
     ("timeout", "#a50026"), ("killed", "#67001f"), ("install_error", "#542788"),
 )  # fmt: skip
 STATE_RANK = {label: i for i, (label, _) in enumerate(STATES)}
-
-
-def _esc(value: object) -> str:
-    return "" if value is None else html.escape(str(value))
 
 
 def empty(fig: go.Figure, text: str) -> go.Figure:
@@ -73,16 +70,16 @@ class _Cell:
 
     def text(self) -> str:
         lines = [
-            _esc(self.stack),
-            _esc(self.cell_id),
-            "status: " + ", ".join(f"{_esc(s)}: {n}" for s, n in self.statuses.items()),
-            f"state: {_esc(self.state)}",
+            e(self.stack),
+            e(self.cell_id),
+            "status: " + ", ".join(f"{e(s)}: {n}" for s, n in self.statuses.items()),
+            f"state: {e(self.state)}",
         ]
         if self.goldens:
-            lines.append("golden: " + ", ".join(_esc(g) for g in self.goldens))
-        lines += [f"message: {_esc(m[:300])}" for m in self.messages[:3]]
+            lines.append("golden: " + ", ".join(e(g) for g in self.goldens))
+        lines += [f"message: {e(m[:300])}" for m in self.messages[:3]]
         notes = [n for n in map(golden_note, self.details[:3]) if n]
-        lines += [f"golden: {_esc(n[:300])}" for n in notes[:1]]
+        lines += [f"golden: {e(n[:300])}" for n in notes[:1]]
         return "<br>".join(lines)
 
 
@@ -116,7 +113,7 @@ def compatibility_heatmap(
         grid = [[(st, sc, cells.get((model, st, sc))) for sc in scenarios] for st in stacks]
         z = [[None if c is None else index[c.state] for _, _, c in row] for row in grid]
         text = [
-            [c.text() if c else f"{_esc(st)}<br>{_esc(sc)}<br>not run" for st, sc, c in row]
+            [c.text() if c else f"{e(st)}<br>{e(sc)}<br>not run" for st, sc, c in row]
             for row in grid
         ]
         fig.add_trace(go.Heatmap(z=z, x=[html.escape(s) for s in scenarios],

@@ -16,6 +16,7 @@ import numpy as np
 from harness import metrics
 from harness.report import dashboard, store
 from harness.report.dashboard import e
+from harness.report.tables import version_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -244,10 +245,10 @@ def page_data(
         c: sorted({str(v) for df in both for v in df[c]}) for c in ("model", "scenario", "metric")
     }
     names["metric"] = [m for m in SHOWN if m in names["metric"]]
-    stacks = sorted({str(v) for v in runs["line"]}, key=store.version_key)
-    torches = sorted({str(v) for v in releases["line"]}, key=store.version_key)
+    stacks = sorted({str(v) for v in runs["line"]}, key=version_key)
+    torches = sorted({str(v) for v in releases["line"]}, key=version_key)
     shown = {str(v) for v in releases["x"]} | {m[3] for m in marks}
-    versions = sorted(shown, key=store.version_key)
+    versions = sorted(shown, key=version_key)
     runs = runs.assign(x=runs["x"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
     times = sorted({str(v) for v in runs["x"]})
     index = {c: {v: i for i, v in enumerate(names[c])} for c in names}

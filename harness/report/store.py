@@ -21,7 +21,6 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from packaging.version import InvalidVersion, Version
 
 from harness import metrics
 from harness import records as rec
@@ -55,12 +54,9 @@ class StoreWarning(UserWarning):
     """The store could not take a run; the run's own records are untouched."""
 
 
-def _name(text: object) -> str:
-    """A file-name-safe spelling; the true value stays in the rows."""
+def file_name(text: object) -> str:
+    """A file-name-safe spelling (the site's run folders too); the true value stays in the rows."""
     return _UNSAFE.sub("_", str(text)).strip("._") or "_"
-
-
-file_name = _name  # public: the published site names its run folders the same way
 
 
 def run_times(df: pd.DataFrame, manifest: dict[str, object]) -> pd.Series[pd.Timestamp]:
@@ -106,7 +102,7 @@ def frame(run_dir: Path) -> pd.DataFrame:
 
 
 def file_for(store: Path, run: object, machine: object) -> Path:
-    return store / RUNS / f"run_id={_name(run)}" / f"{_name(machine)}.parquet"
+    return store / RUNS / f"run_id={file_name(run)}" / f"{file_name(machine)}.parquet"
 
 
 def write(df: pd.DataFrame, store: Path) -> int:
@@ -198,14 +194,6 @@ def near(what: str, value: str, known: Iterable[str], where: str = "") -> StoreE
     return StoreError(f"unknown {what} {value!r}{where}; known{more}: {listed}")
 
 
-def version_key(text: object) -> tuple[int, Version | str]:
-    """Versions in version order (4.9 before 4.10); unreadable ones last, by text."""
-    try:
-        return (0, Version(str(text).split("+")[0]))
-    except InvalidVersion:
-        return (1, str(text))
-
-
 def _check(con: duckdb.DuckDBPyConnection, model: str, scenario: str, metric: str) -> None:
     if metric not in metrics.METRICS:
         raise near("metric", metric, metrics.NUMERIC)
@@ -249,8 +237,7 @@ def series(store: Path, model: str, scenario: str, metric: str, by: By = "run") 
         con.close()
     if by == "run":
         return df.sort_values(["x", "line"], ignore_index=True).drop(columns="run_id")
-    ranks = [
-        (version_key(x), version_key(line)) for x, line in zip(df["x"], df["line"], strict=True)
-    ]
+    key = tables.version_key
+    ranks = [(key(x), key(line)) for x, line in zip(df["x"], df["line"], strict=True)]
     order = sorted(range(len(df)), key=ranks.__getitem__)
     return df.iloc[order].reset_index(drop=True)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
+from packaging.version import InvalidVersion, Version
 
 from harness import metrics
 from harness import records as rec
@@ -21,7 +22,7 @@ from harness.config import ids
 from harness.golden.store import describe
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
     from harness.records import Record
 
@@ -189,14 +190,10 @@ def spreads(
     numbers of both `summarize` and the console summary (harness.report.console)."""
     ok = df.loc[df["status"] == "ok"]
     groups = ok.groupby(list(keys), sort=False)[[m.name for m in metrics.SUMMARIZED]]
-    compute: dict[str, Callable[[], pd.DataFrame]] = {
-        "median": groups.median,
-        "min": groups.min,
-        "max": groups.max,
-        "q1": lambda: groups.quantile(0.25),
-        "q3": lambda: groups.quantile(0.75),
+    quartiles = {"q1": 0.25, "q3": 0.75}
+    return {
+        s: groups.quantile(quartiles[s]) if s in quartiles else getattr(groups, s)() for s in stats
     }
-    return {stat: compute[stat]() for stat in stats}
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
@@ -272,6 +269,20 @@ def number(value: object, digits: int, missing: str = "-") -> str:
     if not isinstance(value, (int, float)) or math.isnan(value):
         return missing
     return f"{value:.{digits}f}"
+
+
+def version_key(text: object) -> tuple[int, Version, str]:
+    """Versions in version order (4.9 before 4.10), local labels aside; the rest last, by text."""
+    try:
+        return (0, Version(str(text).split("+")[0]), str(text))
+    except InvalidVersion:
+        return (1, Version("0"), str(text))
+
+
+def short(text: str, limit: int) -> str:
+    """One line, cut to `limit` characters with an ellipsis."""
+    one_line = " ".join(text.split())
+    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "\N{HORIZONTAL ELLIPSIS}"
 
 
 def plural(n: int, word: str) -> str:
