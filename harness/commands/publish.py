@@ -48,8 +48,9 @@ def publish(ns: argparse.Namespace) -> int:
             records, raw, frame = site.records_of(rows), [], rows
         steps = changepoints.detect_all(records)
         said = [changepoints.sentence(s) for s in steps]
-        build.write_reports(records, frame, out / site.LATEST, raw_dirs=raw, steps=said)
-        compat.build_compat(records, out, raw_dirs=raw)
+        # One compatibility page, the site's: the dashboard in latest/ links up to it.
+        page = compat.build_compat(records, out, raw_dirs=raw)
+        build.write_reports(records, frame, out / site.LATEST, steps=said, compat_page=page)
         marks = [
             (cp.model, cp.scenario, cp.metric,
              cp.first_versions.transformers if cp.first_versions else cp.first_release,
@@ -57,10 +58,10 @@ def publish(ns: argparse.Namespace) -> int:
             for cp in steps
         ]  # fmt: skip
         history.build_history(root, out, marks)
-        index = site.write_landing(out, root, said, history=True)
+        index = site.write_landing(out, root, said)
     except (build.ReportError, site.SiteError, store.StoreError, OSError) as exc:
         raise usage.UsageError(str(exc)) from None
-    print(f"site: {index}\ncompatibility: {out / 'compat.html'}\nhistory: {out / 'history.html'}")
+    print(f"site: {index}\ncompatibility: {page}\nhistory: {out / 'history.html'}")
     print(f"change points: {len(steps)}; open {index.as_uri()}")
     return 0
 

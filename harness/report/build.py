@@ -20,6 +20,7 @@ from harness.report.tables import (
     model_order,
     number,
     plural,
+    short,
     stack_order,
     summarize,
     to_frame,
@@ -81,10 +82,7 @@ def md_cell(text: object, limit: int = MESSAGE_CHARS) -> str:
     """Record text made safe for a table cell: no HTML, no pipes, one line."""
     if text is None or (isinstance(text, float) and math.isnan(text)):
         return ""
-    one_line = " ".join(str(text).split())
-    if len(one_line) > limit:
-        one_line = one_line[: limit - 1] + "…"
-    return html.escape(one_line, quote=False).replace("|", "\\|")
+    return html.escape(short(str(text), limit), quote=False).replace("|", "\\|")
 
 
 def _spread(row: dict[Hashable, Any], metric: str) -> str:
@@ -236,15 +234,19 @@ def build_reports(
 def write_reports(
     records: Sequence[Record], df: pd.DataFrame, out: Path, *,
     raw_dirs: Sequence[Path] = (), png: bool = False, steps: Sequence[str] = (),
+    compat_page: Path | None = None,
 ) -> ReportPaths:  # fmt: skip
-    """Every report of records and their tidy frame (a run's, or the results store's rows)."""
+    """Every report of records and their tidy frame (a run's, or the results store's rows).
+    `compat_page`: a compatibility page already built elsewhere, which the pages link to."""
     summary = summarize(df)
     parquet, csv, md = _write_tables(df, summary, out)
     figures = plots.all_figures(df, stacks=stack_order(df), models=model_order(df))
+    page = compat_page or out / compat.PAGE
     site = dashboard.write_site(
         out, df, summary, figures, claims=claims.evaluate(df), slopes=plots.size_slopes(df),
-        steps=steps,
+        steps=steps, compat=Path(os.path.relpath(page, out)).as_posix(),
     )  # fmt: skip
     pngs, note = plots.export_pngs(figures, out / "png") if png else ((), None)
-    page = compat.build_compat(records, out, raw_dirs=raw_dirs)
+    if compat_page is None:
+        compat.build_compat(records, out, raw_dirs=raw_dirs)
     return ReportPaths(out, parquet, csv, md, *site, pngs, note, page)

@@ -81,7 +81,7 @@ def _csp_hash(script: str) -> str:
     return "'sha256-" + base64.b64encode(digest).decode() + "'"
 
 
-def _page(title: str, body: str, *, scripts: bool) -> str:
+def _page(title: str, body: str, *, scripts: bool, compat: str) -> str:
     script_src = f"'self' file: {_csp_hash(LOADER)}" if scripts else "'none'"
     csp = (
         f"default-src 'none'; script-src {script_src}; style-src 'unsafe-inline'; "
@@ -93,7 +93,7 @@ def _page(title: str, body: str, *, scripts: bool) -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
         f"<title>{e(title)}</title><style>{STYLE}</style>{head_js}</head>\n<body>\n"
         '<nav><a href="index.html">Dashboard</a><a href="claims.html">Claims</a>'
-        '<a href="compat.html">Compatibility</a>'
+        f'<a href="{e(compat)}">Compatibility</a>'
         '<a href="summary.md">summary.md</a><a href="summary.csv">summary.csv</a>'
         '<a href="results.parquet">results.parquet</a></nav>\n'
         f"{body}\n</body></html>\n"
@@ -206,7 +206,9 @@ def render_index(
     summary: pd.DataFrame,
     figures: dict[str, go.Figure],
     slopes: pd.DataFrame,
-    steps: Sequence[str] = (),
+    *,
+    steps: Sequence[str],
+    compat: str,
 ) -> str:
     # All figures as one JSON object, safe inside a <script> data block: <, > and & only
     # occur inside JSON strings, where the \\u escapes mean the same.
@@ -240,14 +242,14 @@ def render_index(
         + f'<script type="application/json" id="figures">{data}</script>'
         + f"<script>{LOADER}</script>"
     )
-    return _page("Load and generate report", body, scripts=True)
+    return _page("Load and generate report", body, scripts=True, compat=compat)
 
 
 def _verdict_class(verdict: str) -> str:
     return "v-" + "-".join(verdict.split(" (", maxsplit=1)[0].split())
 
 
-def render_claims(df: pd.DataFrame, claims: Sequence[Claim]) -> str:
+def render_claims(df: pd.DataFrame, claims: Sequence[Claim], compat: str) -> str:
     sections = []
     for claim in claims:
         head = claim.headline()
@@ -271,7 +273,7 @@ def render_claims(df: pd.DataFrame, claims: Sequence[Claim]) -> str:
         f"<h1>Loading claims, measured</h1><p>Verdicts computed from the {len(df)} records of "
         f"runs {runs}, per transformers version.</p>" + "".join(sections)
     )
-    return _page("Loading claims, measured", body, scripts=False)
+    return _page("Loading claims, measured", body, scripts=False, compat=compat)
 
 
 def copy_plotly(out: Path) -> Path:
@@ -295,12 +297,16 @@ def write_site(
     claims: Sequence[Claim],
     slopes: pd.DataFrame,
     steps: Sequence[str] = (),
+    compat: str = "compat.html",
 ) -> tuple[Path, Path, Path]:
-    """Writes index.html, claims.html and plotly.min.js into `out`; returns their paths."""
+    """Writes index.html, claims.html and plotly.min.js into `out`; `compat`: the nav's link
+    to the compatibility page."""
     out.mkdir(parents=True, exist_ok=True)
     js = copy_plotly(out)
     index = out / "index.html"
-    index.write_text(render_index(df, summary, figures, slopes, steps), encoding="utf-8")
+    index.write_text(
+        render_index(df, summary, figures, slopes, steps=steps, compat=compat), encoding="utf-8"
+    )
     claims_page = out / "claims.html"
-    claims_page.write_text(render_claims(df, claims), encoding="utf-8")
+    claims_page.write_text(render_claims(df, claims, compat), encoding="utf-8")
     return index, claims_page, js

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness import metrics
@@ -42,15 +41,6 @@ li{margin:.3em 0} code{background:#f4f4f4;padding:1px 4px;word-break:break-all}
 
 class SiteError(Exception):
     """Nothing to publish, or a run folder that is not one: one line, exit code 2."""
-
-
-@dataclass(frozen=True)
-class Site:
-    out: Path
-    index: Path
-    compat: Path
-    history: Path | None
-    runs: tuple[str, ...]
 
 
 def copy_runs(run_dirs: Sequence[Path], out: Path) -> list[Path]:
@@ -103,11 +93,9 @@ def _runs_table(runs: pd.DataFrame, out: Path) -> str:
     return f'<div class="scroll"><table><tr>{head}</tr>{"".join(rows)}</table></div>'
 
 
-def landing(out: Path, runs: pd.DataFrame, steps: Sequence[str], *, history: bool) -> str:
+def landing(out: Path, runs: pd.DataFrame, steps: Sequence[str]) -> str:
     links = [(compat.PAGE, "Compatibility matrix"), (f"{LATEST}/index.html", "Dashboard"),
-             (f"{LATEST}/claims.html", "Claims")]  # fmt: skip
-    if history:
-        links.append(("history.html", "History"))
+             (f"{LATEST}/claims.html", "Claims"), ("history.html", "History")]  # fmt: skip
     nav = "".join(
         f'<a href="{e(href)}">{e(text)}</a>' for href, text in links if (out / href).is_file()
     )
@@ -126,9 +114,9 @@ def landing(out: Path, runs: pd.DataFrame, steps: Sequence[str], *, history: boo
     )
 
 
-def write_landing(out: Path, root: Path, steps: Sequence[str], *, history: bool) -> Path:
+def write_landing(out: Path, root: Path, steps: Sequence[str]) -> Path:
     page = out / "index.html"
-    page.write_text(landing(out, runs_index(root), steps, history=history), encoding="utf-8")
+    page.write_text(landing(out, runs_index(root), steps), encoding="utf-8")
     (out / "site.json").write_text(
         json.dumps({"published_at": dt.datetime.now(dt.timezone.utc).isoformat()}) + "\n",
         encoding="utf-8",

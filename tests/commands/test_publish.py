@@ -15,7 +15,7 @@ from recordkit import DATA, DEFAULT, make_record, write_run
 
 from harness import records as rec
 from harness.commands import publish
-from harness.report import store
+from harness.report import compat, store
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -79,6 +79,26 @@ def test_publish_runs_builds_a_self_contained_site(
     assert f'href="runs/{run_id}/raw/"' in index
     assert str(len(records)) in index
     assert "site:" in capsys.readouterr().out
+
+
+def test_publish_builds_the_compatibility_page_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[Path] = []
+    real = compat.build_compat
+
+    def counted(*args: Any, **kwargs: Any) -> Path:
+        built.append(real(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(compat, "build_compat", counted)
+    site = tmp_path / "site"
+    assert publish.main([str(DEFAULT), "--out", str(site), "--store", str(tmp_path / "st")]) == 0
+    assert built == [site / "compat.html"]
+    assert not (site / "latest" / "compat.html").exists()
+    # The dashboard and claims pages link up to the site's one page.
+    for page in ("index.html", "claims.html"):
+        assert 'href="../compat.html"' in (site / "latest" / page).read_text(encoding="utf-8")
 
 
 def test_publish_without_runs_takes_the_newest_run_of_each_stack(tmp_path: Path) -> None:
