@@ -67,11 +67,6 @@ def executor(settings: LaunchEntry, folder: Path, name: str) -> submitit.AutoExe
     return ex
 
 
-def tail(text: str, limit: int = STDERR_TAIL) -> str:
-    text = text.strip()
-    return text if len(text) <= limit else "…" + text[-limit:]
-
-
 def launch(
     parts: Sequence[Shard], run_dir: Path, settings: LaunchEntry, console: Console
 ) -> list[Finished]:
@@ -108,7 +103,8 @@ def _outcome(job: submitit.Job[int]) -> tuple[int | None, str | None]:
     try:
         return job.result(), None
     except (FailedJobError, UncompletedJobError) as exc:
-        return None, tail(job.stderr() or str(exc))
+        text = (job.stderr() or str(exc)).strip()
+        return None, text if len(text) <= STDERR_TAIL else "…" + text[-STDERR_TAIL:]
 
 
 def _line(f: Finished, n: int, total: int) -> str:

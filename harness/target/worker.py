@@ -1,9 +1,6 @@
-"""Measure ONE load-and-generate run inside a stack's own environment.
-
-This file runs in the target environment, not in the harness's: it imports only the
-standard library, torch, transformers, safetensors, tokenizers and accelerate, and must
-import on Python >= 3.9.
-Results travel through a JSON file handed to it, never through stdout.
+"""Measure ONE load-and-generate run inside a stack's own environment, not the harness's: it
+imports only the standard library, torch, transformers, safetensors, tokenizers and accelerate,
+and must import on Python >= 3.9. Results travel through a JSON file, never through stdout.
 
 Over 400 lines on purpose: it is started as one file with `python -I` (no package on
 sys.path, so nothing of the host can shadow a stdlib module), and a second module would
@@ -67,20 +64,17 @@ class Memory:
     """Per-phase peaks: VmHWM reset through clear_refs on Linux, ru_maxrss elsewhere."""
 
     def __init__(self) -> None:
-        self.method = "clear_refs" if self._reset_hwm() else "ru_maxrss"
+        self.method = "clear_refs" if self.reset() else "ru_maxrss"
 
     @staticmethod
-    def _reset_hwm() -> bool:
+    def reset() -> bool:
+        """Start a new peak; False where the kernel cannot (ru_maxrss is then read)."""
         try:
             with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
                 fh.write("5")
         except OSError:
             return False
         return True
-
-    def reset(self) -> None:
-        if self.method == "clear_refs":
-            self._reset_hwm()
 
     def snapshot(self) -> dict[str, float | None]:
         kib = _status_kib(("VmHWM", "VmRSS", "RssAnon", "RssFile"))
@@ -906,11 +900,8 @@ def cmd_serve(args: argparse.Namespace) -> int:  # noqa: ARG001 - same signature
                 sys.stderr.flush()
                 os._exit(code)
         control.write(json.dumps({"started": pid}) + "\n")
-        _, status = os.waitpid(pid, 0)
-        if os.WIFSIGNALED(status):
-            reply = {"pid": pid, "signal": os.WTERMSIG(status)}
-        else:
-            reply = {"pid": pid, "exit": os.WEXITSTATUS(status)}
+        code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])  # -N: killed by signal N
+        reply = {"pid": pid, "signal": -code} if code < 0 else {"pid": pid, "exit": code}
         control.write(json.dumps(reply) + "\n")
     control.close()
     sys.stderr.flush()
