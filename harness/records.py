@@ -219,23 +219,23 @@ def memory_fields(result: Result) -> MemoryFields:
     load: Mapping[str, object] = phases.get("load", {})
     gen: Mapping[str, object] = phases.get("generate", {})
     present: list[Mapping[str, object]] = [phases[p] for p in MEMORY_PHASES if p in phases]
-    hwm = max(numbers(p.get("hwm_mb") for p in present), default=None)
-    anon_peak = max(numbers(p.get("anon_peak_mb") for p in present), default=None)
-    peak = _delta(hwm, base.get("rss_mb"))
+
+    def highest(key: str, minus: object = 0.0) -> float | None:  # over the phases measured
+        return _delta(max(numbers(p.get(key) for p in present), default=None), minus)
+
+    peak = highest("hwm_mb", base.get("rss_mb"))
     param_bytes = _num(result.get("param_bytes"))
-    cuda = max(numbers(p.get("cuda_alloc_peak_mb") for p in present), default=None)
-    cuda_reserved = max(numbers(p.get("cuda_reserved_peak_mb") for p in present), default=None)
     return {
         "load_peak_mb": _delta(load.get("hwm_mb"), base.get("rss_mb")),
         "peak_mb": peak,
         "anon_mb": _delta(gen.get("anon_mb"), base.get("anon_mb")),
         "file_mb": _delta(gen.get("file_mb"), base.get("file_mb")),
-        "anon_peak_mb": _delta(anon_peak, base.get("anon_mb")),
+        "anon_peak_mb": highest("anon_peak_mb", base.get("anon_mb")),
         "load_anon_mb": _delta(load.get("anon_mb"), base.get("anon_mb")),
         "load_file_mb": _delta(load.get("file_mb"), base.get("file_mb")),
         "peak_ratio": _per(peak, param_bytes / MIB if param_bytes else None),
-        "cuda_peak_mb": round(cuda, 3) if cuda is not None else None,
-        "cuda_reserved_peak_mb": round(cuda_reserved, 3) if cuda_reserved is not None else None,
+        "cuda_peak_mb": highest("cuda_alloc_peak_mb"),
+        "cuda_reserved_peak_mb": highest("cuda_reserved_peak_mb"),
     }
 
 
