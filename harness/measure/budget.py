@@ -82,16 +82,7 @@ def _systemctl(*args: str) -> str | None:
     return proc.stdout.decode(errors="replace")
 
 
-@dataclass
-class _State:
-    """What changes over a budget's life; the Budget itself is frozen."""
-
-    watchdog: Watchdog
-    finalizer: weakref.finalize[[Path, Path], Budget] | None = None
-    closed: bool = False
-
-
-@dataclass(frozen=True, eq=False)
+@dataclass(eq=False)
 class Budget:
     """A hard memory cap for one worker. Use as a context manager; `close()` removes groups."""
 
@@ -102,16 +93,19 @@ class Budget:
     parent: Path | None = None  # where leftover pids go back to before the rmdir
     unit: str | None = None  # the systemd scope's unit name (systemd-run)
     poll_s: float = 0.005
-    _state: _State = field(init=False, repr=False)
+    _watchdog: Watchdog = field(init=False, repr=False)
+    _closed: bool = field(default=False, init=False, repr=False)
+    _finalizer: weakref.finalize[[Path, Path], Budget] | None = field(
+        default=None, init=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"unknown budget method {self.method!r}; one of {METHODS}")
-        state = _State(Watchdog(self.limit_bytes, self.poll_s))
+        self._watchdog = Watchdog(self.limit_bytes, self.poll_s)
         if self.group is not None and self.parent is not None:
             # Runs on close(), on garbage collection and at interpreter exit.
-            state.finalizer = weakref.finalize(self, cgroups.quiet_remove, self.group, self.parent)
-        object.__setattr__(self, "_state", state)
+            self._finalizer = weakref.finalize(self, cgroups.quiet_remove, self.group, self.parent)
 
     @classmethod
     def create(
@@ -180,11 +174,11 @@ class Budget:
     def started(self, pid: int) -> None:
         """Call once the worker runs (wrapped, or a fork child that joined via procs_file)."""
         if self.method == "watchdog":
-            self._state.watchdog.start(pid)
+            self._watchdog.start(pid)
 
     def stop(self) -> None:
         """Stop the watchdog, if one runs (keeps what it saw for oom_killed)."""
-        self._state.watchdog.stop()
+        self._watchdog.stop()
 
     def _oom_count(self) -> int:
         """OOM kills in the group so far, from its own counters."""
@@ -199,7 +193,7 @@ class Budget:
     def oom_killed(self) -> bool:
         """Whether the kernel or the watchdog killed for this budget since the last reset."""
         if self.method == "watchdog":
-            return self._state.watchdog.killed
+            return self._watchdog.killed
         if self.method == "systemd-run":
             shown = _systemctl("show", "-p", "Result", "--value", str(self.unit))
             return shown is not None and shown.strip() == "oom-kill"
@@ -207,16 +201,16 @@ class Budget:
 
     def close(self) -> None:
         """Stop the watchdog and remove the group (leftover pids go back to the parent)."""
-        if self._state.closed:
+        if self._closed:
             return
         self.stop()
         if self.group is not None and self.parent is not None:
             cgroups.remove_group(self.group, self.parent)
-            if self._state.finalizer is not None:
-                self._state.finalizer.detach()
+            if self._finalizer is not None:
+                self._finalizer.detach()
         if self.method == "systemd-run":
             _systemctl("reset-failed", str(self.unit))
-        self._state.closed = True
+        self._closed = True
 
     def __enter__(self) -> Self:
         return self
