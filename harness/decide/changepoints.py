@@ -1,15 +1,9 @@
 """Change points: where a metric steps along a release series (or a run history), and by how much.
 
-ruptures rather than Apache Otava (E-divisive): a pip-installable library with exact penalized
-segmentation (Pelt) of series of a handful of points, run in-process, with no service to keep.
-
-A numeric series is one (model, scenario, metric) in release order, each release holding its
-repeats. Pelt segments the per-release medians under a penalty set by the metric's threshold,
-its noise floor and the spread of repeats within a release, so noise is not a step. Each step
-is then confirmed by harness.decide.stats on the repeats of the two segments around it, the
-same interval and verdict compare gives two stacks; an unconfirmed one is dropped and its
-segments merged. A status or golden verdict changing between consecutive releases is a step too.
-`detect` takes (x, values) pairs from any source: a run history uses the same detector.
+ruptures' Pelt segments the per-release medians under a penalty set by the metric's threshold,
+noise floor and within-release spread; each step is then confirmed by compare's own test
+(harness.decide.verdicts.judged) on the segments either side, or dropped. A status or golden
+verdict changing between consecutive releases is a step too.
 """
 
 from __future__ import annotations
@@ -23,7 +17,6 @@ import numpy as np
 import ruptures as rpt
 
 from harness import metrics
-from harness import records as rec
 from harness.config import ids
 from harness.config.matrix import CompareSettings
 from harness.decide import stats, verdicts, walk
@@ -89,30 +82,17 @@ class ChangePoint:
         return ids.cell_id(self.model, self.scenario)
 
 
-def _threshold(metric: Metric, settings: CompareSettings) -> float:
-    return settings.memory if metric.category == "memory" else settings.time
-
-
-def _segments(points: Sequence[Point], edges: Sequence[int], i: int) -> tuple[list[float], ...]:
-    """The values of the segments either side of breakpoint i (edges: 0, breakpoints, n)."""
-    a, b, c = edges[i], edges[i + 1], edges[i + 2]
-    return tuple([v for _, vs in points[lo:hi] for v in vs] for lo, hi in ((a, b), (b, c)))
-
-
 def _judge(
     points: Sequence[Point], bkps: Sequence[int], metric: Metric, settings: CompareSettings,
     floor: float,
 ) -> list[tuple[stats.Estimate, stats.Judgement]]:  # fmt: skip
+    """Each breakpoint judged on the values of the segments either side of it."""
     edges = [0, *bkps, len(points)]
     out = []
-    for i in range(len(bkps)):
-        before, after = _segments(points, edges, i)
-        est = stats.estimate(before, after, alpha=settings.alpha, floor=floor)
-        found = stats.judge(
-            est, threshold=_threshold(metric, settings), higher_is_better=metric.higher_is_better,
-            alpha=settings.alpha, min_repeats=settings.min_repeats, floor=floor,
-        )  # fmt: skip
-        out.append((est, found))
+    for a, b, c in zip(edges, edges[1:], edges[2:], strict=False):
+        before = [v for _, vs in points[a:b] for v in vs]
+        after = [v for _, vs in points[b:c] for v in vs]
+        out.append(verdicts.judged(before, after, metric, settings, floor))
     return out
 
 
@@ -137,7 +117,7 @@ def detect(
     scale = max(float(np.median(np.abs(medians))), floor, 1e-12)
     spread = float(np.median([max(vs) - min(vs) for _, vs in series]))
     # In units of the series' level: a step must beat the threshold, the floor and the spread.
-    noise = max(_threshold(found, settings), floor / scale, spread / scale)
+    noise = max(verdicts.threshold(found, settings), floor / scale, spread / scale)
     signal = (medians / scale).reshape(-1, 1)
     algo = rpt.Pelt(model="l2", min_size=1, jump=1).fit(signal)
     bkps = [int(b) for b in algo.predict(pen=noise**2)[:-1]]
@@ -203,16 +183,16 @@ class _Series:
 def _categorical(series: _Series) -> list[ChangePoint]:
     """Status steps (by compare's rank: every failure ranks alike) and golden steps."""
     out = []
-    status = [verdicts._worst_status(rs) for _, rs in series.stacks]  # noqa: SLF001
+    status = [verdicts.worst_status(rs) for _, rs in series.stacks]
     for i in range(1, len(status)):
-        rb, rc = (verdicts._status_rank(s) for s in status[i - 1 : i + 1])  # noqa: SLF001
+        rb, rc = (verdicts.status_rank(s) for s in status[i - 1 : i + 1])
         if rb != rc:
             prev, first = series.stacks[i - 1][0], series.stacks[i][0]
             b, c = status[i - 1], status[i]
             out.append(series.point(prev, first, metric="status", category="status", before=b,
                                     after=c, direction="worse" if rc > rb else "better",
                                     reason=f"{b} -> {c}"))  # fmt: skip
-    golden = [verdicts._worst_golden(verdicts._ok(rs)) for _, rs in series.stacks]  # noqa: SLF001
+    golden = [verdicts.worst_golden(verdicts.ok_records(rs)) for _, rs in series.stacks]
     judged = [(i, g) for i, g in enumerate(golden) if g is not None and g != "missing"]
     # A release without a verdict (it failed, no golden) is passed over: the old level's last
     # release is then further back.
@@ -227,14 +207,12 @@ def _categorical(series: _Series) -> list[ChangePoint]:
 
 
 def _numeric(series: _Series, settings: CompareSettings, machine: str = "") -> list[ChangePoint]:
-    everything = [r for _, rs in series.stacks for r in rs]
-    sizes = rec.numbers(r.get("param_bytes") for r in everything)
-    weights = max(sizes) / metrics.MIB if sizes else None
+    weights = verdicts.weights_mb(r for _, rs in series.stacks for r in rs)
     out = []
     for m in metrics.COMPARED:
         if m.file_backed and weights is not None and weights < settings.min_weights_mb:
             continue  # compare judges such a model by its anonymous memory alone
-        points = [(s, verdicts._values(rs, m)) for s, rs in series.stacks]  # noqa: SLF001
+        points = [(s, verdicts.values(rs, m)) for s, rs in series.stacks]
         floor = verdicts.noise_floor(m, settings, weights)
         for shift in detect(points, m.name, settings=settings, floor=floor):
             est = shift.estimate
@@ -252,8 +230,7 @@ def _machines(
     stacks: Sequence[tuple[str, list[Record]]],
 ) -> list[tuple[str, list[tuple[str, list[Record]]]]]:
     """Numbers are never pooled across machines: one numeric series per machine."""
-    fps = sorted({str(r["machine_fingerprint"]) for _, rs in stacks for r in rs
-                  if r.get("machine_fingerprint")})  # fmt: skip
+    fps = sorted(verdicts.fingerprints(r for _, rs in stacks for r in rs))
     if len(fps) <= 1:
         return [("", list(stacks))]
     return [(fp, [(s, [r for r in rs if r.get("machine_fingerprint") == fp]) for s, rs in stacks])
@@ -299,10 +276,6 @@ def where(cp: ChangePoint) -> str:
     return f"{cp.axis} {first} (after {prev})" if cp.axis else f"{first} (after {prev})"
 
 
-def _amount(value: float, metric: Metric) -> str:
-    return f"{value:.{metric.digits}f} {metric.unit}"
-
-
 def sentence(cp: ChangePoint) -> str:
     """'peak_mb of CELL steps down 48% [44%, 52%] (1450.0 -> 754.0 MiB, better) at ...'."""
     on = f" on machine {cp.machine}" if cp.machine else ""
@@ -315,7 +288,7 @@ def sentence(cp: ChangePoint) -> str:
     if cp.low is not None and cp.high is not None:
         lo, hi = sorted((abs(cp.low), abs(cp.high)))
         size += f" [{lo:.0%}, {hi:.0%}]"
-    levels = f"{_amount(cp.before, m)} -> {_amount(cp.after, m)}"
+    levels = f"{cp.before:.{m.digits}f} {m.unit} -> {cp.after:.{m.digits}f} {m.unit}"
     return (
         f"{cp.metric} of {cp.cell}{on} steps {way} {size} ({levels}, {cp.direction}) at {where(cp)}"
     )

@@ -72,12 +72,12 @@ class Comparison:
         return [r for r in worse if r.metric in policy or r.category in policy]
 
 
-def _status_rank(status: str) -> int:
+def status_rank(status: str) -> int:
     return metrics.STATUS_RANK[status] if status in metrics.GOOD_STATUSES else _FAILED_RANK
 
 
-def _worst_status(records: Sequence[Record]) -> str:
-    return max((str(r["status"]) for r in records), key=lambda s: (_status_rank(s), s))
+def worst_status(records: Sequence[Record]) -> str:
+    return max((str(r["status"]) for r in records), key=lambda s: (status_rank(s), s))
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,8 @@ class Pair:
 
 
 def _status_row(pair: Pair) -> Row:
-    b, c = _worst_status(pair.base), _worst_status(pair.cand)
-    rb, rc = _status_rank(b), _status_rank(c)
+    b, c = worst_status(pair.base), worst_status(pair.cand)
+    rb, rc = status_rank(b), status_rank(c)
     verdict: RowVerdict = "worse" if rc > rb else "better" if rc < rb else "same"
     reason = f"{b} -> {c}" if b != c else f"{b} on both"
     if verdict == "worse" and b == "ok":
@@ -105,11 +105,11 @@ def _status_row(pair: Pair) -> Row:
                     candidate=c, n_base=len(pair.base), n_candidate=len(pair.cand))  # fmt: skip
 
 
-def _ok(records: Sequence[Record]) -> list[Record]:
+def ok_records(records: Sequence[Record]) -> list[Record]:
     return [r for r in records if r.get("status") == "ok"]
 
 
-def _worst_golden(records: Sequence[Record]) -> str | None:
+def worst_golden(records: Sequence[Record]) -> str | None:
     verdicts = [str(r["golden"]) for r in records if r.get("golden")]
     return max(verdicts, key=metrics.GOLDEN_RANK.__getitem__) if verdicts else None
 
@@ -135,7 +135,7 @@ def _output_verdict(base: Record, cand: Record, tolerance: float) -> tuple[RowVe
 
 
 def _golden_row(pair: Pair, tolerance: float) -> Row:
-    ok_b, ok_c = _ok(pair.base), _ok(pair.cand)
+    ok_b, ok_c = ok_records(pair.base), ok_records(pair.cand)
 
     def row(b: str | None, c: str | None, verdict: RowVerdict, reason: str) -> Row:
         return pair.row("golden", "golden", "match", verdict=verdict, reason=reason, base=b,
@@ -144,7 +144,7 @@ def _golden_row(pair: Pair, tolerance: float) -> Row:
     if not ok_b or not ok_c:
         side = "base" if not ok_b else "candidate"
         return row(None, None, "n/a", f"no ok records on the {side}: no output to judge")
-    gb, gc = _worst_golden(ok_b), _worst_golden(ok_c)
+    gb, gc = worst_golden(ok_b), worst_golden(ok_c)
     if gb and gc and "missing" not in (gb, gc):
         bad_b, bad_c = gb in metrics.GOLDEN_FAILING, gc in metrics.GOLDEN_FAILING
         if bad_c and not bad_b:
@@ -162,8 +162,8 @@ def _golden_row(pair: Pair, tolerance: float) -> Row:
     return row("reference", label, verdict, f"no golden; against the base's output: {reason}")
 
 
-def _values(records: Sequence[Record], metric: Metric) -> list[float]:
-    found = [(r.get("mode"), r.get(metric.name)) for r in _ok(records)]
+def values(records: Sequence[Record], metric: Metric) -> list[float]:
+    found = [(r.get("mode"), r.get(metric.name)) for r in ok_records(records)]
     if metric.per_worker:  # a fork-server's one import is not n repeats of it
         found = [(m, v) for m, v in found if m != "forkserver"] + sorted(
             {("forkserver", v) for m, v in found if m == "forkserver"}, key=str
@@ -171,46 +171,57 @@ def _values(records: Sequence[Record], metric: Metric) -> list[float]:
     return rec.numbers(v for _, v in found)
 
 
-def _weights_mb(pair: Pair) -> float | None:
-    sizes = rec.numbers(r.get("param_bytes") for r in (*pair.base, *pair.cand))
+def weights_mb(records: Iterable[Record]) -> float | None:
+    sizes = rec.numbers(r.get("param_bytes") for r in records)
     return max(sizes) / metrics.MIB if sizes else None
 
 
-def noise_floor(metric: Metric, settings: CompareSettings, weights_mb: float | None) -> float:
+def noise_floor(metric: Metric, settings: CompareSettings, weights: float | None) -> float:
     """The smallest absolute move judged at all: compare's floor for memory, none for time."""
     if metric.category != "memory":
         return 0.0
-    floor_mb = max(settings.memory_floor_mb, (weights_mb or 0.0) * settings.memory_floor_share)
+    floor_mb = max(settings.memory_floor_mb, (weights or 0.0) * settings.memory_floor_share)
     if metric.unit == "MiB":
         return floor_mb
     # peak_ratio is in weights: the same floor, in those units.
-    return floor_mb / weights_mb if weights_mb else 0.0
+    return floor_mb / weights if weights else 0.0
 
 
-def _metric_row(pair: Pair, metric: Metric, settings: CompareSettings) -> Row:
-    vb, vc = _values(pair.base, metric), _values(pair.cand, metric)
-    head = (metric.name, metric.category, metric.better)
-    if not vb or not vc:
-        side = "base" if not vb else "candidate"
-        return pair.row(*head, verdict="n/a", reason=f"no ok measurement on the {side}",
-                        n_base=len(vb), n_candidate=len(vc))  # fmt: skip
-    memory = metric.category == "memory"
-    weights = _weights_mb(pair)
-    if metric.file_backed and weights is not None and weights < settings.min_weights_mb:
-        reason = (f"weights {weights:.3g} MiB < min_weights_mb {settings.min_weights_mb:g}: its "
-                  "file pages are mostly torch's own code; judged by anonymous memory")  # fmt: skip
-        return pair.row(*head, verdict="n/a", reason=reason, base=statistics.median(vb),
-                        candidate=statistics.median(vc), n_base=len(vb), n_candidate=len(vc))  # fmt: skip  # noqa: E501
-    floor = noise_floor(metric, settings, weights)
-    est = stats.estimate(vb, vc, alpha=settings.alpha, floor=floor)
+def threshold(metric: Metric, settings: CompareSettings) -> float:
+    return settings.memory if metric.category == "memory" else settings.time
+
+
+def judged(
+    base: Sequence[float], cand: Sequence[float], metric: Metric, settings: CompareSettings,
+    floor: float,
+) -> tuple[stats.Estimate, stats.Judgement]:  # fmt: skip
+    """One metric's estimate and verdict, as compare (and each change point) judges it."""
+    est = stats.estimate(base, cand, alpha=settings.alpha, floor=floor)
     found = stats.judge(
         est,
-        threshold=settings.memory if memory else settings.time,
+        threshold=threshold(metric, settings),
         higher_is_better=metric.higher_is_better,
         alpha=settings.alpha,
         min_repeats=settings.min_repeats,
         floor=floor,
     )
+    return est, found
+
+
+def _metric_row(pair: Pair, metric: Metric, settings: CompareSettings) -> Row:
+    vb, vc = values(pair.base, metric), values(pair.cand, metric)
+    head = (metric.name, metric.category, metric.better)
+    if not vb or not vc:
+        side = "base" if not vb else "candidate"
+        return pair.row(*head, verdict="n/a", reason=f"no ok measurement on the {side}",
+                        n_base=len(vb), n_candidate=len(vc))  # fmt: skip
+    weights = weights_mb((*pair.base, *pair.cand))
+    if metric.file_backed and weights is not None and weights < settings.min_weights_mb:
+        reason = (f"weights {weights:.3g} MiB < min_weights_mb {settings.min_weights_mb:g}: its "
+                  "file pages are mostly torch's own code; judged by anonymous memory")  # fmt: skip
+        return pair.row(*head, verdict="n/a", reason=reason, base=statistics.median(vb),
+                        candidate=statistics.median(vc), n_base=len(vb), n_candidate=len(vc))  # fmt: skip  # noqa: E501
+    est, found = judged(vb, vc, metric, settings, noise_floor(metric, settings, weights))
     return pair.row(*head, verdict=found.verdict, reason=found.reason, base=est.base,
                     candidate=est.candidate, n_base=len(vb), n_candidate=len(vc),
                     change=est.change, low=est.low, high=est.high, p_value=est.p_value)  # fmt: skip
@@ -224,7 +235,7 @@ def by(records: Iterable[Record], field: str) -> dict[str, list[Record]]:
     return out
 
 
-def _fingerprints(records: Iterable[Record]) -> set[str]:
+def fingerprints(records: Iterable[Record]) -> set[str]:
     return {str(r["machine_fingerprint"]) for r in records if r.get("machine_fingerprint")}
 
 
@@ -232,7 +243,7 @@ def _machine_groups(
     base: Sequence[Record], cand: Sequence[Record], *, cross_machine: bool, notes: list[str]
 ) -> list[tuple[str, list[Record], list[Record]]]:
     """Records split by machine; a record without one (an install error) joins every group."""
-    fb, fc = _fingerprints(base), _fingerprints(cand)
+    fb, fc = fingerprints(base), fingerprints(cand)
     common = sorted(fb & fc)
     if fb and fc and not common:
         if not cross_machine:
