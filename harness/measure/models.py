@@ -79,11 +79,8 @@ def weight_files(model: Model, cache: Path) -> list[Path]:
     if model.source == "preset":
         # The .bin is written by whichever torch builds the preset, so its bytes vary with
         # torch's pickle format; the safetensors file is the deterministic one.
-        return sorted(
-            (cache / "presets" / folder_name(model.location, model.shards) / "st").glob(
-                "*.safetensors"
-            )
-        )
+        preset = cache / "presets" / folder_name(model.location, model.shards)
+        return sorted((preset / "st").glob("*.safetensors"))
     found = hub.snapshot(model.location, model.revision) if model.source == "hub" else None
     folder = found.folder if found else Path(model.location) if model.source == "local" else None
     if folder is not None and folder.is_dir():
