@@ -1,7 +1,5 @@
-"""`harness history MODEL SCENARIO METRIC [--by run|release]`: one cell's series from the
-results store; `--add RUN_DIR ...` merges run folders (or shard artifacts) into the store,
-`--html DIR` writes history.html. The store is --store, else $HARNESS_STORE, else reports/store.
-"""
+"""`harness history MODEL SCENARIO METRIC [--by run|release]`: one cell's series from the results
+store; `--add RUN_DIR ...` merges run folders into it, `--html DIR` writes history.html."""
 
 from __future__ import annotations
 

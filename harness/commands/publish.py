@@ -1,8 +1,5 @@
-"""`harness publish [RUN_DIR ...] --out SITE_DIR` (and `nox -s publish`): the static site.
-
-With run folders: their records, copied into the site, and added to the results store. With
-none: the store's newest run of each stack. History always comes from the whole store.
-"""
+"""`harness publish [RUN_DIR ...] --out SITE_DIR` (and `nox -s publish`): the static site, from the
+run folders given (copied in and merged into the store) or the store's newest run of each stack."""
 
 from __future__ import annotations
 

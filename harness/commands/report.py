@@ -40,9 +40,7 @@ def report(ns: argparse.Namespace) -> int:
         raise usage.UsageError(str(exc)) from None
     if out.png_note:
         print(out.png_note, file=sys.stderr)
-    print(f"report: {out.index_html}\nsummary: {out.markdown}")
-    if out.compat_html:
-        print(f"compatibility: {out.compat_html}")
+    print(f"report: {out.index_html}\nsummary: {out.markdown}\ncompatibility: {out.compat_html}")
     if out.pngs:
         print(f"png: {len(out.pngs)} charts in {out.pngs[0].parent}")
     return 0

@@ -1,8 +1,5 @@
-"""A shields.io "flat" badge as hand-made SVG text, and the markdown that embeds it.
-
-No network and no font files: text widths come from a table of Verdana 11px advances (the
-font shields.io measures with); `textLength` makes any renderer draw exactly that width.
-"""
+"""A shields.io "flat" badge as SVG text (widths from a table of Verdana 11px advances, the font
+shields.io measures with: no network, no font files), and the markdown that embeds it."""
 
 from __future__ import annotations
 
@@ -61,11 +58,7 @@ def _md_text(text: str) -> str:
 
 
 def badge_markdown(image: str, link: str | None = None, *, alt: str = "compatibility") -> str:
-    """`![alt](image)`, wrapped in a link to `link` when given: paste it into a README.
-
-    `image` and `link` are URLs or paths relative to the README (e.g. the published site's
-    badge.svg and compat.html); spaces and parentheses are percent-encoded.
-    """
+    """`![alt](image)`, linked to `link` when given; spaces and parentheses percent-encoded."""
 
     def url(text: str) -> str:
         return text.replace(" ", "%20").replace("(", "%28").replace(")", "%29")

@@ -52,9 +52,9 @@ class ReportPaths:
     index_html: Path
     claims_html: Path
     plotly_js: Path
+    compat_html: Path
     pngs: tuple[Path, ...] = ()
     png_note: str | None = None
-    compat_html: Path | None = None
 
 
 def load_records(run_dirs: Sequence[Path]) -> list[Record]:
@@ -222,9 +222,7 @@ def build_reports(
 ) -> ReportPaths:
     """Load, summarize and write every report of the given runs; raises ReportError.
     `steps`: the change points of the records, as sentences (the commands pass decide's)."""
-    if not run_dirs:
-        raise ReportError("no run folders given")
-    records = load_records(run_dirs)
+    records = load_records(run_dirs)  # no folders: ReportError too
     out = out_dir if out_dir is not None else run_dirs[0]
     raw = [d / "raw" for d in run_dirs]
     found = steps(records) if steps else ()
@@ -249,4 +247,4 @@ def write_reports(
     pngs, note = plots.export_pngs(figures, out / "png") if png else ((), None)
     if compat_page is None:
         compat.build_compat(records, out, raw_dirs=raw_dirs)
-    return ReportPaths(out, parquet, csv, md, *site, pngs, note, page)
+    return ReportPaths(out, parquet, csv, md, *site, page, pngs, note)

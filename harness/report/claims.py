@@ -1,8 +1,5 @@
-"""Loading claims users have read, with the verdict this run's records give, per version.
-
-Only the claims and the method are written in advance; every verdict and number is computed
-from the tidy DataFrame of harness.report.build.to_frame.
-"""
+"""Loading claims users have read, with the verdict this run's records give, per version: only
+the claims and the method are written in advance; every verdict and number comes from the frame."""
 
 from __future__ import annotations
 
@@ -29,6 +26,7 @@ SAME_WITHIN = 0.1
 CLOSE_LOW, CLOSE_HIGH = 0.8, 1.25
 # int8 "cuts memory to a quarter": the peak at most this share of the float one.
 QUARTER_AT_MOST = 0.35
+NO_BIG_RUN = f"no ok run of a model with {MIN_WEIGHTS_MB:.0f} MiB of weights or more"
 PAIR = ["machine_fingerprint", "stack_id", "model", "device_map", "dtype", "checkpoint_format"]
 
 
@@ -44,10 +42,10 @@ class Claim:
     key: str
     statement: str
     method: str
+    check: Callable[[pd.DataFrame], tuple[str, str]] = field(repr=False)
     findings: tuple[Finding, ...] = ()
     # The versions the statement names, e.g. "5.5" for "the default in 5.5"; None: any.
     about: str | None = None
-    check: Callable[[pd.DataFrame], tuple[str, str]] | None = field(default=None, repr=False)
 
     def headline(self) -> str:
         """The verdict for the versions the claim names, or for all of them."""
@@ -89,7 +87,7 @@ def _share(good: pd.Series[bool]) -> str:
 def halves(rows: pd.DataFrame) -> tuple[str, str]:
     big = _big_ok(rows)
     if big.empty:
-        return NO_EVIDENCE, f"no ok run of a model with {MIN_WEIGHTS_MB:.0f} MiB of weights or more"
+        return NO_EVIDENCE, NO_BIG_RUN
     arms = _arms(big)
     if not {"true", "false"} <= set(arms.columns):
         return NO_EVIDENCE, "no ok run with both low_cpu_mem_usage=true and =false to compare"
@@ -140,7 +138,7 @@ def rss_shows_model(rows: pd.DataFrame) -> tuple[str, str]:
     big = _big_ok(rows).dropna(subset=["load_rss_mb", "load_peak_mb", "weights_mb"])
     big = big.loc[big["load_rss_mb"] > 0]
     if big.empty:
-        return NO_EVIDENCE, f"no ok run of a model with {MIN_WEIGHTS_MB:.0f} MiB of weights or more"
+        return NO_EVIDENCE, NO_BIG_RUN
     # Per scenario: RSS after load over the weights, and the load's peak over that RSS.
     ratios = pd.DataFrame({"scenario": big["scenario"],
                            "after": big["load_rss_mb"] / big["weights_mb"],
@@ -275,8 +273,7 @@ def evaluate(df: pd.DataFrame) -> tuple[Claim, ...]:
     versions = sorted({str(v) for v in df["transformers_version"].dropna()}, key=version_key)
     return tuple(
         replace(claim, findings=tuple(
-            Finding(v, *verdict(df.loc[df["transformers_version"] == v])) for v in versions
+            Finding(v, *claim.check(df.loc[df["transformers_version"] == v])) for v in versions
         ))
         for claim in CHECKS
-        if (verdict := claim.check) is not None
     )  # fmt: skip

@@ -1,11 +1,6 @@
-"""The compatibility matrix page (compat.html) and its README badge (badge.svg).
-
-Per model, transformers releases (rows) against torch releases (columns), one block per
-stack: the worst state over its scenarios, how many of them are ok, the worst record's
-message on hover, a link to the stack's records and a per-scenario drill-down in <details>.
-No script at all: the page opens from file:// and any static host, reads on a phone (the
-grid scrolls inside its own box, the release column stays put), and its
-Content-Security-Policy forbids scripts, so even a missed escape could not run one.
+"""compat.html (per model, transformers by torch releases, a block per stack with its worst state
+and a per-scenario drill-down) and badge.svg. No script: it opens from file:// and any host, reads
+on a phone, and its Content-Security-Policy forbids scripts, so a missed escape could not run one.
 """
 
 from __future__ import annotations
@@ -216,11 +211,8 @@ def _links(stacks: Sequence[str], out_dir: Path, raw_dirs: Sequence[Path]) -> di
 def build_compat(
     records: Sequence[Record], out_dir: Path, *, raw_dirs: Sequence[Path] = ()
 ) -> Path:
-    """Write compat.html and badge.svg into out_dir; return compat.html's path.
-
-    A stack links to the first `<raw_dir>/<stack-id>.jsonl` that exists, relative to out_dir
-    so that the link works from file://; records from a results store pass no raw_dirs.
-    """
+    """Write compat.html and badge.svg into out_dir; a stack links to the first
+    `<raw_dir>/<stack-id>.jsonl` there is (none for records from the store)."""
     cells = stack_cells(records)
     links = _links(list(dict.fromkeys(c.stack for c in cells)), out_dir, raw_dirs)
     out_dir.mkdir(parents=True, exist_ok=True)

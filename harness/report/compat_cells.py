@@ -1,8 +1,5 @@
-"""What the compatibility page shows, from records: a state per stack and scenario, the
-grid of releases per model, and the transformers releases that work (the badge's range).
-
-A state joins status and golden verdict; a stack shows the worst state of its records.
-"""
+"""What the compatibility page shows: a state (status joined with golden verdict) per stack and
+scenario, the worst per stack, the grid of releases per model, and the releases that work."""
 
 from __future__ import annotations
 

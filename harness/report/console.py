@@ -50,8 +50,7 @@ def summary_rows(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def print_summary(records: Sequence[Mapping[str, Any]], console: Console | None = None) -> None:
-    console = console or Console(width=200)
+def print_summary(records: Sequence[Mapping[str, Any]], console: Console) -> None:
     table = Table(title="load + generate, medians over repeats (MiB relative to pre-load RSS)")
     columns = ("stack", "cell", "runs", "status", *(m.column for m in metrics.SHOWN),
                "first output or message")  # fmt: skip

@@ -1,10 +1,6 @@
-"""The static site of a run: index.html (charts, failures, results) and claims.html.
-
-It opens offline from file://: plotly.min.js is copied from the plotly package next to the
-pages. Every string from a record goes through html.escape; the figures travel as a JSON
-data block drawn by one fixed loader script, and a Content-Security-Policy allows only that
-script and plotly.min.js, so even a missed escape could not run an inline handler.
-"""
+"""index.html (charts, failures, results) and claims.html, opening offline from file:// beside a
+copied plotly.min.js. Record strings are escaped; figures travel as a JSON data block drawn by one
+fixed loader, and the Content-Security-Policy allows only it and plotly.min.js."""
 
 from __future__ import annotations
 
@@ -81,16 +77,26 @@ def _csp_hash(script: str) -> str:
     return "'sha256-" + base64.b64encode(digest).decode() + "'"
 
 
-def _page(title: str, body: str, *, scripts: bool, compat: str) -> str:
-    script_src = f"'self' file: {_csp_hash(LOADER)}" if scripts else "'none'"
-    csp = (
-        f"default-src 'none'; script-src {script_src}; style-src 'unsafe-inline'; "
+def csp(loader: str | None) -> str:
+    """The pages' Content-Security-Policy: no script but `loader` and plotly.min.js, if any."""
+    scripts = f"'self' file: {_csp_hash(loader)}" if loader else "'none'"
+    return (
+        f"default-src 'none'; script-src {scripts}; style-src 'unsafe-inline'; "
         "img-src data: blob:; font-src data:"
     )
+
+
+def script_json(text: str) -> str:
+    # Safe inside a <script> data block: <, > and & occur only within JSON strings, where the
+    # \u escapes mean the same.
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def _page(title: str, body: str, *, scripts: bool, compat: str) -> str:
     head_js = f'<script src="{PLOTLY_JS}"></script>' if scripts else ""
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{csp(LOADER if scripts else None)}">'
         f"<title>{e(title)}</title><style>{STYLE}</style>{head_js}</head>\n<body>\n"
         '<nav><a href="index.html">Dashboard</a><a href="claims.html">Claims</a>'
         f'<a href="{e(compat)}">Compatibility</a>'
@@ -210,14 +216,11 @@ def render_index(
     steps: Sequence[str],
     compat: str,
 ) -> str:
-    # All figures as one JSON object, safe inside a <script> data block: <, > and & only
-    # occur inside JSON strings, where the \\u escapes mean the same.
     parts = [
         f"{json.dumps(name)}:{pio.to_json(fig, validate=False, engine='json')}"
         for name, fig in figures.items()
     ]
-    data = "{" + ",".join(parts) + "}"
-    data = data.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+    data = script_json("{" + ",".join(parts) + "}")
     charts = []
     for name in figures:
         title, text = CHART_TEXT.get(name, (name, ""))

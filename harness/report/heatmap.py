@@ -1,8 +1,5 @@
-"""The compatibility heatmap: stacks by scenarios per model, one colour per state.
-
-A state joins the status and the golden verdict (`ok · golden drift`); a cell shows the worst
-over its repeats. Record strings are HTML-escaped, as in harness.report.plots.
-"""
+"""The compatibility heatmap: stacks by scenarios per model, coloured by the worst state (status
+and golden verdict) over the repeats. Record strings are HTML-escaped, as in plots."""
 
 from __future__ import annotations
 

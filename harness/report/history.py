@@ -1,9 +1,6 @@
-"""history.html: each (model, scenario, metric) across runs and across releases, from the store.
-
-DuckDB aggregates first (median and quartiles per group over the ok records), so the page
-carries a few numbers per group, never records; when the runs are too many for the page's
-point budget, runs are grouped into time buckets (a day, a week, ...). One fixed loader
-script draws the picked cell with plotly; record strings reach the DOM as text only.
+"""history.html: each (model, scenario, metric) across runs and releases, from the store. DuckDB
+aggregates (median, quartiles per group; runs into time buckets past a point budget), so the page
+holds numbers, never records; one fixed loader draws them, record strings reach the DOM as text.
 """
 
 from __future__ import annotations
@@ -15,7 +12,7 @@ import numpy as np
 
 from harness import metrics
 from harness.report import dashboard, store
-from harness.report.dashboard import e
+from harness.report.dashboard import e, script_json
 from harness.report.tables import version_key
 
 if TYPE_CHECKING:
@@ -276,18 +273,9 @@ def page_data(
     }
 
 
-def _json(data: object) -> str:
-    # Safe inside a <script> data block: <, > and & appear only within JSON strings.
-    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
-    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
-
-
 def render(data: dict[str, Any], counts: tuple[int, int]) -> str:
     records, runs = counts
-    csp = (
-        f"default-src 'none'; script-src 'self' file: {dashboard._csp_hash(LOADER)}; "  # noqa: SLF001
-        "style-src 'unsafe-inline'; img-src data: blob:; font-src data:"
-    )
+    text = json.dumps(data, separators=(",", ":"), allow_nan=False)
     grouped = (
         "each run is one point"
         if data["bucket"] == "run"
@@ -307,12 +295,12 @@ def render(data: dict[str, Any], counts: tuple[int, int]) -> str:
         "<section><h2>Across releases</h2><p>x: the transformers release, in version order; "
         "one line per torch version; every run pooled. Dotted lines mark steps.</p>"
         '<div class="chart" id="chart-release" data-chart="release"></div></section>'
-        f'<script type="application/json" id="history">{_json(data)}</script>'
+        f'<script type="application/json" id="history">{script_json(text)}</script>'
         f"<script>{LOADER}</script>"
     )
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{dashboard.csp(LOADER)}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>History</title><style>{dashboard.STYLE}</style>"
         f'<script src="{dashboard.PLOTLY_JS}"></script></head>\n<body>\n{body}\n</body></html>\n'

@@ -1,8 +1,5 @@
-"""Plotly figures of a run's tidy DataFrame (see harness.report.build.to_frame): pure functions.
-
-Every string that comes from a record and goes into hover text is HTML-escaped: plotly
-renders a subset of HTML in labels and decodes entities, so escaped text shows as typed.
-"""
+"""Plotly figures of the tidy frame, as pure functions. Record strings in hover text are
+HTML-escaped: plotly renders some HTML in labels and decodes entities, so they show as typed."""
 
 from __future__ import annotations
 

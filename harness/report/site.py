@@ -1,10 +1,6 @@
-"""The published site: one folder of static pages that opens from file:// and any static host.
-
-``SITE/index.html`` (the landing page: badge, change points, the runs index),
-``SITE/compat.html`` and ``badge.svg`` (the latest compatibility matrix), ``SITE/history.html``,
-``SITE/latest/`` (the dashboard and claims of the published runs) and ``SITE/runs/<run-id>/``
-(their records, which the compatibility page links to). Every link is relative.
-"""
+"""The published site, all links relative: index.html (badge, change points, runs index),
+compat.html and badge.svg, history.html, latest/ (dashboard and claims of the published runs) and
+runs/<run-id>/ (their records, which the compatibility page links to)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""The results store: every run's records in one Parquet dataset, queried with DuckDB.
-
-``<store>/runs/run_id=<id>/<machine>.parquet`` holds one row per record with the tidy
-frame's columns (harness.report.tables.to_frame) plus ``run_time``, when the run started.
-Ingesting is an upsert by record identity: a run merged twice replaces its rows, and the
-shards of one run (disjoint cells, maybe one run id) add up. One file per run and machine,
-not per stack: with 110 columns, the files' metadata is what a scan of many small files
-spends its time on.
+"""The results store: ``<store>/runs/run_id=<id>/<machine>.parquet``, the tidy frame's rows plus
+``run_time``, queried with DuckDB. Ingesting upserts by record identity (a run merged twice
+replaces its rows; shards add up). Per run and machine, not per stack: 110 columns of metadata.
 """
 
 from __future__ import annotations
@@ -165,7 +160,7 @@ def files(store: Path) -> list[Path]:
 
 
 def connect(store: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the view `records` over every file of the store."""
+    """An in-memory DuckDB with the view VIEW over every file of the store."""
     found = files(store)
     if not found:
         raise StoreError(f"{store}: the results store is empty (harness history --add RUN_DIR)")
@@ -175,7 +170,6 @@ def connect(store: Path) -> duckdb.DuckDBPyConnection:
 
 
 def query(store: Path, sql: str, params: Sequence[object] = ()) -> pd.DataFrame:
-    """`sql` over the view `records`, as a DataFrame."""
     con = connect(store)
     try:
         return con.execute(sql, list(params)).df()
@@ -211,21 +205,23 @@ SPREAD = (
     "count(*) AS n, count(DISTINCT run_id) AS runs, median(v) AS median, "
     "quantile_cont(v, 0.25) AS q1, quantile_cont(v, 0.75) AS q3"
 )
+# Per `by`: the line and x of a series, and what they group by.
+SERIES = {
+    "run": ("stack_id AS line, run_id, min(run_time) AS x", "stack_id, run_id"),
+    "release": (
+        "torch_version AS line, transformers_version AS x",
+        "torch_version, transformers_version",
+    ),
+}
 
 
 def series(store: Path, model: str, scenario: str, metric: str, by: By = "run") -> pd.DataFrame:
-    """One cell's metric over the ok records: per run and stack (x = when the run started),
-    or per transformers release and torch version (x = the release, in version order).
-    Columns: line, x, n, runs, median, q1, q3."""
+    """One cell's metric over the ok records, per run and stack (x: when it started) or per release
+    and torch version (x: the release); columns line, x, n, runs, median, q1, q3."""
     con = connect(store)
     try:
         _check(con, model, scenario, metric)
-        keys = (
-            "stack_id AS line, run_id, min(run_time) AS x"
-            if by == "run"
-            else "torch_version AS line, transformers_version AS x"
-        )
-        group = "stack_id, run_id" if by == "run" else "torch_version, transformers_version"
+        keys, group = SERIES[by]
         # The metric is a registry name (_check), the rest constants; values are parameters.
         sql = (
             f'SELECT {keys}, {SPREAD} FROM (SELECT *, "{metric}" AS v FROM {VIEW}) '  # noqa: S608

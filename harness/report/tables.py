@@ -1,8 +1,5 @@
-"""Run records as tables: the tidy DataFrame (one row per record) and the per-cell summary.
-
-Axis labels follow cell ids: low_cpu_mem_usage is omit, true or false and device_map none
-when the keyword was left out. Records without a machine (install errors) take their run's.
-"""
+"""Run records as tables: the tidy frame (one row per record; axes labelled as cell ids label them,
+records without a machine take their run's) and the per-cell summary."""
 
 from __future__ import annotations
 
