@@ -1,5 +1,6 @@
 """`harness publish [RUN_DIR ...] --out SITE_DIR` (and `nox -s publish`): the static site, from the
-run folders given (copied in and merged into the store) or the store's newest run of each stack."""
+run folders given (copied in and merged into the store) or the store's newest run of each stack;
+history always from the whole store."""
 
 from __future__ import annotations
 

@@ -57,11 +57,10 @@ def _md_text(text: str) -> str:
     return "".join("\\" + ch if ch in "\\[]()*_`<>!" else ch for ch in text)
 
 
-def badge_markdown(image: str, link: str | None = None, *, alt: str = "compatibility") -> str:
-    """`![alt](image)`, linked to `link` when given; spaces and parentheses percent-encoded."""
+def badge_markdown(image: str, link: str, *, alt: str) -> str:
+    """`![alt](image)` linked to `link`; spaces and parentheses percent-encoded."""
 
     def url(text: str) -> str:
         return text.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
 
-    shown = f"![{_md_text(alt)}]({url(image)})"
-    return f"[{shown}]({url(link)})" if link else shown
+    return f"[![{_md_text(alt)}]({url(image)})]({url(link)})"

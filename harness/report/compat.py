@@ -192,10 +192,9 @@ def render(
     )
 
 
-def badge_markdown(base_url: str = "") -> str:
-    """The README snippet: the badge linked to the page; `base_url`: where the site lives."""
-    base = base_url.rstrip("/") + "/" if base_url else ""
-    return badge.badge_markdown(f"{base}{BADGE}", f"{base}{PAGE}", alt="transformers compatibility")
+def badge_markdown() -> str:
+    """The README snippet, relative to the page's folder: the badge linked to the page."""
+    return badge.badge_markdown(BADGE, PAGE, alt="transformers compatibility")
 
 
 def _links(stacks: Sequence[str], out_dir: Path, raw_dirs: Sequence[Path]) -> dict[str, str]:
