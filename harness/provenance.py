@@ -24,14 +24,16 @@ def harness_version() -> str:
         version = importlib.metadata.version("harness")
     except importlib.metadata.PackageNotFoundError:
         version = "0+unknown"
-    try:
-        git = ["git", "-C", str(paths.REPO)]
-        sha = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True,
-                             text=True, check=True, timeout=10).stdout.strip()  # fmt: skip
-        status = [*git, "status", "--porcelain", "--", "harness"]
-        dirty = subprocess.run(
-            status, capture_output=True, text=True, check=True, timeout=10
+
+    def git(*args: str) -> str:
+        command = ["git", "-C", str(paths.REPO), *args]
+        return subprocess.run(
+            command, capture_output=True, text=True, check=True, timeout=10
         ).stdout
+
+    try:
+        sha = git("rev-parse", "--short=12", "HEAD").strip()
+        dirty = git("status", "--porcelain", "--", "harness")
     except (OSError, subprocess.SubprocessError):
         return version
     return f"{version}+g{sha}{'.dirty' if dirty.strip() else ''}" if sha else version

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     BeforeValidator,
@@ -51,7 +51,6 @@ DEFAULT_GOLDEN_TOLERANCE: Mapping[str, float] = MappingProxyType(
     {"float32": 0.01, "bfloat16": 0.5, "float16": 0.1}
 )
 
-T = TypeVar("T")
 _INSTALL_ONLY = ("transformers", "torch", "accelerate", "pins", "find_links", "index_url", "torch_backend")  # fmt: skip  # noqa: E501
 _SOURCE_KEYS = {
     "embedded": ("source", "prompts", "fixture"),
