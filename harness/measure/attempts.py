@@ -77,81 +77,6 @@ class Attempted:
     fit: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
-class Attempt:
-    """One worker run of a prepared job, in the stack's fork-server or fresh, capped or not."""
-
-    stack: _Stack
-    job: Path
-    out: Path
-
-    def in_server(self, server: ForkServer) -> Classified:
-        s, timeout_s = self.stack, self.stack.cfg.timeout_s
-        try:
-            exit_ = server.run(self.job, self.out, timeout_s)
-        except WorkerStartError:
-            exit_ = Exit(note=f"the fork-server could not restart: {log_tail(s.log_path)}")
-        status, message, result = classify(exit_, self.out, timeout_s, s.phase_file)
-        if result and result.get("import_s") is None:
-            result["import_s"] = server.import_s
-        return status, message, result
-
-    def fresh(self, cap: int | None) -> Classified:
-        s, timeout_s = self.stack, self.stack.cfg.timeout_s
-        self.out.unlink(missing_ok=True)
-        if cap is None:
-            exit_ = run_fresh(s.python, env=s.env, log=s.log, job=self.job, out=self.out,
-                              timeout_s=timeout_s)  # fmt: skip
-            return classify(exit_, self.out, timeout_s, s.phase_file)
-        job: Job = json.loads(self.job.read_text(encoding="utf-8"))
-        budget.evict_page_cache(Path(job["model_path"]))  # no page charged to another cgroup
-        with budget.Budget.create(cap, self.job.stem) as limit:
-            exit_ = run_fresh(s.python, env=s.env, log=s.log, job=self.job, out=self.out,
-                              timeout_s=timeout_s, budget=limit)  # fmt: skip
-            limit.stop()
-            reason = None if exit_.timed_out else budget.classify_kill(limit, exit_.signal)
-        status, message, result = classify(exit_, self.out, timeout_s, s.phase_file)
-        result["budget_method"] = limit.method
-        result["budget_mb"] = limit.budget_mb
-        if status == "killed" and reason:
-            where = phase_note(s.phase_file)
-            message = f"killed by the memory budget ({cap / MIB:.0f} MiB, {limit.method}){where}"
-            result["reason"] = reason
-        return status, message, result
-
-    def fit(self, cell: Cell, uncapped: Result) -> dict[str, Any]:
-        """The fit record: the smallest cap that still loads and generates, within 5%."""
-        cfg, s = self.stack.cfg, cell.scenario
-        base: dict[str, Any] = {
-            "schema_version": rec.SCHEMA_VERSION, "run_id": cfg.run_id, "stack_id": cell.stack.id,
-            "cell_id": cell.id, "model": cell.model.id, "scenario": s.id,
-            "low_cpu_mem_usage": s.low_cpu_mem_usage, "device_map": s.device_map,
-            "dtype": s.dtype, "checkpoint_format": s.checkpoint_format,
-            "transformers_version": uncapped.get("env", {}).get("versions", {}).get("transformers"),
-        }  # fmt: skip
-        peaks = [p.get("hwm_mb") or 0.0 for p in (uncapped.get("phases") or {}).values()]
-        # The uncapped peak bounds it from above; from below only a floor does: a cgroup can
-        # reclaim clean file pages (an mmapped checkpoint), so a run may fit under its peak RSS.
-        peak = max([*peaks, FIT_FLOOR_MB]) * MIB
-        methods: list[str] = []
-
-        def run_once(cap: int) -> bool:
-            status, message, result = self.fresh(cap)
-            methods.append(result["budget_method"])
-            if status == "ok":
-                return True
-            if result.get("reason") == "memory_budget":
-                return False
-            raise FitError(f"{status} at a {cap / MIB:.0f} MiB cap: {message}")
-
-        try:
-            found = fit_mod.fit(run_once, int(FIT_FLOOR_MB * MIB), int(peak * 1.5))
-        except FitError as exc:
-            return {**base, "fit_status": "error", "message": str(exc)}
-        method = methods[-1] if methods else None
-        return {**base, **found.to_record(), "budget_method": method, "message": ""}
-
-
 class FitError(Exception):
     """A capped run failed for another reason than the cap."""
 
@@ -203,7 +128,8 @@ def offload_folder(cfg: RunConfig, cell: Cell) -> Path:
 
 @dataclass
 class _Stack:
-    """What every attempt of one stack shares: its interpreter, log, server and models."""
+    """One stack's attempts: what they share (interpreter, log, server, models), and each run
+    of a prepared job, in the fork-server or fresh, capped or not."""
 
     python: Path
     env: dict[str, str]
@@ -240,11 +166,10 @@ class _Stack:
         self.log.write(f"--- {cell.id} repeat {repeat}\n")
         self.log.flush()
         started, started_at = time.monotonic(), round(time.time(), 3)
-        run = Attempt(self, job_path, out_path)
         if self.server is not None:
-            status, message, result = run.in_server(self.server)
+            status, message, result = self.in_server(self.server, job_path, out_path)
         else:
-            status, message, result = run.fresh(cfg.memory_budget)
+            status, message, result = self.fresh(job_path, out_path, cfg.memory_budget)
         wall = time.monotonic() - started
         if cell.scenario.offload == "disk":
             shutil.rmtree(offload_folder(cfg, cell), ignore_errors=True)  # gigabytes, per run
@@ -254,8 +179,74 @@ class _Stack:
         if found is not None:
             result["shards"], result["largest_shard_mb"] = found
         outcome = rec.Outcome(status, message, result, wall, started_at)
-        fit = run.fit(cell, result) if cfg.fit and status == "ok" else None
+        fit = self.fit(job_path, out_path, cell, result) if cfg.fit and status == "ok" else None
         return Attempted(cell, repeat, outcome, self.stack_env, fit)
+
+    def in_server(self, server: ForkServer, job: Path, out: Path) -> Classified:
+        timeout_s = self.cfg.timeout_s
+        try:
+            exit_ = server.run(job, out, timeout_s)
+        except WorkerStartError:
+            exit_ = Exit(note=f"the fork-server could not restart: {log_tail(self.log_path)}")
+        status, message, result = classify(exit_, out, timeout_s, self.phase_file)
+        if result and result.get("import_s") is None:
+            result["import_s"] = server.import_s
+        return status, message, result
+
+    def fresh(self, job: Path, out: Path, cap: int | None) -> Classified:
+        timeout_s = self.cfg.timeout_s
+        out.unlink(missing_ok=True)
+        if cap is None:
+            exit_ = run_fresh(self.python, env=self.env, log=self.log, job=job, out=out,
+                              timeout_s=timeout_s)  # fmt: skip
+            return classify(exit_, out, timeout_s, self.phase_file)
+        model_path = json.loads(job.read_text(encoding="utf-8"))["model_path"]
+        budget.evict_page_cache(Path(model_path))  # no page charged to another cgroup
+        with budget.Budget.create(cap, job.stem) as limit:
+            exit_ = run_fresh(self.python, env=self.env, log=self.log, job=job, out=out,
+                              timeout_s=timeout_s, budget=limit)  # fmt: skip
+            limit.stop()
+            reason = None if exit_.timed_out else budget.classify_kill(limit, exit_.signal)
+        status, message, result = classify(exit_, out, timeout_s, self.phase_file)
+        result["budget_method"] = limit.method
+        result["budget_mb"] = limit.budget_mb
+        if status == "killed" and reason:
+            where = phase_note(self.phase_file)
+            message = f"killed by the memory budget ({cap / MIB:.0f} MiB, {limit.method}){where}"
+            result["reason"] = reason
+        return status, message, result
+
+    def fit(self, job: Path, out: Path, cell: Cell, uncapped: Result) -> dict[str, Any]:
+        """The fit record: the smallest cap that still loads and generates, within 5%."""
+        cfg, s = self.cfg, cell.scenario
+        base: dict[str, Any] = {
+            "schema_version": rec.SCHEMA_VERSION, "run_id": cfg.run_id, "stack_id": cell.stack.id,
+            "cell_id": cell.id, "model": cell.model.id, "scenario": s.id,
+            "low_cpu_mem_usage": s.low_cpu_mem_usage, "device_map": s.device_map,
+            "dtype": s.dtype, "checkpoint_format": s.checkpoint_format,
+            "transformers_version": uncapped.get("env", {}).get("versions", {}).get("transformers"),
+        }  # fmt: skip
+        peaks = [p.get("hwm_mb") or 0.0 for p in (uncapped.get("phases") or {}).values()]
+        # The uncapped peak bounds it from above; from below only a floor does: a cgroup can
+        # reclaim clean file pages (an mmapped checkpoint), so a run may fit under its peak RSS.
+        peak = max([*peaks, FIT_FLOOR_MB]) * MIB
+        methods: list[str] = []
+
+        def run_once(cap: int) -> bool:
+            status, message, result = self.fresh(job, out, cap)
+            methods.append(result["budget_method"])
+            if status == "ok":
+                return True
+            if result.get("reason") == "memory_budget":
+                return False
+            raise FitError(f"{status} at a {cap / MIB:.0f} MiB cap: {message}")
+
+        try:
+            found = fit_mod.fit(run_once, int(FIT_FLOOR_MB * MIB), int(peak * 1.5))
+        except FitError as exc:
+            return {**base, "fit_status": "error", "message": str(exc)}
+        method = methods[-1] if methods else None
+        return {**base, **found.to_record(), "budget_method": method, "message": ""}
 
 
 def attempts(
