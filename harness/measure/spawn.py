@@ -56,12 +56,10 @@ def worker_env(python: Path, *, hub: bool) -> dict[str, str]:
         env.update({k: v for k, v in os.environ.items() if k in HUB_ONLY_ENV})
     else:
         # Embedded and local models must never reach the network.
-        env["HF_HUB_OFFLINE"] = "1"
-        env["TRANSFORMERS_OFFLINE"] = "1"
+        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     env["PATH"] = f"{python.parent}{os.pathsep}{env.get('PATH', '/usr/bin:/bin')}"
     env["VIRTUAL_ENV"] = str(python.parent.parent)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(PYTHONUNBUFFERED="1", PYTHONDONTWRITEBYTECODE="1")
     # tokenizers' thread pool does not survive fork; the harness forks on purpose.
     env["TOKENIZERS_PARALLELISM"] = "false"
     # Asking whether CUDA exists must not initialise it in a parent that forks.
