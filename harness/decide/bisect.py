@@ -9,6 +9,7 @@ skip` would. Exit codes: 0 found, 1 no single answer, 2 bad input.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import time
@@ -155,13 +156,7 @@ class Plan:
     refresh_versions: bool = False
 
 
-def _say(line: str) -> None:
-    print(line, flush=True)
-
-
-def _probe_json(m: Measurement, verdict: str) -> dict[str, Any]:
-    # The generated ids stay out of bisect.json (output: null).
-    return {**dataclasses.asdict(m), "output": None, "verdict": verdict}
+_say = functools.partial(print, flush=True)
 
 
 def run(plan: Plan, measure: Callable[[str], Measurement]) -> dict[str, Any]:
@@ -212,7 +207,9 @@ def run(plan: Plan, measure: Callable[[str], Measurement]) -> dict[str, Any]:
         "good": plan.good, "bad": plan.bad,
         "threshold": plan.threshold if plan.metric in NUMERIC else None,
         "last_good": last_good, "first_bad": first_bad, "untestable": hidden,
-        "probes": [_probe_json(seen[versions[i]], v) for i, v in found.probes],
+        # The generated ids stay out of bisect.json (output: null).
+        "probes": [{**dataclasses.asdict(seen[versions[i]]), "output": None, "verdict": v}
+                   for i, v in found.probes],
         "good_end": seen[versions[0]].show(plan.metric),
         "bad_end": seen[versions[-1]].show(plan.metric),
         "seconds": round(time.monotonic() - started, 1),

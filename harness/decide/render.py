@@ -172,19 +172,17 @@ def emit_walk(
     """The walk's sentences, then the change points: each step's first release and its size."""
     console = Console(width=200)
     found = walk.changes(steps)
-    lines = [" -> ".join([steps[0].base, *(s.candidate for s in steps)])] if steps else []
+    order = [steps[0].base, *(s.candidate for s in steps)] if steps else []
+    lines = [" -> ".join(order)] if steps else []
     lines += [walk.sentence(step, row) for step, row in found]
     if not found:
         lines.append("no change between adjacent stacks beyond the thresholds")
     n = walk.uncertain(steps)
     if n:
         lines.append(f"{n} further changes are uncertain (too few repeats, or within the noise)")
-    for line in lines:
-        console.print(line, markup=False, soft_wrap=True)
-    for note in notes:
-        console.print(f"note: {note}", markup=False, soft_wrap=True)
     found_points = [f"change point: {changepoints.sentence(p)}" for p in points]
-    for line in found_points or ["no change point in any series beyond its noise"]:
+    no_points = ["no change point in any series beyond its noise"]
+    for line in [*lines, *(f"note: {n}" for n in notes), *(found_points or no_points)]:
         console.print(line, markup=False, soft_wrap=True)
     md = "\n".join([f"## Version walk of `{run}`", "", *(f"- {ln}" for ln in lines), ""])
     if found_points:
@@ -192,7 +190,7 @@ def emit_walk(
     data = {
         "json_version": JSON_VERSION,
         "run": run,
-        "order": [steps[0].base, *(s.candidate for s in steps)] if steps else [],
+        "order": order,
         "sentences": lines,
         "notes": list(notes),
         "steps": [dataclasses.asdict(s) for s in steps],
