@@ -1,14 +1,8 @@
 """`harness bisect` (and `nox -s bisect`): the first transformers release where a metric flips.
 
-    harness bisect --good tf==4.46.3 --bad tf==4.57.6 --model tiny-gpt2 \\
-        --scenario st/fp32/lcmu=false/dm=cpu --metric status [--torch 2.13.0] [--run DIR]
-    harness bisect --from-step reports/RUN --model M --scenario S --metric status
-
---from-step takes the ends (and torch, python) from the step the run's change points find in
-that series: good = the last release before it, bad = the first on the new level.
-
-Exit codes: 0 found, 1 no single answer (the ends agree, or skipped releases hide it),
-2 bad input.
+--from-step takes the ends (and torch, python) from the step the run's change points find in that
+series. Exit codes: 0 found, 1 no single answer (the ends agree, or skipped releases hide it), 2
+bad input.
 """
 
 from __future__ import annotations
@@ -18,12 +12,12 @@ import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import paths
+from harness import metrics, paths
 from harness import records as rec
 from harness.commands import add_matrix, command, entry, positive_int
 from harness.config.matrix import Cell, Matrix, MatrixError, Stack
 from harness.config.matrix import load as load_matrix
-from harness.decide import bisect, changepoints, releases
+from harness.decide import bisect, changepoints, releases, verdicts
 from harness.golden import store as golden
 from harness.measure import probe, runner
 
@@ -41,14 +35,13 @@ def _end(text: str) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    metrics = ", ".join(bisect.METRICS)
     p = command("bisect")
     p.add_argument("--good", type=_end, help="tf==VERSION that behaves as before")
     p.add_argument("--bad", type=_end, help="tf==VERSION that behaves differently")
     p.add_argument("--from-step", type=Path, help="run folder: the ends of its step in this series")
     p.add_argument("--model", required=True, help="a model id of matrix.yaml")
     p.add_argument("--scenario", required=True, help="e.g. st/fp32/lcmu=false/dm=cpu")
-    p.add_argument("--metric", required=True, help=f"one of {metrics}")
+    p.add_argument("--metric", required=True, help=f"one of {', '.join(bisect.METRICS)}")
     p.add_argument("--threshold", type=float, default=None, help="numeric metrics: 0.05 = 5%%")
     p.add_argument("--torch", default="2.13.0")
     p.add_argument("--python", default="3.11")
@@ -74,8 +67,8 @@ def _threshold(ns: argparse.Namespace, matrix: Matrix) -> float:
                 f"--threshold: expected a positive fraction, got {ns.threshold}"
             )
         return float(ns.threshold)
-    memory = ns.metric.endswith("_mb") or ns.metric == "peak_ratio"
-    return matrix.compare.memory if memory else matrix.compare.time
+    metric = metrics.METRICS.get(ns.metric)
+    return verdicts.threshold(metric, matrix.compare) if metric else matrix.compare.time
 
 
 def from_step(ns: argparse.Namespace, matrix: Matrix) -> changepoints.ChangePoint:
@@ -97,12 +90,8 @@ def from_step(ns: argparse.Namespace, matrix: Matrix) -> changepoints.ChangePoin
             f"the step at {changepoints.where(step)} changes torch or python as well: bisect "
             "walks transformers releases on one torch"
         )
-    ns.good, ns.bad, ns.torch, ns.python = (
-        prev.transformers,
-        first.transformers,
-        first.torch,
-        first.python,
-    )
+    ns.good, ns.bad = prev.transformers, first.transformers
+    ns.torch, ns.python = first.torch, first.python
     ns.metric = "output" if metric == "golden" else metric
     more = f" (the first of {len(found)})" if len(found) > 1 else ""
     print(f"from the step{more}: {changepoints.sentence(step)}", flush=True)
@@ -116,8 +105,8 @@ def build(ns: argparse.Namespace) -> tuple[probe.Spec, bisect.Plan]:
     elif not (ns.good and ns.bad):
         raise bisect.BisectError("expected --good and --bad (tf==VERSION), or --from-step RUN_DIR")
     if ns.metric not in bisect.METRICS:
-        metrics = ", ".join(bisect.METRICS)
-        raise bisect.BisectError(f"unknown metric {ns.metric!r} (one of {metrics})")
+        known = ", ".join(bisect.METRICS)
+        raise bisect.BisectError(f"unknown metric {ns.metric!r} (one of {known})")
     model = matrix.model(ns.model)
     scenario = bisect.parse_scenario(
         ns.scenario, ns.max_new_tokens or matrix.settings.max_new_tokens

@@ -104,7 +104,7 @@ def compare(ns: argparse.Namespace) -> int:
         all_rows=ns.all_rows,
     )
 
-    def shown(row: Row) -> bool:
+    def shown(row: Row | changepoints.ChangePoint) -> bool:
         return ns.metrics is None or row.metric in ns.metrics or row.category in ns.metrics
 
     if ns.walk:
@@ -113,11 +113,7 @@ def compare(ns: argparse.Namespace) -> int:
         steps = walk.walk(run.stacks, settings, tolerances=tolerances, notes=notes)
         steps = [dataclasses.replace(s, rows=tuple(filter(shown, s.rows))) for s in steps]
         everything = [r for records in run.stacks.values() for r in records]
-        points = [
-            p
-            for p in changepoints.detect_all(everything, settings)
-            if ns.metrics is None or p.metric in ns.metrics or p.category in ns.metrics
-        ]
+        points = list(filter(shown, changepoints.detect_all(everything, settings)))
         render.emit_walk(out, str(ns.run), steps, notes, points)
         return 0
     base = resolve_side(ns.base, ns.run)

@@ -19,8 +19,6 @@ from harness.golden import store as golden
 if TYPE_CHECKING:
     import argparse
 
-REFUSED_EXIT = 1
-
 
 def parser() -> argparse.ArgumentParser:
     p = command("golden")
@@ -40,7 +38,7 @@ def bless_run(ns: argparse.Namespace) -> int:
         changes = bless.plan(rec.read_run(ns.run), ns.stack, models, ns.goldens)
     except bless.BlessError as exc:
         print(f"harness: {exc}", file=sys.stderr)
-        return REFUSED_EXIT
+        return bless.REFUSED_EXIT
     for change in changes:
         inside = change.path.is_relative_to(ns.goldens)
         rel = change.path.relative_to(ns.goldens) if inside else change.path
