@@ -256,23 +256,20 @@ def _machine_groups(
             f"cross-machine: base from {', '.join(sorted(fb))}, candidate from "
             f"{', '.join(sorted(fc))}; numbers compared anyway (--cross-machine)"
         )
+    if not common:  # cross-machine, or one side recorded no machine at all
         return [("", list(base), list(cand))]
     for side, found, records in (("base", fb, base), ("candidate", fc, cand)):
-        for fp in sorted(found - set(common)) if common else ():
+        for fp in sorted(found - set(common)):
             n = sum(1 for r in records if r.get("machine_fingerprint") == fp)
             notes.append(f"{n} {side} records from machine {fp} left out: no counterpart there")
     several = len(common) > 1
     if several:
         notes.append(f"records from {len(common)} machines: compared machine by machine")
 
-    def on(records: Sequence[Record], fp: str | None) -> list[Record]:
-        return [r for r in records if fp is None or r.get("machine_fingerprint") in (fp, None)]
+    def on(records: Sequence[Record], fp: str) -> list[Record]:
+        return [r for r in records if r.get("machine_fingerprint") in (fp, None)]
 
-    groups: list[tuple[str, str | None]] = [
-        (f"machine {fp}" if several else "", fp) for fp in common
-    ]
-    groups = groups or [("", None)]
-    return [(label, on(base, fp), on(cand, fp)) for label, fp in groups]
+    return [(f"machine {fp}" if several else "", on(base, fp), on(cand, fp)) for fp in common]
 
 
 # Besides the scenario, what two records must share to measure the same thing.

@@ -60,23 +60,21 @@ def plan(
         groups.setdefault(golden.CaseKey.of(r, ""), []).append(r)
     changes: list[Change] = []
     for case, group in sorted(groups.items(), key=lambda kv: dataclasses.astuple(kv[0])):
-        model, dtype, n = case.model, _label(case), case.max_new_tokens
-        bad = [r for r in group if r["status"] not in GOOD_STATUSES]
-        if bad:
-            r = bad[0]
-            raise BlessError(
-                f"refusing to bless {model}/{dtype} from {stack_id}: {r['cell_id']} #{r['repeat']} "
-                f"is {r['status']}: {r['message']}"
-            )
+        refuse = f"refusing to bless {case.model}/{_label(case)} from {stack_id}"
+        for r in group:
+            if r["status"] not in GOOD_STATUSES:
+                raise BlessError(
+                    f"{refuse}: {r['cell_id']} #{r['repeat']} is {r['status']}: {r['message']}"
+                )
         ok = [r for r in group if r["status"] == "ok"]
         if not ok:
-            raise BlessError(f"refusing to bless {model}/{dtype} from {stack_id}: no ok record")
+            raise BlessError(f"{refuse}: no ok record")
         ref = min(ok, key=_plainness)
         for other in ok:
             if other["output_ids"] != ref["output_ids"]:
                 raise BlessError(
-                    f"refusing to bless {model}/{dtype} from {stack_id}: {other['cell_id']} "
-                    f"#{other['repeat']} generated other ids than {ref['cell_id']}"
+                    f"{refuse}: {other['cell_id']} #{other['repeat']} generated other ids than "
+                    f"{ref['cell_id']}"
                 )
         for index, prompt in enumerate(ref["prompts"]):
             source = {
@@ -88,9 +86,9 @@ def plan(
             }  # fmt: skip
             inputs, side = ref.get("input_ids") or [], golden.side(ref, index)
             new = golden.Golden(
-                model, prompt, case.dtype, n, tuple(side.ids), ref["output_text"][index],
-                tuple(side.margins), ref.get("weights_sha256"), source, tuple(side.runner_up),
-                tuple(side.tokens),
+                case.model, prompt, case.dtype, case.max_new_tokens, tuple(side.ids),
+                ref["output_text"][index], tuple(side.margins), ref.get("weights_sha256"), source,
+                tuple(side.runner_up), tuple(side.tokens),
                 tuple(inputs[index]) if index < len(inputs) and inputs[index] else None,
                 case.batch, case.quantization,
             )  # fmt: skip

@@ -1,14 +1,8 @@
 """Golden outputs: the store, the verdicts, and declared expectations.
 
-A golden holds the input ids, the new token ids, text, per-step top-1 minus top-2 margins
-and runner-up ids of a reference run, one JSON file per (model, prompt, generation
-settings, dtype, quantization, batch size): batching and int8 may change rounding, so a
-batched or quantized output has a golden of its own. A batched output that differs from its
-golden is also compared with the unbatched golden, to say whether batching or the version
-made the difference. A first differing token is float noise (`drift`) only when the candidate
-took the reference's runner-up there and both sides were nearly tied (margins under the
-tolerance); anything else is a real change (`mismatch`). Other input ids for the same
-prompt are a tokenizer change (`tokenizer`), judged before any output.
+One JSON file per (model, prompt, generation settings, dtype, quantization, batch size): batching
+and int8 may change rounding, so their outputs have goldens of their own. The verdicts (match,
+drift, mismatch, tokenizer, stale, missing) are in the README, "Goldens: did the output change?".
 """
 
 from __future__ import annotations
@@ -199,11 +193,9 @@ def first_difference(a: Sequence[object], b: Sequence[object]) -> int | None:
 
 
 def compare(actual: Side, reference: Side, tolerance: float) -> GoldenDetail:
-    """Verdict for one output: match, drift or mismatch, with the first divergence.
+    """match, drift (the reference's runner-up, both margins under `tolerance`) or mismatch.
 
-    Drift: at the first differing step the candidate took the reference's runner-up and
-    both margins are under `tolerance`. A near-tie on the reference alone is not enough:
-    any token, a confident flip or other weights would pass as noise."""
+    A near-tie on the reference alone is not drift: any token or other weights would pass."""
     position = first_difference(actual.ids, reference.ids)
     if position is None:
         return {"verdict": "match"}
