@@ -324,7 +324,7 @@ def guard_torch_load(torch_mod: Any) -> dict[str, Any]:
     """
     import inspect  # noqa: PLC0415 - only runs with .bin checkpoints
 
-    state: dict[str, Any] = {"pickle_load": "weights_only", "calls": 0}
+    state: dict[str, Any] = {"pickle_load": "weights_only"}
     original = torch_mod.load
     try:
         supported = "weights_only" in inspect.signature(original).parameters
@@ -335,7 +335,6 @@ def guard_torch_load(torch_mod: Any) -> dict[str, Any]:
         return state
 
     def load(*args: Any, **kwargs: Any) -> Any:
-        state["calls"] += 1
         if kwargs.get("weights_only") is False:
             state["pickle_load"] = "unsafe"
         else:
