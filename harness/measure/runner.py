@@ -30,11 +30,9 @@ def pending(cells: Sequence[Cell], cfg: RunConfig, jsonl: Path) -> list[tuple[in
     """(repeat, cell) pairs still to run, repeats round-robin so machine drift spreads over
     all cells. On --resume the pairs already on disk are done: an interrupted run wrote
     nothing for the cell it was in, so exactly the missing ones run again."""
-    done = (
-        {(r["cell_id"], r["repeat"]) for r in rec.read(jsonl)}
-        if cfg.resume and jsonl.exists()
-        else set()
-    )
+    done: set[tuple[str, int]] = set()
+    if cfg.resume and jsonl.exists():
+        done = {(r["cell_id"], r["repeat"]) for r in rec.read(jsonl)}
     return [(r, c) for r in range(cfg.repeats) for c in cells if (c.id, r) not in done]
 
 

@@ -41,10 +41,9 @@ def process_tree(root: int) -> list[int]:
     seen = {root} if Path("/proc", str(root)).exists() else set()
     todo = [root]
     while todo:
-        for kid in children.get(todo.pop(), []):
-            if kid not in seen:
-                seen.add(kid)
-                todo.append(kid)
+        kids = [kid for kid in children.get(todo.pop(), []) if kid not in seen]
+        seen.update(kids)
+        todo += kids
     seen.update(members)
     return sorted(seen)
 
