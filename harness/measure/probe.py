@@ -109,9 +109,8 @@ def measure(spec: Spec, version: str, host: str) -> Measurement:
     raw = spec.config.run_dir / "raw"
     venv = spec.envdir / stack.id
     shutil.rmtree(venv, ignore_errors=True)
-    uv = envs.find_uv()
     made = subprocess.run(
-        [uv or "uv", "venv", "-q", "-p", stack.python, str(venv)],
+        [envs.find_uv() or "uv", "venv", "-q", "-p", stack.python, str(venv)],
         capture_output=True, text=True, check=False, timeout=600,
     )  # fmt: skip
     python = envs.venv_python(venv)
