@@ -79,9 +79,3 @@ def fit(run_once: Callable[[int], bool], lo: int, hi: int, rel_tol: float = 0.05
         else:
             bad = mid
     return FitResult("fit", good, bad, rel_tol, tuple(trials))
-
-
-def trials_needed(lo: int, hi: int, rel_tol: float = 0.05) -> int:
-    """How many runs a search over [lo, hi] takes at most (for progress and planning)."""
-    ratio = math.log(hi / lo) / math.log1p(rel_tol)
-    return 2 + max(0, math.ceil(math.log2(ratio)))

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from harness import provenance, usage
 from harness import records as rec
-from harness.commands import bench, cli
+from harness.commands import bench, main
 from harness.config import matrix
 from harness.golden import store as golden_store
 from harness.report import console
@@ -101,7 +101,7 @@ def test_the_summary_counts_missing_goldens_and_shows_the_first_divergence(tmp_p
 def test_main_summary_and_missing_folder(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert cli.main(["summary", str(tmp_path / "nope")]) == cli.USAGE_EXIT
+    assert main(["summary", str(tmp_path / "nope")]) == usage.USAGE_EXIT
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "no such run folder" in err
@@ -115,7 +115,7 @@ def test_noxfile_rejects_a_bad_matrix_with_one_line(tmp_path: Path) -> None:
         [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "-l"],
         capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
-    assert proc.returncode == cli.USAGE_EXIT
+    assert proc.returncode == usage.USAGE_EXIT
     assert "Traceback" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, proc.stderr
@@ -228,7 +228,7 @@ def test_models_takes_a_model_folder_directly(tmp_path: Path) -> None:
 def test_a_folder_without_config_json_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(usage.UsageError, match=r"not a model folder \(no config\.json"):
         bench.parse_bench_args(["--models", str(tmp_path)], MATRIX)
-    assert cli.main(["bench", "--models", str(tmp_path / "nope") + "/"]) == cli.USAGE_EXIT
+    assert main(["bench", "--models", str(tmp_path / "nope") + "/"]) == usage.USAGE_EXIT
 
 
 @pytest.mark.parametrize("name", ["...", "..x", "a b/c", "-rf", "ünï©ødé"])

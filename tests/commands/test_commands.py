@@ -12,7 +12,7 @@ import pytest
 import tomllib
 
 from harness import usage
-from harness.commands import COMMANDS, bench, cli, main
+from harness.commands import COMMANDS, bench, main
 
 if TYPE_CHECKING:
     from harness.config import matrix
@@ -82,7 +82,7 @@ def test_usage_run_keeps_a_message_to_one_line(capsys: pytest.CaptureFixture[str
 
 
 def test_cli_module_is_the_same_main() -> None:
-    assert cli.main(["validate"]) == 0
+    assert main(["validate"]) == 0
 
 
 @pytest.mark.skipif(

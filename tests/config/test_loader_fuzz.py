@@ -31,7 +31,8 @@ from hypothesis import strategies as st
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from harness.commands import cli
+from harness import usage
+from harness.commands import main
 from harness.config import fields, matrix, models
 from harness.config.matrix import MatrixError, load
 
@@ -1521,7 +1522,7 @@ def harness(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
 
 
 def assert_usage_error(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == cli.USAGE_EXIT, result
+    assert result.returncode == usage.USAGE_EXIT, result
     assert "Traceback" not in result.stderr, result.stderr
     assert result.stderr.endswith("\n"), result.stderr
     line = result.stderr[:-1]
@@ -1576,8 +1577,8 @@ def test_cli_bad_arguments_in_process(args: tuple[str, ...]) -> None:
             assume(not value > 0 and not math.isnan(value))  # cli takes --timeout nan
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        code = cli.main([a for a in args if a])
-    assert code == cli.USAGE_EXIT, (args, err.getvalue(), out.getvalue())
+        code = main([a for a in args if a])
+    assert code == usage.USAGE_EXIT, (args, err.getvalue(), out.getvalue())
     text = err.getvalue()
     assert text.endswith("\n"), text
     assert text[:-1].splitlines() == [text[:-1]], text

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.commands import cli
+from harness import usage
+from harness.commands.bench import parse_bench_args, select
 from harness.config import matrix
 from harness.measure import shards
 
@@ -36,10 +37,10 @@ def test_shards_cover_the_real_matrix_exactly_once(profile: str, count: int) -> 
 
 
 def test_bench_shard_option_selects_the_slice() -> None:
-    args = cli.parse_bench_args(["--profile", "default", "--shard", "2/3"], MATRIX)
-    picked = cli.select(MATRIX, args)
+    args = parse_bench_args(["--profile", "default", "--shard", "2/3"], MATRIX)
+    picked = select(MATRIX, args)
     assert picked == shards.shard(MATRIX.cells("default"), 2, 3)
-    per_stack = [c for s in MATRIX.stacks for c in cli.select(MATRIX, args, s.id)]
+    per_stack = [c for s in MATRIX.stacks for c in select(MATRIX, args, s.id)]
     assert sorted(c.id + c.stack.id for c in per_stack) == sorted(c.id + c.stack.id for c in picked)
 
 
@@ -47,8 +48,8 @@ def test_bench_shard_option_selects_the_slice() -> None:
 def test_bad_shards(text: str) -> None:
     with pytest.raises(ValueError, match="shard"):
         shards.parse_shard(text)
-    with pytest.raises(cli.UsageError):
-        cli.parse_bench_args(["--shard", text], MATRIX)
+    with pytest.raises(usage.UsageError):
+        parse_bench_args(["--shard", text], MATRIX)
 
 
 def test_workflow_matrix_is_the_stacks_of_matrix_yaml(tmp_path: Path) -> None:
