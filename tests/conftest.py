@@ -47,6 +47,16 @@ def _tmp_store(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPat
 
 
 @pytest.fixture(scope="session")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where browser tests save their screenshots: a temporary folder, so a test run leaves the
+    checkout clean; HARNESS_SCREENSHOTS=docs refreshes the README's images."""
+    folder = os.environ.get("HARNESS_SCREENSHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
 def test_stack() -> Stack:
     return TEST_STACK
 

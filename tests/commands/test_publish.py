@@ -18,7 +18,6 @@ from harness.commands import publish
 from harness.report import compat, store
 
 REPO = Path(__file__).resolve().parents[2]
-DOCS = Path(__file__).resolve().parents[2] / "docs"
 XSS = "<img src=x onerror=alert(1)>"
 
 
@@ -136,7 +135,7 @@ def test_an_empty_store_is_one_line_and_exit_2(
 
 @pytest.mark.browser
 def test_the_published_site_opens_from_file_without_console_errors(
-    browser: Any, tmp_path: Path
+    browser: Any, tmp_path: Path, shots: Path
 ) -> None:
     site = tmp_path / "site"
     runs = [DEFAULT, DATA / "compat"]
@@ -159,8 +158,7 @@ def test_the_published_site_opens_from_file_without_console_errors(
             )
             hrefs = page.locator("nav a").evaluate_all("as => as.map(a => a.getAttribute('href'))")
             assert set(hrefs) >= {"compat.html", "history.html", "latest/index.html"}
-            DOCS.mkdir(exist_ok=True)
-            page.screenshot(path=str(DOCS / "site.png"), full_page=True)
+            page.screenshot(path=str(shots / "site.png"), full_page=True)
         page.close()
 
 

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from recordkit import DEFAULT, SMOKE, make_record, write_run
 
 from harness.report import history, store
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
 XSS = '"><img src=x onerror=alert(1)>'
-DOCS = Path(__file__).resolve().parents[2] / "docs"
 CELL = ("gpt2-124m", "st/fp32/lcmu=omit/dm=none", "peak_mb")
 MARK = (*CELL, "4.57.6", "peak steps down")
 
@@ -128,7 +129,9 @@ def _drawn(page: Any) -> list[list[Any]]:
 
 
 @pytest.mark.browser
-def test_history_draws_in_chromium_and_names_stay_text(browser: Any, tmp_path: Path) -> None:
+def test_history_draws_in_chromium_and_names_stay_text(
+    browser: Any, tmp_path: Path, shots: Path
+) -> None:
     root = tmp_path / "store"
     store.merge([SMOKE, DEFAULT], root)
     hostile = write_run(tmp_path / "evil", [make_record(model=XSS, run_id="20261201-000000")])
@@ -157,6 +160,5 @@ def test_history_draws_in_chromium_and_names_stay_text(browser: Any, tmp_path: P
     assert drawn["release"][0] == 3  # one per torch version: 2.5.1, 2.8.0, 2.13.0
     assert drawn["release"][1] >= 1  # the mark's dotted line
     assert "peak steps down" in page.inner_text("#chart-release")
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "history.png"), full_page=True)
+    page.screenshot(path=str(shots / "history.png"), full_page=True)
     assert problems == []
