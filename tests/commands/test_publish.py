@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pagekit import open_page
 from recordkit import DATA, DEFAULT, make_record, write_run
 
 from harness import records as rec
@@ -141,11 +142,7 @@ def test_the_published_site_opens_from_file_without_console_errors(
     runs = [DEFAULT, DATA / "compat"]
     assert publish.main([*map(str, runs), "--out", str(site), "--store", str(tmp_path / "st")]) == 0
     for name in ("index.html", "compat.html", "history.html", "latest/index.html"):
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        problems: list[str] = []
-        page.on("console", lambda m, p=problems: p.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)  # fmt: skip
-        page.on("pageerror", lambda exc, p=problems: p.append(f"pageerror: {exc}"))
-        page.goto((site / name).as_uri())
+        page, problems = open_page(browser, site / name, 1280, 900)
         page.wait_for_load_state("load")
         assert problems == [], (name, problems)
         if name == "index.html":
@@ -173,11 +170,7 @@ def test_nox_publish_builds_a_site_chromium_opens_from_file(browser: Any, tmp_pa
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert_self_contained(site)
-    page = browser.new_page(viewport={"width": 390, "height": 800})  # a phone's width
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)  # fmt: skip
-    page.on("pageerror", lambda exc: problems.append(str(exc)))
-    page.goto((site / "index.html").as_uri())
+    page, problems = open_page(browser, site / "index.html", 390, 800)  # a phone's width
     steps = page.locator("ul li").all_inner_texts()
     assert any("status of gpt2-124m/st/fp32/lcmu=false/dm=cpu steps from unsupported to ok" in s and "4.51.3" in s for s in steps), steps  # fmt: skip
     page.goto((site / "compat.html").as_uri())

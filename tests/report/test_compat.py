@@ -11,6 +11,7 @@ from urllib.parse import unquote
 from xml.etree import ElementTree as ET
 
 import pytest
+from pagekit import open_page
 from recordkit import DATA, DEFAULT, HANDMADE, copy_run, make_record, write_run
 
 from harness import metrics
@@ -278,17 +279,6 @@ def test_harness_report_writes_the_page_and_badge(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- real headless Chromium
 
 
-def _open(browser: Any, page_path: Path, width: int) -> tuple[Any, list[str]]:
-    page = browser.new_page(viewport={"width": width, "height": 900})
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"{m.type}: {m.text}"))
-    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
-    page.on("dialog", lambda d: problems.append(f"dialog: {d.message}"))
-    page.on("requestfailed", lambda r: problems.append(f"requestfailed: {r.url}"))
-    page.goto(page_path.as_uri())
-    return page, problems
-
-
 def _site(tmp_path: Path) -> Path:
     """The default run and the every-state fixture, reported together as `harness report`."""
     runs = [copy_run(DEFAULT, tmp_path / "default"), copy_run(COMPAT, tmp_path / "compat")]
@@ -302,7 +292,7 @@ def _site(tmp_path: Path) -> Path:
 def test_page_renders_scrolls_and_drills_down(
     browser: Any, tmp_path: Path, width: int, shots: Path
 ) -> None:
-    page, problems = _open(browser, _site(tmp_path), width)
+    page, problems = open_page(browser, _site(tmp_path), width, 900, every_message=True)
     assert page.evaluate("document.querySelector('img').naturalWidth") > 100  # the badge drew
     # The body never scrolls sideways; a grid wider than the screen scrolls in its own box.
     assert page.evaluate("document.documentElement.scrollWidth") <= width

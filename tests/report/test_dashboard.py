@@ -9,6 +9,7 @@ from typing import Any
 
 import plotly
 import pytest
+from pagekit import open_page
 from recordkit import DEFAULT, HANDMADE, make_record, write_run
 
 from harness.report import build, claims, dashboard
@@ -125,13 +126,7 @@ def test_claims_page_lists_every_claim_per_version(tmp_path: Path) -> None:
 
 
 def _open(browser: Any, page_path: Path) -> tuple[Any, list[str]]:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type in
-            ("error", "warning") else None)  # fmt: skip
-    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
-    page.on("dialog", lambda d: problems.append(f"dialog: {d.message}"))
-    page.goto(page_path.as_uri())
+    page, problems = open_page(browser, page_path, 1400, 1000)
     page.wait_for_function(
         "n => document.querySelectorAll('[data-chart] svg.main-svg').length >= n", arg=len(CHARTS)
     )
@@ -163,11 +158,7 @@ def test_dashboard_of_a_real_run_draws_every_chart(browser: Any, tmp_path: Path)
 
 
 def _open_claims(browser: Any, page_path: Path) -> tuple[Any, list[str]]:
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"{m.type}: {m.text}"))
-    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
-    page.goto(page_path.as_uri())
+    page, problems = open_page(browser, page_path, 1400, 1000, every_message=True)
     assert page.locator("section h2").count() == len(claims.CHECKS)
     return page, problems
 

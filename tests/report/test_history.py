@@ -7,6 +7,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from pagekit import open_page
 from recordkit import DEFAULT, SMOKE, make_record, write_run
 
 from harness.report import history, store
@@ -137,13 +138,7 @@ def test_history_draws_in_chromium_and_names_stay_text(
     hostile = write_run(tmp_path / "evil", [make_record(model=XSS, run_id="20261201-000000")])
     store.ingest(hostile, root)
     path = history.build_history(root, tmp_path / "site", marks=[MARK])
-    page = browser.new_page(viewport={"width": 1300, "height": 1000})
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"{m.type}: {m.text}") if m.type in
-            ("error", "warning") else None)  # fmt: skip
-    page.on("pageerror", lambda exc: problems.append(f"pageerror: {exc}"))
-    page.on("dialog", lambda d: problems.append(f"dialog: {d.message}"))
-    page.goto(path.as_uri())
+    page, problems = open_page(browser, path, 1300, 1000)
     # The hostile id sorts first: it is the one drawn on opening, as text.
     assert page.evaluate("document.getElementById('pick-model').selectedOptions[0].text") == XSS
     _drawn(page)
