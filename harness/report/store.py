@@ -38,6 +38,8 @@ _ARROW = {
     "Int64": pa.int64(),
     "boolean": pa.bool_(),
 }
+# Reading a file back: the nullable dtypes the frame had (the files carry no pandas metadata).
+_PANDAS = {pa.int64(): pd.Int64Dtype(), pa.bool_(): pd.BooleanDtype()}
 By = Literal["run", "release"]
 
 
@@ -107,7 +109,7 @@ def write(df: pd.DataFrame, store: Path) -> int:
     ):
         path = file_for(store, run, machine)
         if path.is_file():
-            old = pq.read_table(path).to_pandas()
+            old = pq.read_table(path).to_pandas(types_mapper=_PANDAS.get)
             rows = pd.concat([old.reindex(columns=rows.columns), rows], ignore_index=True)  # noqa: PLW2901
             rows = rows.drop_duplicates(IDENTITY, keep="last")  # noqa: PLW2901
         save(to_table(rows), path)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from recordkit import DEFAULT, SMOKE, make_record, write_run
 
@@ -33,6 +34,24 @@ def test_ingesting_a_run_twice_replaces_it(tmp_path: Path) -> None:
     assert store.files(root) == files
     keys = store.query(root, f"SELECT {', '.join(store.IDENTITY)} FROM records")  # noqa: S608
     assert not keys.duplicated().any()
+
+
+def test_ingesting_a_run_again_keeps_its_column_types(tmp_path: Path) -> None:
+    """The upsert reads the old rows back: integers stay integers, a boolean with gaps a boolean."""
+    records = [
+        make_record(repeat=0, trust_remote_code=None),
+        make_record(repeat=1, trust_remote_code=True),
+    ]
+    run = write_run(tmp_path / "run", records)
+    root = tmp_path / "store"
+    store.ingest(run, root)
+    (path,) = store.files(root)
+    schema = pq.read_schema(path)
+    assert schema.field("trust_remote_code").type == "bool"
+    assert schema.field("params").type == "int64"
+    assert store.ingest(run, root) == 2
+    assert pq.read_schema(path) == schema
+    assert _count(root) == 2
 
 
 def test_merge_of_two_runs_keeps_both(tmp_path: Path) -> None:
