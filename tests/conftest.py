@@ -113,7 +113,6 @@ class NoxBench:
     env: dict[str, str]
     matrix: Path
     run_dir: Path
-    env_cache: Path  # $HARNESS_CACHE: presets, the releases listing
 
 
 @pytest.fixture
@@ -130,7 +129,7 @@ def nox_bench(tmp_path: Path) -> Callable[[str, str], NoxBench]:
         # Wheels: as in stack_python, nox's harness reads uv's variables or pip's config.
         cmd = [sys.executable, "-m", "nox", "-f", str(REPO / "noxfile.py"), "-s", "bench",
                "--envdir", str(tmp_path / "envs")]  # fmt: skip
-        return NoxBench(cmd, env, matrix, tmp_path / "run", tmp_path / "cache")
+        return NoxBench(cmd, env, matrix, tmp_path / "run")
 
     return make
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -51,7 +52,9 @@ def test_a_sweep_runs_each_release_and_resumes_without_repeating_one(nox_bench: 
     assert {r["transformers_version"] for r in records if r["stack_id"] in GOOD} == {"5.23.0", "5.24.0"}  # fmt: skip
     assert first.returncode == 1  # a failed cell fails the run; the other stacks still ran
     # The listing the sweep resolved against is cached with its date and named in run.json.
-    listing = json.loads((bench.env_cache / "releases" / "transformers.json").read_text())
+    listing = json.loads(
+        (Path(bench.env["HARNESS_CACHE"]) / "releases" / "transformers.json").read_text()
+    )
     assert "5.24.0" in listing["versions"]
     manifest = json.loads((bench.run_dir / "run.json").read_text())
     assert manifest["releases_listed_at"] == listing["queried_at"]
