@@ -574,8 +574,8 @@ class Run:
             device = torch.device("cuda:0" if on_gpu else "cpu")
 
         # Greedy, for the measured batches and the warm repeat alike.
-        greedy = {"max_new_tokens": int(job["max_new_tokens"]), "do_sample": False, "num_beams": 1}
-        greedy["pad_token_id"] = tokenizer.pad_token_id
+        greedy = {"max_new_tokens": int(job["max_new_tokens"]), "do_sample": False,
+                  "num_beams": 1, "pad_token_id": tokenizer.pad_token_id}  # fmt: skip
         stop = _eos_ids(model)
         outputs: list[Output] = []
         first: dict[str, Any] = {}  # the first batch's inputs, on the device: generated warm
