@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from packaging.version import InvalidVersion, Version
 
 from harness import paths
-from harness.config.sweeps import ordered as ordered  # noqa: PLC0414 - re-exported: bisect and its tests use it here
+from harness.config.sweeps import ordered
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

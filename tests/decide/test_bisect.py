@@ -16,6 +16,7 @@ import pytest
 
 from harness import provenance, records
 from harness.commands import bisect as bisect_cmd
+from harness.config import sweeps
 from harness.config.matrix import Cell, Model, Scenario, Stack
 from harness.decide import bisect, releases
 from harness.measure import probe
@@ -54,9 +55,9 @@ def test_parse_pip_index_and_pip_download_outputs() -> None:
 
 
 def test_ordered_is_numeric_final_and_deduplicated() -> None:
-    listed = releases.ordered([*releases.parse(PIP_DOWNLOAD_ERROR), "not-a-version", "4.50.0rc1"])
+    listed = sweeps.ordered([*releases.parse(PIP_DOWNLOAD_ERROR), "not-a-version", "4.50.0rc1"])
     assert listed == ["4.9.2", "4.10.0", "4.46.3", "4.51"]
-    assert releases.ordered(["4.50.0rc1", "4.49.0"], pre=True) == ["4.49.0", "4.50.0rc1"]
+    assert sweeps.ordered(["4.50.0rc1", "4.49.0"], pre=True) == ["4.49.0", "4.50.0rc1"]
 
 
 def test_between_includes_both_ends() -> None:
