@@ -245,6 +245,6 @@ def write_reports(
         steps=steps, compat=Path(os.path.relpath(page, out)).as_posix(),
     )  # fmt: skip
     pngs, note = plots.export_pngs(figures, out / "png") if png else ((), None)
-    if compat_page is None:
+    if compat_page is None:  # last: its nav links the dashboard only once index.html exists
         compat.build_compat(records, out, raw_dirs=raw_dirs)
     return ReportPaths(out, parquet, csv, md, *site, page, pngs, note)
