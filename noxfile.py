@@ -91,11 +91,7 @@ def bench_stack_impl(session: nox.Session, stack: matrix.Stack) -> None:
     if cfg.resume and not runner.pending(cells, cfg, jsonl):
         # A resumed sweep never installs or runs a finished stack again.
         session.skip(f"{stack.id} finished in {cfg.run_dir}")
-    usage.or_exit(lambda: bench_cmd.ensure_writable(cfg.run_dir))
-    bench_cmd.write_manifest(
-        cfg.run_dir, MATRIX_PATH, args, cfg.run_id, mode=cfg.mode, repeats=cfg.repeats
-    )
-    bench_cmd.point_latest(cfg.run_dir)
+    usage.or_exit(lambda: bench_cmd.start_run(cfg, MATRIX_PATH, MATRIX, args))
     if not stack.install:
         # An existing environment: nothing to install, its versions are read from it.
         python = Path(stack.python)

@@ -272,11 +272,16 @@ def point_latest(run_dir: Path) -> None:
 
 
 def write_manifest(
-    run_dir: Path, matrix_path: Path, args: BenchArgs, run_id: str, **extra: object
+    run_dir: Path,
+    matrix_path: Path,
+    matrix: matrix_mod.Matrix,
+    args: BenchArgs,
+    run_id: str,
+    **extra: object,
 ) -> None:
+    """run.json; `matrix` is the one loaded from `matrix_path`, its sweeps resolved."""
     path = run_dir / "run.json"
     data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    matrix = load_matrix(matrix_path)
     if matrix.sweeps:  # which releases the index offered, and when it was asked
         data["releases_listed_at"] = releases.listed_at("transformers")
     data.update(
@@ -307,7 +312,7 @@ def bench_existing(ns: argparse.Namespace) -> int:
     m = load_matrix(ns.matrix, refresh=ns.refresh)
     args = bench_args(ns, m)
     cfg = run_config(args, m, new_run_id())
-    _start(ns, args, cfg)
+    start_run(cfg, ns.matrix, m, args)
     run_dir = cfg.run_dir
     plans = []
     for stack in m.stacks:
@@ -328,11 +333,24 @@ def bench_existing(ns: argparse.Namespace) -> int:
     return finish_run(run_dir, strict_golden=args.strict_golden)
 
 
-def _start(ns: argparse.Namespace, args: BenchArgs, cfg: runner.RunConfig, **extra: object) -> None:
+def start_run(
+    cfg: runner.RunConfig,
+    matrix_path: Path,
+    matrix: matrix_mod.Matrix,
+    args: BenchArgs,
+    **extra: object,
+) -> None:
     """Before measuring: the run folder checked writable, its manifest, reports/latest."""
     ensure_writable(cfg.run_dir)
     write_manifest(
-        cfg.run_dir, ns.matrix, args, cfg.run_id, mode=cfg.mode, repeats=cfg.repeats, **extra
+        cfg.run_dir,
+        matrix_path,
+        matrix,
+        args,
+        cfg.run_id,
+        mode=cfg.mode,
+        repeats=cfg.repeats,
+        **extra,
     )
     point_latest(cfg.run_dir)
 
@@ -354,7 +372,7 @@ def bench_launched(ns: argparse.Namespace) -> int:
     cfg = run_config(args, m, new_run_id())
     cfg = dataclasses.replace(cfg, run_dir=cfg.run_dir.resolve())
     count = min(m.launch.shards, len(cells))  # no empty shard
-    _start(ns, args, cfg, launcher={"cluster": m.launch.cluster, "shards": count})
+    start_run(cfg, ns.matrix, m, args, launcher={"cluster": m.launch.cluster, "shards": count})
     run_dir = cfg.run_dir
     parts = []
     for i in range(1, count + 1):

@@ -125,7 +125,7 @@ def test_manifest_records_wheel_sources(tmp_path: Path, monkeypatch: pytest.Monk
     m: matrix.Matrix = matrix_mod.load(REPO / "matrix.yaml")
     monkeypatch.setenv("UV_FIND_LINKS", str(tmp_path / "wheels"))
     args = bench.parse_bench_args(["--profile", "smoke"], m)
-    bench.write_manifest(tmp_path, REPO / "matrix.yaml", args, "r1")
+    bench.write_manifest(tmp_path, REPO / "matrix.yaml", m, args, "r1")
     data = json.loads((tmp_path / "run.json").read_text(encoding="utf-8"))
     assert data["wheel_sources"]["from"] == "uv env"
     assert data["wheel_sources"]["find_links"] == [str(tmp_path / "wheels")]
