@@ -157,22 +157,22 @@ def pick_bucket(con: duckdb.DuckDBPyConnection, n_metrics: int, budget: int) -> 
 def _spreads(  # noqa: PLR0917 - the parts of one query
     con: duckdb.DuckDBPyConnection, shown: Sequence[str], line: str, x: str, group: str, known: str
 ) -> pd.DataFrame:
-    """Per group of the records where column `known` is, every metric's n and quartiles in
-    one pass, then one row per (group, metric)."""
+    """Per group of the records where column `known` is, every metric's n, runs and quartiles
+    in one pass (runs: those with a value of it), then one row per (group, metric)."""
     aggs = ", ".join(
-        f'count("{m}") AS "{m}__n", quantile_cont("{m}", [0.25, 0.5, 0.75]) AS "{m}__q"'
+        f'count("{m}") AS "{m}__n", quantile_cont("{m}", [0.25, 0.5, 0.75]) AS "{m}__q", '
+        f'count(DISTINCT run_id) FILTER (WHERE "{m}" IS NOT NULL) AS "{m}__runs"'
         for m in shown
     )
     rows = " UNION ALL ".join(
-        f"SELECT model, scenario, '{m}' AS metric, line, x, \"{m}__n\" AS n, runs, "  # noqa: S608
-        f'"{m}__q"[2] AS median, "{m}__q"[1] AS q1, "{m}__q"[3] AS q3 '
+        f"SELECT model, scenario, '{m}' AS metric, line, x, \"{m}__n\" AS n, "  # noqa: S608
+        f'"{m}__runs" AS runs, "{m}__q"[2] AS median, "{m}__q"[1] AS q1, "{m}__q"[3] AS q3 '
         f'FROM wide WHERE "{m}__n" > 0'
         for m in shown
     )
     return con.execute(
         f"WITH wide AS MATERIALIZED (SELECT model, scenario, {line} AS line, {x} AS x, "  # noqa: S608
-        f"count(DISTINCT run_id) AS runs, {aggs} FROM {OK} WHERE {known} IS NOT NULL "
-        f"GROUP BY {group}) {rows}"
+        f"{aggs} FROM {OK} WHERE {known} IS NOT NULL GROUP BY {group}) {rows}"
     ).df()
 
 

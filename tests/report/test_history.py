@@ -69,6 +69,25 @@ def test_the_page_carries_the_stores_medians_not_its_records(root: Path, tmp_pat
         assert field not in text
 
 
+def test_runs_count_only_those_with_a_value_of_the_metric(tmp_path: Path) -> None:
+    """An older run without ttft_s pools into the release, not into ttft_s's run count."""
+    old = write_run(tmp_path / "a", [make_record(run_id="20260101-000000", ttft_s=None)])
+    new = write_run(tmp_path / "b", [make_record(run_id="20260102-000000")])
+    root = tmp_path / "store"
+    store.merge([old, new], root)
+    con = store.connect(root)
+    try:
+        runs, releases, _ = history.aggregate(con, budget=1)  # bucketed: both runs in one
+    finally:
+        con.close()
+    for df in (runs, releases):
+        counts = df.set_index("metric")[["n", "runs"]]
+        assert counts.loc["ttft_s"].tolist() == [1, 1]
+        assert counts.loc["load_s"].tolist() == [2, 2]
+    cell = ("gpt2-124m", "st/fp32/lcmu=omit/dm=none", "ttft_s")
+    assert store.series(root, *cell, by="release")["runs"].tolist() == [1]
+
+
 def test_marks_are_kept_for_their_cell_only(root: Path, tmp_path: Path) -> None:
     unknown = ("no-such-model", *CELL[1:], "4.51.0", "x")
     data = _data(history.build_history(root, tmp_path, marks=[MARK, unknown]))
