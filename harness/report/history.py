@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness import metrics
+from harness.config import ids
 from harness.report import dashboard, store
 from harness.report.dashboard import e, script_json
 from harness.report.tables import version_key
@@ -242,7 +243,7 @@ def page_data(
         c: sorted({str(v) for df in both for v in df[c]}) for c in ("model", "scenario", "metric")
     }
     names["metric"] = [m for m in SHOWN if m in names["metric"]]
-    stacks = sorted({str(v) for v in runs["line"]}, key=version_key)
+    stacks = sorted({str(v) for v in runs["line"]}, key=ids.stack_order_key)
     torches = sorted({str(v) for v in releases["line"]}, key=version_key)
     shown = {str(v) for v in releases["x"]} | {m[3] for m in marks}
     versions = sorted(shown, key=version_key)

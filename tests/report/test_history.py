@@ -88,6 +88,12 @@ def test_runs_count_only_those_with_a_value_of_the_metric(tmp_path: Path) -> Non
     assert store.series(root, *cell, by="release")["runs"].tolist() == [1]
 
 
+def test_stacks_are_in_version_order(root: Path, tmp_path: Path) -> None:
+    data = _data(history.build_history(root, tmp_path))
+    assert data["stacks"] == ["tf4.46.3-torch2.5.1-py3.11", "tf4.57.6-torch2.8.0-py3.11",
+                              "tf5.5.4-torch2.5.1-py3.11", "tf5.24.0-torch2.13.0-py3.11"]  # fmt: skip
+
+
 def test_marks_are_kept_for_their_cell_only(root: Path, tmp_path: Path) -> None:
     unknown = ("no-such-model", *CELL[1:], "4.51.0", "x")
     data = _data(history.build_history(root, tmp_path, marks=[MARK, unknown]))
