@@ -342,16 +342,8 @@ def start_run(
 ) -> None:
     """Before measuring: the run folder checked writable, its manifest, reports/latest."""
     ensure_writable(cfg.run_dir)
-    write_manifest(
-        cfg.run_dir,
-        matrix_path,
-        matrix,
-        args,
-        cfg.run_id,
-        mode=cfg.mode,
-        repeats=cfg.repeats,
-        **extra,
-    )
+    write_manifest(cfg.run_dir, matrix_path, matrix, args, cfg.run_id, mode=cfg.mode,
+                   repeats=cfg.repeats, **extra)  # fmt: skip
     point_latest(cfg.run_dir)
 
 
