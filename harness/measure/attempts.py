@@ -18,7 +18,7 @@ from harness import paths
 from harness import records as rec
 from harness.measure import budget
 from harness.measure import fit as fit_mod
-from harness.measure.models import ModelPaths, resolve_model
+from harness.measure.models import ModelPaths, offload_cpu_share_mb, resolve_model
 from harness.measure.spawn import (
     ISOLATED,
     Exit,
@@ -119,6 +119,8 @@ def job_for(cell: Cell, where: ModelPaths, cfg: RunConfig, phase_file: Path) -> 
         job["offload_folder"] = str(offload_folder(cfg, cell))
         if cfg.memory_budget:
             job["max_memory_mb"] = cfg.memory_budget * 0.4 / MIB
+        else:
+            job["max_memory_mb"] = offload_cpu_share_mb(where.model)
     return job
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,3 +88,42 @@ def weight_files(model: Model, cache: Path) -> list[Path]:
         # A hub snapshot's files are links into its blobs: the hash follows them.
         return sorted(p for p in folder.iterdir() if p.suffix in WEIGHT_SUFFIXES)
     return []
+
+
+def offload_cpu_share_mb(folder: str) -> float:
+    """Offload's CPU memory: room for the embedding and one block plus half of the rest.
+    accelerate keeps the largest block's room free on the last device before disk; with only
+    half the weights, a two-block model would go wholly to disk, which versions refuse or break
+    on (a different failure from the one this axis measures)."""
+    path = Path(folder)
+    found = sorted(path.iterdir()) if path.is_dir() else []
+    files = [f for f in found if f.suffix in (".safetensors", ".bin")]
+    total = float(sum(f.stat().st_size for f in files))
+    largest = max((_largest_tensor(f) for f in files if f.suffix == ".safetensors"), default=0)
+    blocks = _block_count(path)
+    if not largest or not blocks:  # unknown shape: half the weights
+        return max(total / MIB / 2, 1.0)
+    block = (total - largest) / blocks
+    return max((largest + block + (total - largest - block) / 2) / MIB, 1.0)
+
+
+def _largest_tensor(path: Path) -> int:
+    """The largest tensor in a safetensors file, from its JSON header (usually the embedding)."""
+    try:
+        with path.open("rb") as fh:
+            header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+        spans = [v["data_offsets"] for k, v in header.items() if k != "__metadata__"]
+        return int(max((end - start for start, end in spans), default=0))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return 0  # not a header this can read: the share falls back to half the weights
+
+
+def _block_count(folder: Path) -> int:
+    """Transformer blocks, summed over encoder and decoder, from config.json's common keys."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    keys = ("num_hidden_layers", "n_layer", "num_layers", "num_decoder_layers",
+            "encoder_layers", "decoder_layers")  # fmt: skip
+    return sum(int(config[k]) for k in keys if isinstance(config.get(k), int))

@@ -34,7 +34,7 @@ class Job(_JobRequired, total=False):
     quantization: str  # "int8": weight-only, through transformers' QuantoConfig
     offload: str  # "disk": device_map="auto" with max_memory and offload_folder
     offload_folder: str
-    max_memory_mb: float  # offload: the CPU's share; absent: half the weight files
+    max_memory_mb: float  # offload: the CPU's share (measure.models.offload_cpu_share_mb)
     allow_unsafe_pickle: bool  # .bin on a torch without weights_only: run anyway
 
 

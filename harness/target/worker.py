@@ -215,53 +215,11 @@ def load_kwargs(
         kwargs["quantization_config"] = config(weights="int8") if config else "int8"
     if job.get("offload", "none") == "disk":
         kwargs["device_map"] = "auto"
-        share = _cpu_share_mb(job)  # KiB under 64 MiB: a tiny model's share is not whole MiB
+        share = float(job["max_memory_mb"])  # KiB under 64 MiB: a tiny model's is not whole MiB
         cap = f"{share:.0f}MiB" if share >= 64 else f"{share * 1024:.0f}KiB"
         kwargs["max_memory"] = {"cpu": cap}
         kwargs["offload_folder"] = job.get("offload_folder") or "offload"
     return kwargs
-
-
-def _cpu_share_mb(job: Job) -> float:
-    """Offload's CPU memory: the job's, else room for the embedding and one block plus half of
-    the rest. accelerate keeps the largest block's room free on the last device before disk;
-    with only half the weights, a two-block model would go wholly to disk, which versions
-    refuse or break on (a different failure from the one this axis measures)."""
-    if job.get("max_memory_mb"):
-        return float(job["max_memory_mb"])
-    path = job["model_path"]
-    names = os.listdir(path) if os.path.isdir(path) else []
-    files = [os.path.join(path, n) for n in names if n.endswith((".safetensors", ".bin"))]
-    total = float(sum(os.path.getsize(f) for f in files))
-    largest = max((_largest_tensor(f) for f in files if f.endswith(".safetensors")), default=0)
-    blocks = _block_count(path)
-    if not largest or not blocks:  # unknown shape: half the weights
-        return max(total / MIB / 2, 1.0)
-    block = (total - largest) / blocks
-    return max((largest + block + (total - largest - block) / 2) / MIB, 1.0)
-
-
-def _largest_tensor(path: str) -> int:
-    """The largest tensor in a safetensors file, from its JSON header (usually the embedding)."""
-    try:
-        with open(path, "rb") as fh:
-            header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
-        spans = [v["data_offsets"] for k, v in header.items() if k != "__metadata__"]
-        return int(max((end - start for start, end in spans), default=0))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return 0  # not a header this can read: the share falls back to half the weights
-
-
-def _block_count(path: str) -> int:
-    """Transformer blocks, summed over encoder and decoder, from config.json's common keys."""
-    try:
-        with open(os.path.join(path, "config.json"), encoding="utf-8") as fh:
-            config = json.load(fh)
-    except (OSError, ValueError):
-        return 0
-    keys = ("num_hidden_layers", "n_layer", "num_layers", "num_decoder_layers",
-            "encoder_layers", "decoder_layers")  # fmt: skip
-    return sum(int(config[k]) for k in keys if isinstance(config.get(k), int))
 
 
 # A known refusal is the library's own: its exception type and message, not only the versions.
