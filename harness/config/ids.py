@@ -118,7 +118,8 @@ def cell_id(model: str, scenario: str) -> str:
     return f"{model}/{scenario}"
 
 
-def _version(text: object) -> Version | None:
+def parse_version(text: object) -> Version | None:
+    """A release's version, its local label (+cpu) aside; None for anything else."""
     if not isinstance(text, str):
         return None
     try:
@@ -127,17 +128,23 @@ def _version(text: object) -> Version | None:
         return None
 
 
+def version_key(text: object) -> tuple[int, Version, str]:
+    """Versions in version order (4.9 before 4.10), local labels aside; the rest last, by text."""
+    version = parse_version(str(text))
+    return (1, Version("0"), str(text)) if version is None else (0, version, str(text))
+
+
 def stack_order_key(
     stack: str, transformers: Sequence[object] = (), torch: Sequence[object] = ()
 ) -> tuple[int, Version, Version, str]:
     """Sort key for stacks: by transformers then torch version, as installed (the first
     readable of the given values), else as the default id says; unknown versions go last."""
-    tf = next((v for t in transformers if (v := _version(t))), None)
-    tv = next((v for t in torch if (v := _version(t))), None)
+    tf = next((v for t in transformers if (v := parse_version(t))), None)
+    tv = next((v for t in torch if (v := parse_version(t))), None)
     parsed = parse_stack_id(stack)
     if parsed is not None:
-        tf = tf or _version(parsed.transformers)
-        tv = tv or _version(parsed.torch)
+        tf = tf or parse_version(parsed.transformers)
+        tv = tv or parse_version(parsed.torch)
     if tf is None or tv is None:
         return (1, Version("0"), Version("0"), stack)
     return (0, tf, tv, stack)

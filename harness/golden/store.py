@@ -16,10 +16,9 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from packaging.specifiers import SpecifierSet
-from packaging.version import InvalidVersion, Version
 
 from harness import paths
-from harness.config import expectations
+from harness.config import expectations, ids
 from harness.metrics import GOLDEN_RANK
 
 if TYPE_CHECKING:
@@ -92,11 +91,9 @@ class Expectation:
         for name, spec in (("transformers", self.transformers), ("torch", self.torch)):
             if spec is None:
                 continue
-            try:  # an unknown version ("") is invalid: a keyed expectation must not match it
-                version = Version((versions.get(name) or "").split("+")[0])
-            except InvalidVersion:
-                return False
-            if not spec.contains(version, prereleases=True):
+            version = ids.parse_version(versions.get(name) or "")
+            # An unknown version is not one: a keyed expectation must not match it.
+            if version is None or not spec.contains(version, prereleases=True):
                 return False
         return True
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from harness.report.tables import version_key
+from harness.config import ids
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -270,7 +270,7 @@ CHECKS = (
 
 
 def evaluate(df: pd.DataFrame) -> tuple[Claim, ...]:
-    versions = sorted({str(v) for v in df["transformers_version"].dropna()}, key=version_key)
+    versions = sorted({str(v) for v in df["transformers_version"].dropna()}, key=ids.version_key)
     return tuple(
         replace(claim, findings=tuple(
             Finding(v, *claim.check(df.loc[df["transformers_version"] == v])) for v in versions

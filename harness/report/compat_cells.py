@@ -13,7 +13,7 @@ from packaging.version import InvalidVersion, Version
 from harness import metrics
 from harness.config import ids
 from harness.report import badge
-from harness.report.tables import golden_note, version_key
+from harness.report.tables import golden_note
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -164,8 +164,8 @@ def grids(cells: Sequence[StackCell]) -> list[Grid]:
         blocks: dict[tuple[str, str], list[StackCell]] = {}
         for c in mine:  # already in stack order
             blocks.setdefault((c.transformers, c.torch), []).append(c)
-        rows = sorted({c.transformers for c in mine}, key=version_key)
-        cols = sorted({c.torch for c in mine}, key=version_key)
+        rows = sorted({c.transformers for c in mine}, key=ids.version_key)
+        cols = sorted({c.torch for c in mine}, key=ids.version_key)
         out.append(Grid(model, tuple(rows), tuple(cols),
                         {k: tuple(v) for k, v in blocks.items()}))  # fmt: skip
     return out
@@ -196,7 +196,7 @@ class Works:
 
 
 def works(cells: Sequence[StackCell]) -> Works:
-    releases = sorted({c.transformers for c in cells} - {UNKNOWN}, key=version_key)
+    releases = sorted({c.transformers for c in cells} - {UNKNOWN}, key=ids.version_key)
     working = [r for r in releases if all(c.state == "ok" for c in cells if c.transformers == r)]
     return Works(tuple(releases), tuple(working))
 

@@ -14,7 +14,6 @@ from harness import metrics
 from harness.config import ids
 from harness.report import dashboard, store
 from harness.report.dashboard import e, script_json
-from harness.report.tables import version_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -244,9 +243,9 @@ def page_data(
     }
     names["metric"] = [m for m in SHOWN if m in names["metric"]]
     stacks = sorted({str(v) for v in runs["line"]}, key=ids.stack_order_key)
-    torches = sorted({str(v) for v in releases["line"]}, key=version_key)
+    torches = sorted({str(v) for v in releases["line"]}, key=ids.version_key)
     shown = {str(v) for v in releases["x"]} | {m[3] for m in marks}
-    versions = sorted(shown, key=version_key)
+    versions = sorted(shown, key=ids.version_key)
     runs = runs.assign(x=runs["x"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
     times = sorted({str(v) for v in runs["x"]})
     index = {c: {v: i for i, v in enumerate(names[c])} for c in names}

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from harness import metrics
 from harness import records as rec
+from harness.config import ids
 from harness.report import tables
 
 if TYPE_CHECKING:
@@ -235,7 +236,7 @@ def series(store: Path, model: str, scenario: str, metric: str, by: By = "run") 
         con.close()
     if by == "run":
         return df.sort_values(["x", "line"], ignore_index=True).drop(columns="run_id")
-    key = tables.version_key
+    key = ids.version_key
     ranks = [(key(x), key(line)) for x, line in zip(df["x"], df["line"], strict=True)]
     order = sorted(range(len(df)), key=ranks.__getitem__)
     return df.iloc[order].reset_index(drop=True)

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-from packaging.version import InvalidVersion, Version
 
 from harness import metrics
 from harness import records as rec
@@ -266,14 +265,6 @@ def number(value: object, digits: int, missing: str = "-") -> str:
     if not isinstance(value, (int, float)) or math.isnan(value):
         return missing
     return f"{value:.{digits}f}"
-
-
-def version_key(text: object) -> tuple[int, Version, str]:
-    """Versions in version order (4.9 before 4.10), local labels aside; the rest last, by text."""
-    try:
-        return (0, Version(str(text).split("+")[0]), str(text))
-    except InvalidVersion:
-        return (1, Version("0"), str(text))
 
 
 def short(text: str, limit: int) -> str:

@@ -115,3 +115,13 @@ def test_stack_order_key_sorts_by_versions() -> None:
     ordered = sorted(stacks, key=ids.stack_order_key)
     assert ordered == ["tf4.46.3-torch2.5.1-py3.11", "tf5.24.0-torch2.13.0-py3.12", "custom"]
     assert ids.stack_order_key("custom", ["4.46.3"], ["2.5.1"])[0] == 0
+
+
+def test_versions_sort_as_releases_local_labels_aside_and_the_rest_last() -> None:
+    texts = ["4.10.0", "nightly", "2.13.0+cpu", "4.9.1", "2.13.0", None]
+    assert sorted(texts, key=ids.version_key) == [
+        "2.13.0", "2.13.0+cpu", "4.9.1", "4.10.0", None, "nightly",
+    ]  # fmt: skip
+    assert ids.parse_version("2.13.0+cpu") == ids.parse_version("2.13.0")
+    assert ids.parse_version("") is None
+    assert ids.parse_version(None) is None
