@@ -41,6 +41,9 @@ if TYPE_CHECKING:
     from harness.target.contract import Environment, Job, Result
 
 FIT_FLOOR_MB = 64.0
+# A capped probe has this many times the uncapped run's time (at least FIT_PROBE_MIN_S): a
+# cap just above the need can thrash for the whole timeout instead of being killed.
+FIT_PROBE_FACTOR, FIT_PROBE_MIN_S = 5.0, 60.0
 Classified = tuple["Status", str, "Result"]
 
 
@@ -181,7 +184,11 @@ class _Stack:
         if found is not None:
             result["shards"], result["largest_shard_mb"] = found
         outcome = rec.Outcome(status, message, result, wall, started_at)
-        fit = self.fit(job_path, out_path, cell, result) if cfg.fit and status == "ok" else None
+        # As a fresh interpreter takes it: the fork-server's children skip the import.
+        took = wall + (self.server.import_s or 0.0) if self.server else wall
+        fit = None
+        if cfg.fit and status == "ok":
+            fit = self.fit(job_path, out_path, cell, result, took)
         return Attempted(cell, repeat, outcome, self.stack_env, fit)
 
     def in_server(self, server: ForkServer, job: Path, out: Path) -> Classified:
@@ -195,8 +202,10 @@ class _Stack:
             result["import_s"] = server.import_s
         return status, message, result
 
-    def fresh(self, job: Path, out: Path, cap: int | None) -> Classified:
-        timeout_s = self.cfg.timeout_s
+    def fresh(
+        self, job: Path, out: Path, cap: int | None, timeout_s: float | None = None
+    ) -> Classified:
+        timeout_s = timeout_s or self.cfg.timeout_s
         out.unlink(missing_ok=True)
         if cap is None:
             exit_ = run_fresh(self.python, env=self.env, log=self.log, job=job, out=out,
@@ -208,18 +217,25 @@ class _Stack:
             exit_ = run_fresh(self.python, env=self.env, log=self.log, job=job, out=out,
                               timeout_s=timeout_s, budget=limit)  # fmt: skip
             limit.stop()
-            reason = None if exit_.timed_out else budget.classify_kill(limit, exit_.signal)
+            reason = budget.classify_kill(limit, exit_.signal, timed_out=exit_.timed_out)
+            refaults = limit.refaults()
         status, message, result = classify(exit_, out, timeout_s, self.phase_file)
         result["budget_method"] = limit.method
         result["budget_mb"] = limit.budget_mb
+        cap_note = f"{cap / MIB:.0f} MiB, {limit.method}"
         if status == "killed" and reason:
-            where = phase_note(self.phase_file)
-            message = f"killed by the memory budget ({cap / MIB:.0f} MiB, {limit.method}){where}"
+            message = f"killed by the memory budget ({cap_note}){phase_note(self.phase_file)}"
+            result["reason"] = reason
+        elif status == "timeout" and reason:
+            message += f"; thrashing at the memory budget ({cap_note}: {refaults:,} refaults)"
             result["reason"] = reason
         return status, message, result
 
-    def fit(self, job: Path, out: Path, cell: Cell, uncapped: Result) -> dict[str, Any]:
-        """The fit record: the smallest cap that still loads and generates, within 5%."""
+    def fit(
+        self, job: Path, out: Path, cell: Cell, uncapped: Result, took: float
+    ) -> dict[str, Any]:
+        """The fit record: the smallest cap that still loads and generates, within 5%, in at
+        most FIT_PROBE_FACTOR times the uncapped run's time (a probe that thrashes fails)."""
         cfg, s = self.cfg, cell.scenario
         base: dict[str, Any] = {
             "schema_version": rec.SCHEMA_VERSION, "run_id": cfg.run_id, "stack_id": cell.stack.id,
@@ -232,10 +248,11 @@ class _Stack:
         # The uncapped peak bounds it from above; from below only a floor does: a cgroup can
         # reclaim clean file pages (an mmapped checkpoint), so a run may fit under its peak RSS.
         peak = max([*peaks, FIT_FLOOR_MB]) * MIB
+        probe_s = round(min(cfg.timeout_s, max(FIT_PROBE_MIN_S, FIT_PROBE_FACTOR * took)), 1)
         methods: list[str] = []
 
         def run_once(cap: int) -> bool:
-            status, message, result = self.fresh(job, out, cap)
+            status, message, result = self.fresh(job, out, cap, probe_s)
             methods.append(result["budget_method"])
             if status == "ok":
                 return True
@@ -246,9 +263,10 @@ class _Stack:
         try:
             found = fit_mod.fit(run_once, int(FIT_FLOOR_MB * MIB), int(peak * 1.5))
         except FitError as exc:
-            return {**base, "fit_status": "error", "message": str(exc)}
+            return {**base, "fit_status": "error", "fit_probe_s": probe_s, "message": str(exc)}
         method = methods[-1] if methods else None
-        return {**base, **found.to_record(), "budget_method": method, "message": ""}
+        found_record = {**found.to_record(), "fit_probe_s": probe_s}
+        return {**base, **found_record, "budget_method": method, "message": ""}
 
 
 def attempts(

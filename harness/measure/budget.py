@@ -190,6 +190,15 @@ class Budget:
         # Kernels before 4.13 have no oom_kill count: hitting the limit is the best sign.
         return kills if kills is not None else cgroups.number(self.group / "memory.failcnt") or 0
 
+    def refaults(self) -> int:
+        """Pages the group read back soon after the cap evicted them (the kernel's workingset
+        refaults, v1 and v2 alike; v1's failcnt stays 0 on recent kernels)."""
+        if self.group is None:
+            return 0
+        text = cgroups.read_text(self.group / "memory.stat")
+        keys = ("workingset_refault_file", "workingset_refault_anon", "workingset_refault")
+        return sum(cgroups.counter(text, key) or 0 for key in keys)
+
     def oom_killed(self) -> bool:
         """Whether the kernel or the watchdog killed for this budget since the last reset."""
         if self.method == "watchdog":
@@ -219,9 +228,17 @@ class Budget:
         self.close()
 
 
-def classify_kill(budget: Budget | None, exit_signal: int | None) -> str | None:
-    """'memory_budget' when a SIGKILL (a signal number, either sign) came from the budget."""
-    if budget is None or exit_signal is None or abs(exit_signal) != signal.SIGKILL:
+def classify_kill(
+    budget: Budget | None, exit_signal: int | None, *, timed_out: bool = False
+) -> str | None:
+    """'memory_budget' when a SIGKILL (a signal number, either sign) came from the budget, or
+    when a run that timed out was thrashing at it: a cap just above the need may never kill,
+    the kernel evicting file pages (weights, libraries) the run reads again until the timeout."""
+    if budget is None:
+        return None
+    if timed_out:
+        return "memory_budget" if budget.refaults() > 0 else None
+    if exit_signal is None or abs(exit_signal) != signal.SIGKILL:
         return None
     return "memory_budget" if budget.oom_killed() else None
 

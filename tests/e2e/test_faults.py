@@ -272,6 +272,8 @@ def test_fit_finds_the_smallest_cap_of_a_real_run(
     (found,) = [json.loads(line) for line in fit_lines]
     assert found["fit_status"] == "fit", found
     assert found["budget_method"] in ("cgroup-v2", "cgroup-v1", "systemd-run", "watchdog")
+    # Each trial's time: 5x the uncapped run (seconds here), at least 60 s, at most the timeout.
+    assert 60.0 <= found["fit_probe_s"] <= 120.0
     # Bisected to 5%: the smallest cap that worked sits just above one that did not.
     assert found["fit_below_mb"] < found["fit_mb"] <= found["fit_below_mb"] * 1.05 + 1
     probes = found["fit_trials"]

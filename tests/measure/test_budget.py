@@ -19,7 +19,7 @@ from harness.measure.budget import Budget, BudgetError, classify_kill, parse_siz
 from harness.metrics import MIB
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 # Allocates argv[1] MiB in 8 MiB steps, writing one byte per page so every page is
 # resident; with argv[2] it first writes its own pid to that file (how a fork-server
@@ -211,6 +211,53 @@ def test_sigkill_from_elsewhere_is_not_the_budget() -> None:
         assert proc.wait(timeout=10) == -signal.SIGKILL
         b.stop()
         assert classify_kill(b, signal.SIGKILL) is None
+
+
+# Maps a file twice the cap and reads every page, over and over: the cap keeps evicting pages
+# the run reads again, so it never ends and is never killed (a cap just above a worker's need).
+THRASH = r"""
+import mmap, sys
+with open(sys.argv[1], "rb") as fh:
+    m = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    while True:
+        for offset in range(0, len(m), 4096):
+            m[offset]
+"""
+
+
+def _until_killed(b: Budget, cmd: list[str], done: Callable[[], bool]) -> None:
+    """Run `cmd` under `b` until `done()` (or 30 s), then kill it as a run's timeout does."""
+    proc = subprocess.Popen(b.wrap(cmd))
+    b.started(proc.pid)
+    deadline = time.monotonic() + 30
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, "it should still be running"
+    proc.kill()
+    assert proc.wait(timeout=10) == -signal.SIGKILL
+    b.stop()
+
+
+@needs_cgroup
+def test_a_run_thrashing_at_the_cap_until_its_timeout_is_the_budgets_doing(tmp_path: Path) -> None:
+    # The fit's probe at 274 MiB for tiny-gpt2 timed out this way instead of being killed.
+    weights = tmp_path / "model.safetensors"
+    with weights.open("wb") as fh:
+        for _ in range(16):
+            fh.write(os.urandom(8 * MIB))
+    budget.evict_page_cache(tmp_path)
+    with Budget.create(64 * MIB, "thrash") as b:
+        _until_killed(b, [sys.executable, "-c", THRASH, str(weights)], lambda: b.refaults() > 0)
+        assert not b.oom_killed()
+        assert b.refaults() > 0
+        assert classify_kill(b, signal.SIGKILL, timed_out=True) == "memory_budget"
+    # A hang that never reaches its cap is not the budget's doing.
+    with Budget.create(512 * MIB, "hang") as b:
+        started = time.monotonic()
+        sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+        _until_killed(b, sleeper, lambda: time.monotonic() - started > 1)
+        assert b.refaults() == 0
+        assert classify_kill(b, signal.SIGKILL, timed_out=True) is None
 
 
 # --- the cgroup paths, and cleanup ----------------------------------------------------------
