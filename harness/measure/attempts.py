@@ -123,7 +123,7 @@ def job_for(cell: Cell, where: ModelPaths, cfg: RunConfig, phase_file: Path) -> 
         if cfg.memory_budget:
             job["max_memory_mb"] = cfg.memory_budget * 0.4 / MIB
         else:
-            job["max_memory_mb"] = offload_cpu_share_mb(where.model)
+            job["max_memory_mb"] = offload_cpu_share_mb(where.model, s.checkpoint_format)
     return job
 
 

@@ -29,12 +29,16 @@ class ModelPaths:
 
     def shards(self, fmt: str) -> tuple[int, float] | None:
         """How many weight files of this format the folder holds, and the largest in MiB."""
-        suffix = ".safetensors" if fmt == "safetensors" else ".bin"
-        folder = Path(self.model)
-        files = sorted(folder.glob(f"*{suffix}")) if folder.is_dir() else []
+        files = format_files(Path(self.model), fmt)
         if not files:
             return None
         return len(files), round(max(p.stat().st_size for p in files) / MIB, 3)
+
+
+def format_files(folder: Path, fmt: str) -> list[Path]:
+    """The weight files a load of this checkpoint format reads (a folder may hold both)."""
+    suffix = ".safetensors" if fmt == "safetensors" else ".bin"
+    return sorted(folder.glob(f"*{suffix}")) if folder.is_dir() else []
 
 
 def fixture_dir(name: str) -> Path:
@@ -90,14 +94,13 @@ def weight_files(model: Model, cache: Path) -> list[Path]:
     return []
 
 
-def offload_cpu_share_mb(folder: str) -> float:
+def offload_cpu_share_mb(folder: str, fmt: str) -> float:
     """Offload's CPU memory: room for the embedding and one block plus half of the rest.
     accelerate keeps the largest block's room free on the last device before disk; with only
     half the weights, a two-block model would go wholly to disk, which versions refuse or break
     on (a different failure from the one this axis measures)."""
     path = Path(folder)
-    found = sorted(path.iterdir()) if path.is_dir() else []
-    files = [f for f in found if f.suffix in (".safetensors", ".bin")]
+    files = format_files(path, fmt)
     total = float(sum(f.stat().st_size for f in files))
     largest = max((_largest_tensor(f) for f in files if f.suffix == ".safetensors"), default=0)
     blocks = _block_count(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -108,7 +109,8 @@ def test_a_preset_tokenizer_decodes_every_id_and_encodes_as_before(
 def test_offload_share_is_half_the_weights_when_the_shape_is_unknown(tmp_path: Path) -> None:
     (tmp_path / "model.safetensors").write_bytes(b"\0" * (8 * 1024 * 1024))
     (tmp_path / "config.json").write_text("{}")
-    assert offload_cpu_share_mb(str(tmp_path)) == 4.0  # no header, no layer count: half
+    # No header, no layer count: half.
+    assert offload_cpu_share_mb(str(tmp_path), "safetensors") == 4.0
 
 
 def test_offload_share_leaves_room_for_the_embedding_and_one_block() -> None:
@@ -116,8 +118,19 @@ def test_offload_share_leaves_room_for_the_embedding_and_one_block() -> None:
     embedding, so it went wholly to disk, which 4.46.3, 4.57.6 and 5.5.4 each fail on."""
     tiny = Path(presets.__file__).parent / "tiny_gpt2" / "st"
     weights = (tiny / "model.safetensors").stat().st_size
-    share = offload_cpu_share_mb(str(tiny)) * 1024 * 1024
+    share = offload_cpu_share_mb(str(tiny), "safetensors") * 1024 * 1024
     embedding = 594 * 128 * 4  # wte, the largest tensor
     block = 4 * 128 * 128 * 4 + 2 * 128 * 512 * 4  # attention and MLP weights of one block
     assert embedding + block < share < weights
     assert share > weights / 2
+
+
+def test_offload_share_counts_only_the_format_loaded(tmp_path: Path) -> None:
+    # A hub snapshot often holds both formats of the same weights; counting both doubled it.
+    tiny = Path(presets.__file__).parent / "tiny_gpt2"
+    for name in ("st/model.safetensors", "bin/pytorch_model.bin", "st/config.json"):
+        shutil.copy(tiny / name, tmp_path)
+    both = offload_cpu_share_mb(str(tmp_path), "safetensors")
+    assert both == offload_cpu_share_mb(str(tiny / "st"), "safetensors")
+    bin_only = offload_cpu_share_mb(str(tmp_path), "bin")  # no header to read: half of the .bin
+    assert bin_only == max((tmp_path / "pytorch_model.bin").stat().st_size / 2**20 / 2, 1.0)
