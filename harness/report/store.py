@@ -5,7 +5,9 @@ replaces its rows; shards add up). Per run and machine, not per stack: 110 colum
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import fcntl
 import json
 import os
 import re
@@ -23,7 +25,7 @@ from harness.config import ids
 from harness.report import tables
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
     from pathlib import Path
 
 RUNS = "runs"
@@ -103,8 +105,23 @@ def file_for(store: Path, run: object, machine: object) -> Path:
     return store / RUNS / f"run_id={file_name(run)}" / f"{file_name(machine)}.parquet"
 
 
+@contextlib.contextmanager
+def locked(store: Path) -> Iterator[None]:
+    """One writer at a time: an upsert reads a file, adds rows and swaps it in, so two at once
+    (shards of one run side by side) keep only the last one's rows."""
+    store.mkdir(parents=True, exist_ok=True)
+    with (store / ".lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # released when the file closes, or its process dies
+        yield
+
+
 def write(df: pd.DataFrame, store: Path) -> int:
     """Upsert rows into their files: one per (run, machine); the newer row wins."""
+    with locked(store):
+        return _upsert(df, store)
+
+
+def _upsert(df: pd.DataFrame, store: Path) -> int:
     for (run, machine), rows in df.groupby(
         ["run_id", "machine_fingerprint"], sort=False, dropna=False
     ):

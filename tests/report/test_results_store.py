@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -79,6 +82,38 @@ def test_shard_artifacts_of_one_run_add_up(tmp_path: Path) -> None:
     assert sum(n for _, n in store.merge([artifacts], root)) == 120
     store.merge([artifacts], root)  # again: replaced, not doubled
     assert _count(root) == 120
+
+
+# Imported and ready, each waits for "go", so every upsert runs at the same moment.
+INGEST_ON_GO = r"""
+import sys, time
+from pathlib import Path
+from harness.report import store
+run, root, go = map(Path, sys.argv[1:])
+(run / "ready").touch()
+while not go.exists():
+    time.sleep(0.002)
+store.ingest(run, root)
+"""
+
+
+def test_shards_ingested_at_once_lose_no_record(tmp_path: Path) -> None:
+    """Shards of one run on one machine (`--shard i/n` side by side) each upsert the same file:
+    each reads it, adds its rows and swaps it in, so without a lock the last one wins."""
+    runs = [
+        write_run(tmp_path / f"shard-{i}", [make_record(repeat=i, run_id="one")]) for i in range(6)
+    ]
+    root, go = tmp_path / "store", tmp_path / "go"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", INGEST_ON_GO, str(run), str(root), str(go)])
+        for run in runs
+    ]
+    deadline = time.monotonic() + 120
+    while not all((run / "ready").exists() for run in runs) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    go.touch()
+    assert [p.wait(timeout=120) for p in procs] == [0] * len(runs)
+    assert _count(root) == len(runs)
 
 
 def _ok_values(model: str, scenario: str, metric: str) -> pd.DataFrame:
