@@ -184,11 +184,9 @@ class _Stack:
         if found is not None:
             result["shards"], result["largest_shard_mb"] = found
         outcome = rec.Outcome(status, message, result, wall, started_at)
-        # As a fresh interpreter takes it: the fork-server's children skip the import.
-        took = wall + (self.server.import_s or 0.0) if self.server else wall
         fit = None
-        if cfg.fit and status == "ok":
-            fit = self.fit(job_path, out_path, cell, result, took)
+        if cfg.fit and status == "ok":  # --fit implies fresh runs: `wall` includes the import
+            fit = self.fit(job_path, out_path, cell, result, wall)
         return Attempted(cell, repeat, outcome, self.stack_env, fit)
 
     def in_server(self, server: ForkServer, job: Path, out: Path) -> Classified:
