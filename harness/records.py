@@ -142,7 +142,7 @@ class Record(MemoryFields, TimeFields):
     mode: str  # forkserver or fresh
     status: Status
     message: str
-    reason: str | None  # for unsupported: the known reason
+    reason: str | None  # unsupported: the known reason; under a cap: memory_budget
     traceback: NotRequired[str | None]  # only when status is not ok
     # The time fields come from TimeFields, the memory fields from MemoryFields.
     memory_method: str | None  # clear_refs or ru_maxrss
