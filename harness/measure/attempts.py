@@ -216,7 +216,7 @@ class _Stack:
                               timeout_s=timeout_s, budget=limit)  # fmt: skip
             limit.stop()
             reason = budget.classify_kill(limit, exit_.signal, timed_out=exit_.timed_out)
-            refaults = limit.refaults()
+            refaults = limit.refaults() if exit_.timed_out else 0  # the group goes with the block
         status, message, result = classify(exit_, out, timeout_s, self.phase_file)
         result["budget_method"] = limit.method
         result["budget_mb"] = limit.budget_mb
@@ -247,6 +247,7 @@ class _Stack:
         # reclaim clean file pages (an mmapped checkpoint), so a run may fit under its peak RSS.
         peak = max([*peaks, FIT_FLOOR_MB]) * MIB
         probe_s = round(min(cfg.timeout_s, max(FIT_PROBE_MIN_S, FIT_PROBE_FACTOR * took)), 1)
+        base["fit_probe_s"] = probe_s
         methods: list[str] = []
 
         def run_once(cap: int) -> bool:
@@ -261,10 +262,9 @@ class _Stack:
         try:
             found = fit_mod.fit(run_once, int(FIT_FLOOR_MB * MIB), int(peak * 1.5))
         except FitError as exc:
-            return {**base, "fit_status": "error", "fit_probe_s": probe_s, "message": str(exc)}
+            return {**base, "fit_status": "error", "message": str(exc)}
         method = methods[-1] if methods else None
-        found_record = {**found.to_record(), "fit_probe_s": probe_s}
-        return {**base, **found_record, "budget_method": method, "message": ""}
+        return {**base, **found.to_record(), "budget_method": method, "message": ""}
 
 
 def attempts(
